@@ -1,0 +1,1 @@
+"""Data: zarr arrays in world units, datasplits, samplers, augmentations."""

@@ -1,0 +1,237 @@
+"""Lazy zarr arrays addressed in world coordinates.
+
+A :class:`ZarrArray` knows its voxel size and offset (nm) and reads any
+voxel-aligned world ROI by slicing the zarr array, which touches only the chunks
+that ROI overlaps: nothing is ever loaded whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from dacapo_hydra.data.ome import SPATIAL_AXES, parse_multiscale
+from dacapo_hydra.data.roi import Roi, as_tuple
+
+log = logging.getLogger(__name__)
+
+PAD_MODES = ("reflect", "constant", "edge")
+
+
+class ZarrArray:
+    """A zarr array with a voxel size and offset in nm, read by world ROI.
+
+    Args:
+        array: the opened zarr array.
+        voxel_size: size of a voxel per spatial axis, in nm.
+        offset: world position of the first voxel's corner, in nm.
+        where: human-readable location (`container:dataset`) for messages.
+
+    """
+
+    def __init__(
+        self,
+        array: zarr.Array,
+        voxel_size: Sequence[float],
+        offset: Sequence[float],
+        where: str,
+    ) -> None:
+        self.array = array
+        self.where = where
+        self.voxel_size = as_tuple(voxel_size, f"{where} voxel_size")
+        self.offset = as_tuple(offset, f"{where} offset")
+        if len(self.voxel_size) != len(self.offset):
+            raise ValueError(
+                f"{where}: voxel_size {self.voxel_size} and offset {self.offset} differ in length"
+            )
+        if any(v <= 0 for v in self.voxel_size):
+            raise ValueError(f"{where}: voxel_size must be positive, got {self.voxel_size}")
+        extra = array.ndim - self.dims
+        if extra not in (0, 1):
+            raise ValueError(
+                f"{where}: array has {array.ndim} axes but voxel_size has {self.dims}; "
+                "expected the spatial axes plus at most one leading channel axis"
+            )
+
+    @classmethod
+    def open(
+        cls,
+        container: str | Path,
+        dataset: str,
+        voxel_size: Sequence[float] | None = None,
+        offset: Sequence[float] | None = None,
+        scale_voxel_size: Sequence[float] | None = None,
+    ) -> ZarrArray:
+        """Open `dataset` inside the zarr `container`.
+
+        The voxel size and offset come from OME-NGFF multiscale metadata (0.4 or 0.5),
+        from `voxel_size`/`resolution` and `offset` attributes, or from the arguments
+        (which take precedence). Where `dataset` is a multiscale group, the level
+        whose voxel size equals `scale_voxel_size` is picked (the first by default).
+        """
+        where = f"{container}:{dataset}"
+        path = Path(container)
+        if not path.exists():
+            raise FileNotFoundError(f"zarr container {str(container)!r} does not exist")
+        try:
+            root = zarr.open_group(str(path), mode="r")
+        except Exception as err:  # zarr raises several types for a non-zarr folder
+            raise ValueError(f"{str(container)!r} is not a readable zarr group: {err}") from err
+        try:
+            node = root[dataset]
+        except KeyError:
+            available = sorted(_list_arrays(root))
+            raise KeyError(
+                f"dataset {dataset!r} not found in zarr container {str(container)!r}; "
+                f"it holds: {', '.join(available) or 'nothing'}"
+            ) from None
+        meta_vs: tuple[float, ...] | None = None
+        meta_off: tuple[float, ...] | None = None
+        if isinstance(node, zarr.Group):
+            ms = parse_multiscale(node.attrs.asdict(), where)
+            if ms is None:
+                raise ValueError(f"{where} is a group without OME-NGFF multiscales metadata")
+            level = ms.levels[0]
+            if scale_voxel_size is not None:
+                want = as_tuple(scale_voxel_size, "scale_voxel_size")
+                matches = [lv for lv in ms.levels if np.allclose(lv.voxel_size, want)]
+                if not matches:
+                    have = [lv.voxel_size for lv in ms.levels]
+                    raise ValueError(
+                        f"{where}: no scale level has voxel size {want}; levels have {have}"
+                    )
+                level = matches[0]
+            node = node[level.path]
+            where = f"{where}/{level.path}"
+            meta_vs, meta_off = level.voxel_size, level.offset
+        else:
+            meta_vs, meta_off = _metadata_for_array(root, dataset, node, where)
+        vs = voxel_size if voxel_size is not None else meta_vs
+        if vs is None:
+            raise ValueError(
+                f"{where} has no voxel size metadata (OME-NGFF or voxel_size attribute); "
+                "give voxel_size (nm per axis) in the datasplit YAML"
+            )
+        dims = len(vs)
+        off = offset if offset is not None else (meta_off or (0.0,) * dims)
+        return cls(node, vs, off, where)
+
+    @property
+    def dims(self) -> int:
+        """Number of spatial dimensions."""
+        return len(self.voxel_size)
+
+    @property
+    def num_channels(self) -> int | None:
+        """Channels of a leading channel axis, or None if the array has none."""
+        return self.array.shape[0] if self.array.ndim > self.dims else None
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Shape of the spatial axes, in voxels."""
+        return tuple(self.array.shape[-self.dims :])
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """Names of the spatial axes."""
+        return (
+            SPATIAL_AXES[self.dims]
+            if self.dims in SPATIAL_AXES
+            else tuple(f"d{i}" for i in range(self.dims))
+        )
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The stored data type."""
+        return self.array.dtype
+
+    @property
+    def roi(self) -> Roi:
+        """The world box the array covers."""
+        return Roi(
+            self.offset,
+            tuple(s * v for s, v in zip(self.spatial_shape, self.voxel_size, strict=True)),
+        )
+
+    def to_voxels(self, roi: Roi) -> tuple[slice, ...]:
+        """Voxel slices for a world ROI that lies on this array's voxel grid."""
+        begin = np.subtract(roi.begin, self.offset) / self.voxel_size
+        shape = np.asarray(roi.shape) / self.voxel_size
+        if not (np.allclose(begin, np.round(begin)) and np.allclose(shape, np.round(shape))):
+            raise ValueError(
+                f"{self.where}: ROI {roi} is not aligned with the voxel grid "
+                f"(voxel_size {self.voxel_size}, offset {self.offset})"
+            )
+        b = np.round(begin).astype(int)
+        s = np.round(shape).astype(int)
+        return tuple(slice(int(i), int(i + n)) for i, n in zip(b, s, strict=True))
+
+    def read(self, roi: Roi) -> np.ndarray:
+        """Read a world ROI that lies inside the array (channel axis kept if present)."""
+        if not self.roi.contains(roi):
+            raise ValueError(f"{self.where}: ROI {roi} is outside the array's ROI {self.roi}")
+        index = (slice(None),) * (self.array.ndim - self.dims) + self.to_voxels(roi)
+        return np.asarray(self.array[index])
+
+    def read_padded(self, roi: Roi, mode: str = "reflect", value: float = 0) -> np.ndarray:
+        """Read a world ROI, padding where it leaves the array.
+
+        Args:
+            roi: the world box, on this array's voxel grid.
+            mode: `reflect`, `edge` or `constant` (with `value`), as numpy.pad.
+            value: fill value for `constant`.
+
+        """
+        if mode not in PAD_MODES:
+            raise ValueError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
+        inner = self.roi.intersect(roi)
+        if inner.empty():
+            raise ValueError(f"{self.where}: ROI {roi} does not overlap the array's ROI {self.roi}")
+        data = self.read(inner)
+        before = np.round(np.subtract(inner.begin, roi.begin) / self.voxel_size).astype(int)
+        after = np.round(np.subtract(roi.end, inner.end) / self.voxel_size).astype(int)
+        if not (before.any() or after.any()):
+            return data
+        widths = [(0, 0)] * (data.ndim - self.dims) + list(
+            zip(before.tolist(), after.tolist(), strict=True)
+        )
+        if mode == "constant":
+            return np.pad(data, widths, mode="constant", constant_values=value)
+        return np.pad(data, widths, mode=mode)
+
+
+def _list_arrays(group: zarr.Group, prefix: str = "") -> list[str]:
+    out = []
+    for name, node in group.members():
+        path = f"{prefix}{name}"
+        if isinstance(node, zarr.Group):
+            if parse_multiscale(node.attrs.asdict(), path) is not None:
+                out.append(path)
+            else:
+                out.extend(_list_arrays(node, f"{path}/"))
+        else:
+            out.append(path)
+    return out
+
+
+def _metadata_for_array(
+    root: zarr.Group, dataset: str, node: zarr.Array, where: str
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    parent_path, _, name = dataset.rstrip("/").rpartition("/")
+    parent = root[parent_path] if parent_path else root
+    ms = parse_multiscale(parent.attrs.asdict(), where)
+    if ms is not None:
+        for level in ms.levels:
+            if level.path == name:
+                return level.voxel_size, level.offset
+    attrs = node.attrs.asdict()
+    vs = attrs.get("voxel_size", attrs.get("resolution"))
+    off = attrs.get("offset")
+    return (
+        as_tuple(vs, f"{where} voxel_size") if vs is not None else None,
+        as_tuple(off, f"{where} offset") if off is not None else None,
+    )

@@ -1,0 +1,135 @@
+"""LightningDataModule: random augmented crops for training, fixed crops for validation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from monai.data import set_track_meta
+from monai.transforms import Compose
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from dacapo_hydra.data.datasplit import DataSplit
+from dacapo_hydra.data.sampler import CropSampler
+from dacapo_hydra.tasks.base import Task
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def make_sample(crop: dict[str, np.ndarray], task: Task) -> dict[str, torch.Tensor]:
+    """Targets and weights from a (possibly augmented) crop, as tensors."""
+    gt = _to_numpy(crop["gt"])[0]
+    mask = _to_numpy(crop["mask"])[0]
+    target, weight = task.targets(gt, mask)
+    return {
+        "raw": torch.as_tensor(np.ascontiguousarray(_to_numpy(crop["raw"])), dtype=torch.float32),
+        "target": torch.from_numpy(np.ascontiguousarray(target)),
+        "weight": torch.from_numpy(np.ascontiguousarray(weight)),
+        "gt": torch.from_numpy(np.ascontiguousarray(gt.astype(np.int64))),
+    }
+
+
+class TrainCrops(IterableDataset):
+    """An endless stream of augmented crops with targets.
+
+    Each DataLoader worker draws from its own random stream, derived from `seed`
+    and the worker's id, so a fixed seed gives a reproducible batch sequence.
+    """
+
+    def __init__(self, sampler: CropSampler, task: Task, augment: Compose, seed: int) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.task = task
+        self.augment = augment
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        set_track_meta(False)
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, worker])
+        self.augment.set_random_state(seed=int(rng.integers(2**31)))
+        while True:
+            crop = self.augment(self.sampler.sample(rng))
+            yield make_sample(crop, self.task)
+
+
+class ValidationCrops(Dataset):
+    """A fixed set of crops per validation dataset, drawn once from `seed`, not augmented."""
+
+    def __init__(self, sampler: CropSampler, task: Task, per_dataset: int, seed: int) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.task = task
+        rng = np.random.default_rng(seed)
+        self.items = [
+            (d, sampler.random_roi(d, rng)) for d in sampler.datasets for _ in range(per_dataset)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        dataset, roi = self.items[index]
+        return make_sample(self.sampler.read(dataset, roi), self.task)
+
+
+class VolumeDataModule(pl.LightningDataModule):
+    """Training and validation loaders over a datasplit.
+
+    Args:
+        split: the opened datasplit.
+        train_sampler: crop sampler over the training datasets.
+        val_sampler: crop sampler over the validation datasets, or None.
+        task: makes targets and weights.
+        augment: MONAI pipeline for training crops.
+        batch_size: crops per batch.
+        num_workers: DataLoader worker processes.
+        validation_samples: fixed crops per validation dataset.
+        seed: base seed of every random stream.
+
+    """
+
+    def __init__(
+        self,
+        split: DataSplit,
+        train_sampler: CropSampler,
+        val_sampler: CropSampler | None,
+        task: Task,
+        augment: Compose,
+        batch_size: int,
+        num_workers: int,
+        validation_samples: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.split = split
+        self.train_data = TrainCrops(train_sampler, task, augment, seed)
+        self.val_data = (
+            ValidationCrops(val_sampler, task, validation_samples, seed + 1)
+            if val_sampler is not None and validation_samples > 0
+            else None
+        )
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        """Endless augmented training crops."""
+        return DataLoader(
+            self.train_data,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The fixed validation crops (none if the datasplit has no validation data)."""
+        if self.val_data is None:
+            return []
+        return DataLoader(self.val_data, batch_size=self.batch_size, num_workers=0)

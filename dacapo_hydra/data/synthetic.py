@@ -1,0 +1,237 @@
+"""Synthetic EM-like volumes written to zarr v3 with OME-NGFF 0.5 metadata.
+
+Each container holds `train/` and `validate/` groups, each with multiscale
+`raw` (uint8), `labels` (uint64 cell instances), `organelles` (uint64 blob
+instances) and `mask` (uint8, 1 where annotated). Cells are warped Voronoi
+regions separated by bright membranes; organelle-like blobs sit inside cells;
+the image is blurred and noisy. A slab at the far end of the last axis is left
+unannotated (labels 0, mask 0), as in real partially annotated data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.segmentation import find_boundaries
+
+from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
+
+log = logging.getLogger(__name__)
+
+PARAMS_KEY = "dacapo_synthetic"
+
+
+def generate_volume(
+    shape: Sequence[int], seed: int, cell_diameter: float = 22.0
+) -> dict[str, np.ndarray]:
+    """Generate one EM-like volume (2D or 3D) in memory.
+
+    Args:
+        shape: voxels per axis.
+        seed: random seed; the same seed gives the same volume.
+        cell_diameter: typical cell diameter in voxels.
+
+    Returns:
+        `raw` (uint8), `labels` and `organelles` (uint64), `mask` (uint8).
+
+    """
+    shape = tuple(int(s) for s in shape)
+    rng = np.random.default_rng(seed)
+    n_cells = max(2, int(np.prod(shape) / cell_diameter ** len(shape) * 1.5))
+    seeds = rng.uniform(0, 1, (n_cells, len(shape))) * np.asarray(shape)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
+    # Smooth random displacements make the Voronoi cells wavy rather than convex.
+    warp = np.stack(
+        [ndimage.gaussian_filter(rng.normal(size=shape), sigma=cell_diameter / 3) for _ in shape]
+    )
+    warp *= cell_diameter / 2 / (np.abs(warp).max() + 1e-9)
+    points = (grid + warp.astype(np.float32)).reshape(len(shape), -1).T
+    _, nearest = cKDTree(seeds).query(points, workers=-1)
+    labels = (nearest.reshape(shape) + 1).astype(np.uint64)
+    membrane = find_boundaries(labels, mode="thick")
+    labels[membrane] = 0
+
+    organelles = np.zeros(shape, np.uint64)
+    n_blobs = max(1, n_cells // 2)
+    centres = rng.uniform(0, 1, (n_blobs, len(shape))) * np.asarray(shape)
+    radii = rng.uniform(cell_diameter / 10, cell_diameter / 5, (n_blobs, len(shape)))
+    for i, (c, r) in enumerate(zip(centres, radii, strict=True), start=1):
+        lo = np.maximum(np.floor(c - r).astype(int), 0)
+        hi = np.minimum(np.ceil(c + r).astype(int) + 1, shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        local = grid[(slice(None), *box)]
+        inside = sum(((local[d] - c[d]) / r[d]) ** 2 for d in range(len(shape))) <= 1
+        inside &= labels[box] > 0
+        organelles[box][inside] = i
+
+    cell_tone = rng.uniform(0.45, 0.65, n_cells + 1)
+    raw = cell_tone[labels.astype(np.int64)]
+    raw += 0.06 * ndimage.gaussian_filter(rng.normal(size=shape), sigma=1.5)
+    raw[organelles > 0] -= 0.25
+    raw[membrane] = 0.9
+    raw = ndimage.gaussian_filter(raw, sigma=1.0)
+    raw += rng.normal(scale=0.04, size=shape)
+    raw = np.clip(raw * 255, 0, 255).astype(np.uint8)
+
+    mask = np.ones(shape, np.uint8)
+    unannotated = max(1, shape[-1] // 8)
+    mask[..., -unannotated:] = 0
+    labels[mask == 0] = 0
+    organelles[mask == 0] = 0
+    return {"raw": raw, "labels": labels, "organelles": organelles, "mask": mask}
+
+
+def write_synthetic(
+    path: str | Path,
+    dims: int = 3,
+    shape: Sequence[int] | None = None,
+    voxel_size: Sequence[float] | None = None,
+    offset: Sequence[float] | None = None,
+    seed: int = 0,
+    chunk: int = 32,
+) -> Path:
+    """Write a train and a validate volume to a new zarr v3 container at `path`.
+
+    The container is built under a temporary name and renamed into place, so a
+    reader never sees a half-written container and concurrent writers do not clash.
+    """
+    params = _params(dims, shape, voxel_size, offset, seed, chunk)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        root.attrs[PARAMS_KEY] = params
+        for split, split_seed in (("train", params["seed"]), ("validate", params["seed"] + 1000)):
+            volume = generate_volume(params["shape"], split_seed)
+            group = root.create_group(split)
+            for name, data in volume.items():
+                _write_multiscale(group, name, data, params)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.exists():
+                raise
+            log.info("%s was written concurrently by another process; keeping that one", path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
+
+
+def ensure_synthetic(path: str | Path, **kwargs: Any) -> Path:
+    """Create the synthetic container at `path` unless one with the same parameters exists."""
+    path = Path(path)
+    wanted = _params(**kwargs)
+    if path.exists():
+        try:
+            have = zarr.open_group(str(path), mode="r").attrs.get(PARAMS_KEY)
+        except Exception:  # an unreadable leftover is replaced below
+            have = None
+        if have == wanted:
+            return path
+        log.warning("regenerating %s: it was made with %s, %s is asked for", path, have, wanted)
+        shutil.rmtree(path)
+    log.info("generating synthetic data at %s", path)
+    return write_synthetic(path, **wanted)
+
+
+def _params(
+    dims: int = 3,
+    shape: Sequence[int] | None = None,
+    voxel_size: Sequence[float] | None = None,
+    offset: Sequence[float] | None = None,
+    seed: int = 0,
+    chunk: int = 32,
+) -> dict[str, Any]:
+    if dims not in (2, 3):
+        raise ValueError(f"synthetic data: dims must be 2 or 3, got {dims}")
+    shape = list(shape) if shape is not None else [96] * dims if dims == 3 else [256, 256]
+    voxel_size = list(voxel_size) if voxel_size is not None else [8.0] * dims
+    offset = list(offset) if offset is not None else [0.0] * dims
+    for key, value in (("shape", shape), ("voxel_size", voxel_size), ("offset", offset)):
+        if len(value) != dims:
+            raise ValueError(
+                f"synthetic data: {key} {value} must have {dims} entries (dims={dims})"
+            )
+    return {
+        "dims": int(dims),
+        "shape": [int(s) for s in shape],
+        "voxel_size": [float(v) for v in voxel_size],
+        "offset": [float(o) for o in offset],
+        "seed": int(seed),
+        "chunk": int(chunk),
+    }
+
+
+def _write_multiscale(
+    group: zarr.Group, name: str, data: np.ndarray, params: dict[str, Any]
+) -> None:
+    """Write `data` as s0 and a 2x-downsampled s1 (mean for raw, stride for labels)."""
+    sub = group.create_group(name)
+    vs = np.asarray(params["voxel_size"])
+    off = np.asarray(params["offset"])
+    levels = []
+    for level in range(2):
+        factor = 2**level
+        if level == 0:
+            scaled = data
+        elif name == "raw":
+            trimmed = data[tuple(slice(0, s - s % 2) for s in data.shape)]
+            scaled = (
+                trimmed.reshape([d for s in trimmed.shape for d in (s // 2, 2)])
+                .mean(axis=tuple(range(1, 2 * data.ndim, 2)))
+                .astype(data.dtype)
+            )
+        else:
+            scaled = data[(slice(None, None, 2),) * data.ndim]
+        arr = sub.create_array(
+            f"s{level}",
+            shape=scaled.shape,
+            chunks=(params["chunk"],) * data.ndim,
+            dtype=scaled.dtype,
+            fill_value=0,
+        )
+        arr[...] = scaled
+        # The centre of the first coarse voxel sits between the fine ones.
+        levels.append(ScaleLevel(f"s{level}", tuple(vs * factor), tuple(off)))
+    sub.attrs.update(multiscale_attrs(name, levels))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: write a synthetic container (`dacapo-synthetic OUT.zarr --dims 3`)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="output zarr container")
+    parser.add_argument("--dims", type=int, default=3, choices=(2, 3))
+    parser.add_argument("--shape", type=int, nargs="+")
+    parser.add_argument("--voxel-size", type=float, nargs="+")
+    parser.add_argument("--offset", type=float, nargs="+")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk", type=int, default=32)
+    args = parser.parse_args(argv)
+    out = ensure_synthetic(
+        args.path,
+        dims=args.dims,
+        shape=args.shape,
+        voxel_size=args.voxel_size,
+        offset=args.offset,
+        seed=args.seed,
+        chunk=args.chunk,
+    )
+    print(json.dumps({"path": str(out), **zarr.open_group(str(out)).attrs[PARAMS_KEY]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tasks: targets and weights from ground truth, loss, activation."""
