@@ -23,10 +23,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from dacapo_hydra import tracking
 from dacapo_hydra.architectures.base import Architecture
-from dacapo_hydra.data.augment import build_augment
 from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.module import RunModule
 from dacapo_hydra.tasks.base import Task
@@ -43,7 +41,6 @@ class Built:
     task: Task
     module: RunModule
     datamodule: VolumeDataModule
-    shapes: CropShapes
 
 
 @dataclass
@@ -87,34 +84,16 @@ def _build(cfg: DictConfig) -> Built:
         cfg.architecture, dims=split.dims, in_channels=split.in_channels
     )
     task: Task = hydra.utils.instantiate(cfg.task, dims=split.dims, voxel_size=split.gt_voxel_size)
-    shapes = CropShapes(
-        architecture.input_shape,
-        architecture.output_shape(architecture.input_shape),
-        split.voxel_size,
-    )
-    train_sampler = CropSampler(split.train, split, shapes)
-    val_sampler = CropSampler(split.validate, split, shapes) if split.validate else None
-    augment = build_augment(
-        cfg.trainer.augment, split.dims, shapes.input_shape, shapes.output_shape, split.voxel_size
-    )
     optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
     scheduler = hydra.utils.instantiate(cfg.trainer.scheduler) if cfg.trainer.scheduler else None
     config = OmegaConf.to_container(cfg, resolve=True)
     module = RunModule(architecture, task, optimizer, scheduler, config=config)
     if cfg.start:
         load_weights(module, cfg.start)
-    datamodule = VolumeDataModule(
-        split,
-        train_sampler,
-        val_sampler,
-        task,
-        augment,
-        batch_size=cfg.trainer.batch_size,
-        num_workers=cfg.trainer.num_workers,
-        validation_samples=cfg.validation_samples,
-        seed=cfg.seed,
+    datamodule = VolumeDataModule.build(
+        split, architecture, task, cfg.trainer, cfg.seed, cfg.validation_samples
     )
-    return Built(split, architecture, task, module, datamodule, shapes)
+    return Built(split, architecture, task, module, datamodule)
 
 
 def load_weights(module: torch.nn.Module, path: str | Path) -> None:

@@ -12,8 +12,10 @@ from monai.data import set_track_meta
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from dacapo_hydra.architectures.base import Architecture
+from dacapo_hydra.data.augment import build_augment
 from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.sampler import CropSampler
+from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.tasks.base import Task
 
 
@@ -117,6 +119,49 @@ class VolumeDataModule(pl.LightningDataModule):
         )
         self.batch_size = batch_size
         self.num_workers = num_workers
+
+    @classmethod
+    def build(
+        cls,
+        split: DataSplit,
+        architecture: Architecture,
+        task: Task,
+        trainer: Any,
+        seed: int,
+        validation_samples: int,
+    ) -> VolumeDataModule:
+        """Samplers, augmentations and loaders for a network's shapes.
+
+        Args:
+            split: the opened datasplit.
+            architecture: gives the input shape and the output shape it leads to.
+            task: makes targets and weights.
+            trainer: the trainer config (batch_size, num_workers, augment).
+            seed: base seed of every random stream.
+            validation_samples: fixed crops per validation dataset.
+
+        """
+        shapes = CropShapes(
+            architecture.input_shape,
+            architecture.output_shape(architecture.input_shape),
+            split.voxel_size,
+        )
+        train_sampler = CropSampler(split.train, split, shapes)
+        val_sampler = CropSampler(split.validate, split, shapes) if split.validate else None
+        augment = build_augment(
+            trainer.augment, split.dims, shapes.input_shape, shapes.output_shape, split.voxel_size
+        )
+        return cls(
+            split,
+            train_sampler,
+            val_sampler,
+            task,
+            augment,
+            batch_size=trainer.batch_size,
+            num_workers=trainer.num_workers,
+            validation_samples=validation_samples,
+            seed=seed,
+        )
 
     def train_dataloader(self) -> DataLoader:
         """Endless augmented training crops."""
