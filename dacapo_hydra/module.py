@@ -22,6 +22,8 @@ class RunModule(pl.LightningModule):
         optimizer: a partial optimiser taking the parameters.
         scheduler: a partial LR scheduler taking the optimiser (stepped every iteration).
         config: the composed run config (plain containers), stored in checkpoints.
+        meta: data facts the network is built for (dims, in_channels, voxel sizes),
+            stored in checkpoints so a model can be rebuilt without its data.
 
     """
 
@@ -32,6 +34,7 @@ class RunModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         config: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.architecture = architecture
@@ -40,7 +43,7 @@ class RunModule(pl.LightningModule):
         self.task = task
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.save_hyperparameters({"config": config or {}})
+        self.save_hyperparameters({"config": config or {}, "meta": meta or {}})
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw network output (logits or linear values) for a raw batch."""

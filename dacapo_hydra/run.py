@@ -27,6 +27,7 @@ from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.module import RunModule
+from dacapo_hydra.starts import load_weights
 from dacapo_hydra.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,13 @@ def _build(cfg: DictConfig) -> Built:
     optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
     scheduler = hydra.utils.instantiate(cfg.trainer.scheduler) if cfg.trainer.scheduler else None
     config = OmegaConf.to_container(cfg, resolve=True)
-    module = RunModule(architecture, task, optimizer, scheduler, config=config)
+    meta = {
+        "dims": split.dims,
+        "in_channels": split.in_channels,
+        "voxel_size": list(split.voxel_size),
+        "gt_voxel_size": list(split.gt_voxel_size),
+    }
+    module = RunModule(architecture, task, optimizer, scheduler, config=config, meta=meta)
     if cfg.start:
         load_weights(module, cfg.start)
     datamodule = VolumeDataModule.build(
@@ -96,20 +103,31 @@ def _build(cfg: DictConfig) -> Built:
     return Built(split, architecture, task, module, datamodule)
 
 
-def load_weights(module: torch.nn.Module, path: str | Path) -> None:
-    """Load the weights whose names and shapes match from a checkpoint; log the rest."""
+def module_from_checkpoint(path: str | Path) -> RunModule:
+    """Rebuild a trained module from a checkpoint alone (no data is opened).
+
+    The checkpoint holds the composed config and the data facts the network was
+    built for (dims, channels, voxel sizes); the weights are loaded strictly.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"start checkpoint {str(path)!r} does not exist")
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    own = module.state_dict()
-    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(matching))
-    module.load_state_dict(matching, strict=False)
-    log.info("loaded %d tensors from %s", len(matching), path)
-    if skipped:
-        log.warning("initialised %d tensors not in %s: %s", len(skipped), path, ", ".join(skipped))
+    hparams = state.get("hyper_parameters", {})
+    if "config" not in hparams or "meta" not in hparams:
+        raise ValueError(
+            f"{path} is not a dacapo-hydra checkpoint (no config/meta hyper-parameters)"
+        )
+    cfg = OmegaConf.create(hparams["config"])
+    meta = hparams["meta"]
+    architecture = hydra.utils.instantiate(
+        cfg.architecture, dims=meta["dims"], in_channels=meta["in_channels"]
+    )
+    task = hydra.utils.instantiate(cfg.task, dims=meta["dims"], voxel_size=meta["gt_voxel_size"])
+    optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
+    module = RunModule(architecture, task, optimizer, None, config=hparams["config"], meta=meta)
+    module.load_state_dict(state["state_dict"])
+    return module.eval()
 
 
 def _run_dir(cfg: DictConfig, name: str) -> Path:

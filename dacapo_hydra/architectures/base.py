@@ -44,6 +44,14 @@ class Architecture(nn.Module, ABC):
     input_shape: tuple[int, ...]
     eval_input_shape: tuple[int, ...]
 
+    @property
+    def upsample_factor(self) -> tuple[int, ...]:
+        """Output voxels per input voxel along each axis (>1 for super-resolution).
+
+        The output's voxel size is the input's divided by this.
+        """
+        return (1,) * self.dims
+
     @abstractmethod
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         """Spatial output shape for an input shape; raises ValueError if it can't work."""

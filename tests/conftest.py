@@ -1,0 +1,69 @@
+"""Shared fixtures: a session cache for synthetic data, tiny volumes, composed configs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from dacapo_hydra.api import compose
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small synthetic volumes: big enough for one unet_tiny output crop (28 voxels) inside the
+# annotated region, small enough to generate in well under a second.
+TINY_DATA = {
+    "synthetic_3d": ["datasplit.synthetic.shape=[48,48,48]"],
+    "synthetic_2d": ["datasplit.synthetic.shape=[96,96]"],
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test shares one cache of generated synthetic data (DACAPO_CACHE_DIR)."""
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("DACAPO_CACHE_DIR")
+    os.environ["DACAPO_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DACAPO_CACHE_DIR", None)
+    else:
+        os.environ["DACAPO_CACHE_DIR"] = old
+
+
+def tiny_overrides(datasplit: str = "synthetic_3d", output_dir: Path | None = None) -> list[str]:
+    """Overrides for a fast run on tiny synthetic data, writing under `output_dir`."""
+    out = [
+        *TINY_DATA.get(datasplit, []),
+        "iterations=4",
+        "validation_interval=2",
+        "validation_samples=1",
+    ]
+    if output_dir is not None:
+        out.append(f"paths.output_dir={output_dir}")
+    return out
+
+
+@pytest.fixture
+def compose_tiny(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose a config for a tiny run whose outputs go to this test's tmp_path."""
+
+    def _compose(
+        datasplit: str = "synthetic_3d",
+        architecture: str | None = None,
+        task: str | None = None,
+        trainer: str | None = None,
+        overrides: Sequence[str] = (),
+    ) -> DictConfig:
+        return compose(
+            datasplit=datasplit,
+            architecture=architecture,
+            task=task,
+            trainer=trainer,
+            overrides=[*tiny_overrides(datasplit, tmp_path / "outputs"), *overrides],
+        )
+
+    return _compose
