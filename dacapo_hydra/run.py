@@ -17,6 +17,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
@@ -69,11 +70,14 @@ def build(cfg: DictConfig) -> Built:
     """
     try:
         return _build(cfg)
+    except ConfigError:
+        raise
+    except InstantiationException as err:
+        # Hydra wraps the constructor's error; its message is the one that names the key.
+        cause = err.__cause__ or err
+        raise ConfigError(str(cause.args[0] if cause.args else cause)) from err
     except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        message = err.args[0] if err.args else repr(err)
-        raise ConfigError(str(message)) from err
+        raise ConfigError(str(err.args[0] if err.args else repr(err))) from err
 
 
 def _build(cfg: DictConfig) -> Built:
