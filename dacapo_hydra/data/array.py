@@ -8,6 +8,7 @@ that ROI overlaps: nothing is ever loaded whole.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,145 @@ log = logging.getLogger(__name__)
 PAD_MODES = ("reflect", "constant", "edge")
 
 
-class ZarrArray:
+class Array(ABC):
+    """A lazy spatial array with a voxel size and offset in nm, read by world ROI.
+
+    Subclasses say what they hold (:attr:`spatial_shape`, :attr:`num_channels`,
+    :attr:`dtype`) and read an inside ROI (:meth:`read`); padding, the ROI and the
+    voxel arithmetic are shared.
+
+    Args:
+        voxel_size: size of a voxel per spatial axis, in nm.
+        offset: world position of the first voxel's corner, in nm.
+        where: human-readable location (`container:dataset`) for messages.
+
+    """
+
+    def __init__(self, voxel_size: Sequence[float], offset: Sequence[float], where: str) -> None:
+        self.where = where
+        self.voxel_size = as_tuple(voxel_size, f"{where} voxel_size")
+        self.offset = as_tuple(offset, f"{where} offset")
+        if len(self.voxel_size) != len(self.offset):
+            raise ValueError(
+                f"{where}: voxel_size {self.voxel_size} and offset {self.offset} differ in length"
+            )
+        if any(v <= 0 for v in self.voxel_size):
+            raise ValueError(f"{where}: voxel_size must be positive, got {self.voxel_size}")
+
+    @property
+    @abstractmethod
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Shape of the spatial axes, in voxels."""
+
+    @property
+    @abstractmethod
+    def num_channels(self) -> int | None:
+        """Channels of a leading channel axis, or None if the array has none."""
+
+    @property
+    @abstractmethod
+    def dtype(self) -> np.dtype:
+        """The data type :meth:`read` returns."""
+
+    @abstractmethod
+    def _read(self, index: tuple[slice, ...]) -> np.ndarray:
+        """Voxels at spatial `index` (inside the array), channel axis kept."""
+
+    @property
+    def dims(self) -> int:
+        """Number of spatial dimensions."""
+        return len(self.voxel_size)
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """Names of the spatial axes."""
+        return (
+            SPATIAL_AXES[self.dims]
+            if self.dims in SPATIAL_AXES
+            else tuple(f"d{i}" for i in range(self.dims))
+        )
+
+    @property
+    def roi(self) -> Roi:
+        """The world box the array covers."""
+        return Roi(
+            self.offset,
+            tuple(s * v for s, v in zip(self.spatial_shape, self.voxel_size, strict=True)),
+        )
+
+    def to_voxels(self, roi: Roi) -> tuple[slice, ...]:
+        """Voxel slices for a world ROI that lies on this array's voxel grid."""
+        begin = np.subtract(roi.begin, self.offset) / self.voxel_size
+        shape = np.asarray(roi.shape) / self.voxel_size
+        if not (np.allclose(begin, np.round(begin)) and np.allclose(shape, np.round(shape))):
+            raise ValueError(
+                f"{self.where}: ROI {roi} is not aligned with the voxel grid "
+                f"(voxel_size {self.voxel_size}, offset {self.offset})"
+            )
+        b = np.round(begin).astype(int)
+        s = np.round(shape).astype(int)
+        return tuple(slice(int(i), int(i + n)) for i, n in zip(b, s, strict=True))
+
+    def snap(self, roi: Roi) -> Roi:
+        """The smallest box on this array's voxel grid that contains `roi`."""
+        vs = np.asarray(self.voxel_size)
+        first = np.floor((np.subtract(roi.begin, self.offset)) / vs + 1e-6)
+        last = np.ceil((np.subtract(roi.end, self.offset)) / vs - 1e-6)
+        return Roi(
+            tuple((np.asarray(self.offset) + first * vs).tolist()),
+            tuple(((last - first) * vs).tolist()),
+        )
+
+    def read(self, roi: Roi) -> np.ndarray:
+        """Read a world ROI that lies inside the array (channel axis kept if present)."""
+        if not self.roi.contains(roi):
+            raise ValueError(f"{self.where}: ROI {roi} is outside the array's ROI {self.roi}")
+        return self._read(self.to_voxels(roi))
+
+    def read_padded(self, roi: Roi, mode: str = "reflect", value: float = 0) -> np.ndarray:
+        """Read a world ROI, padding where it leaves the array.
+
+        Args:
+            roi: the world box, on this array's voxel grid.
+            mode: `reflect`, `edge` or `constant` (with `value`), as numpy.pad.
+            value: fill value for `constant`.
+
+        """
+        if mode not in PAD_MODES:
+            raise ValueError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
+        inner = self.roi.intersect(roi)
+        if inner.empty():
+            if mode != "constant":
+                raise ValueError(
+                    f"{self.where}: ROI {roi} does not overlap the array's ROI {self.roi}"
+                )
+            shape = tuple(
+                int(round(s / v)) for s, v in zip(roi.shape, self.voxel_size, strict=True)
+            )
+            channels = () if self.num_channels is None else (self.num_channels,)
+            return np.full(channels + shape, value, self.dtype)
+        data = self.read(inner)
+        before = np.round(np.subtract(inner.begin, roi.begin) / self.voxel_size).astype(int)
+        after = np.round(np.subtract(roi.end, inner.end) / self.voxel_size).astype(int)
+        if not (before.any() or after.any()):
+            return data
+        widths = [(0, 0)] * (data.ndim - self.dims) + list(
+            zip(before.tolist(), after.tolist(), strict=True)
+        )
+        if mode == "constant":
+            return np.pad(data, widths, mode="constant", constant_values=value)
+        if mode == "reflect" and any(
+            w >= n
+            for (b, a), n in zip(widths[-self.dims :], data.shape[-self.dims :], strict=True)
+            for w in (b, a)
+        ):
+            # numpy reflects repeatedly when the pad exceeds the data; symmetric is the
+            # closest well-defined behaviour there.
+            return np.pad(data, widths, mode="symmetric")
+        return np.pad(data, widths, mode=mode)
+
+
+class ZarrArray(Array):
     """A zarr array with a voxel size and offset in nm, read by world ROI.
 
     Args:
@@ -40,16 +179,8 @@ class ZarrArray:
         offset: Sequence[float],
         where: str,
     ) -> None:
+        super().__init__(voxel_size, offset, where)
         self.array = array
-        self.where = where
-        self.voxel_size = as_tuple(voxel_size, f"{where} voxel_size")
-        self.offset = as_tuple(offset, f"{where} offset")
-        if len(self.voxel_size) != len(self.offset):
-            raise ValueError(
-                f"{where}: voxel_size {self.voxel_size} and offset {self.offset} differ in length"
-            )
-        if any(v <= 0 for v in self.voxel_size):
-            raise ValueError(f"{where}: voxel_size must be positive, got {self.voxel_size}")
         extra = array.ndim - self.dims
         if extra not in (0, 1):
             raise ValueError(
@@ -121,11 +252,6 @@ class ZarrArray:
         return cls(node, vs, off, where)
 
     @property
-    def dims(self) -> int:
-        """Number of spatial dimensions."""
-        return len(self.voxel_size)
-
-    @property
     def num_channels(self) -> int | None:
         """Channels of a leading channel axis, or None if the array has none."""
         return self.array.shape[0] if self.array.ndim > self.dims else None
@@ -136,72 +262,14 @@ class ZarrArray:
         return tuple(self.array.shape[-self.dims :])
 
     @property
-    def axes(self) -> tuple[str, ...]:
-        """Names of the spatial axes."""
-        return (
-            SPATIAL_AXES[self.dims]
-            if self.dims in SPATIAL_AXES
-            else tuple(f"d{i}" for i in range(self.dims))
-        )
-
-    @property
     def dtype(self) -> np.dtype:
         """The stored data type."""
         return self.array.dtype
 
-    @property
-    def roi(self) -> Roi:
-        """The world box the array covers."""
-        return Roi(
-            self.offset,
-            tuple(s * v for s, v in zip(self.spatial_shape, self.voxel_size, strict=True)),
-        )
-
-    def to_voxels(self, roi: Roi) -> tuple[slice, ...]:
-        """Voxel slices for a world ROI that lies on this array's voxel grid."""
-        begin = np.subtract(roi.begin, self.offset) / self.voxel_size
-        shape = np.asarray(roi.shape) / self.voxel_size
-        if not (np.allclose(begin, np.round(begin)) and np.allclose(shape, np.round(shape))):
-            raise ValueError(
-                f"{self.where}: ROI {roi} is not aligned with the voxel grid "
-                f"(voxel_size {self.voxel_size}, offset {self.offset})"
-            )
-        b = np.round(begin).astype(int)
-        s = np.round(shape).astype(int)
-        return tuple(slice(int(i), int(i + n)) for i, n in zip(b, s, strict=True))
-
-    def read(self, roi: Roi) -> np.ndarray:
-        """Read a world ROI that lies inside the array (channel axis kept if present)."""
-        if not self.roi.contains(roi):
-            raise ValueError(f"{self.where}: ROI {roi} is outside the array's ROI {self.roi}")
-        index = (slice(None),) * (self.array.ndim - self.dims) + self.to_voxels(roi)
-        return np.asarray(self.array[index])
-
-    def read_padded(self, roi: Roi, mode: str = "reflect", value: float = 0) -> np.ndarray:
-        """Read a world ROI, padding where it leaves the array.
-
-        Args:
-            roi: the world box, on this array's voxel grid.
-            mode: `reflect`, `edge` or `constant` (with `value`), as numpy.pad.
-            value: fill value for `constant`.
-
-        """
-        if mode not in PAD_MODES:
-            raise ValueError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
-        inner = self.roi.intersect(roi)
-        if inner.empty():
-            raise ValueError(f"{self.where}: ROI {roi} does not overlap the array's ROI {self.roi}")
-        data = self.read(inner)
-        before = np.round(np.subtract(inner.begin, roi.begin) / self.voxel_size).astype(int)
-        after = np.round(np.subtract(roi.end, inner.end) / self.voxel_size).astype(int)
-        if not (before.any() or after.any()):
-            return data
-        widths = [(0, 0)] * (data.ndim - self.dims) + list(
-            zip(before.tolist(), after.tolist(), strict=True)
-        )
-        if mode == "constant":
-            return np.pad(data, widths, mode="constant", constant_values=value)
-        return np.pad(data, widths, mode=mode)
+    def _read(self, index: tuple[slice, ...]) -> np.ndarray:
+        # Slicing a zarr array decodes only the chunks the slices touch.
+        full = (slice(None),) * (self.array.ndim - self.dims) + index
+        return np.asarray(self.array[full])
 
 
 def _list_arrays(group: zarr.Group, prefix: str = "") -> list[str]:

@@ -3,28 +3,67 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dacapo_hydra.data.array import PAD_MODES, ZarrArray
-from dacapo_hydra.data.roi import Roi
+from dacapo_hydra.data.array import PAD_MODES, Array
+from dacapo_hydra.data.array_spec import build_array
+from dacapo_hydra.data.layout import layout_datasets
+from dacapo_hydra.data.roi import Roi, as_tuple
 from dacapo_hydra.data.synthetic import ensure_synthetic
 
 log = logging.getLogger(__name__)
 
+STRATEGIES = ("uniform", "reject", "integral_mask", "points")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How crop positions are drawn (DaCapo's names).
+
+    Attributes:
+        strategy: `uniform`; `reject` (redraw until the mask covers at least
+            `min_masked` of the crop); `integral_mask` (the crop's centre voxel is
+            masked in); `points` (the crop holds one of the dataset's sample points).
+        min_masked: fraction of masked-in voxels `reject` asks for.
+        max_tries: draws before giving up on a dataset.
+
+    """
+
+    strategy: str = "uniform"
+    min_masked: float = 0.5
+    max_tries: int = 100
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"datasplit.sampling.strategy must be one of {STRATEGIES}, got {self.strategy!r}"
+            )
+        if not 0 <= self.min_masked <= 1:
+            raise ValueError(
+                f"datasplit.sampling.min_masked must lie in [0, 1], got {self.min_masked}"
+            )
+        if self.max_tries < 1:
+            raise ValueError(f"datasplit.sampling.max_tries must be >= 1, got {self.max_tries}")
+
 
 @dataclass
 class Dataset:
-    """One volume: raw, ground truth, an optional annotation mask, a sampling weight."""
+    """One volume: raw, ground truth, an optional annotation mask, a sampling weight.
+
+    `sample_points` are world positions (nm), for the `points` strategy.
+    """
 
     name: str
-    raw: ZarrArray
-    gt: ZarrArray
-    mask: ZarrArray | None
+    raw: Array
+    gt: Array
+    mask: Array | None
     weight: float
+    sample_points: list[tuple[float, ...]] | None = None
 
     @property
     def labelled_roi(self) -> Roi:
@@ -35,14 +74,19 @@ class Dataset:
 
 @dataclass
 class DataSplit:
-    """The datasets a run trains and validates on, and how raw is normalised."""
+    """The datasets a run trains and validates on, how raw is normalised and padded.
+
+    `norm_min`/`norm_max` None leaves raw as it is read (as float32): use that
+    when the raw spec normalises itself with a `normalize` transform.
+    """
 
     dims: int
     train: list[Dataset]
     validate: list[Dataset]
-    norm_min: float
-    norm_max: float
+    norm_min: float | None
+    norm_max: float | None
     pad_mode: str
+    sampling: Sampling = field(default_factory=Sampling)
 
     @property
     def voxel_size(self) -> tuple[float, ...]:
@@ -61,6 +105,8 @@ class DataSplit:
 
     def normalize(self, raw: np.ndarray) -> np.ndarray:
         """Map raw intensities linearly from [min, max] to [0, 1] (float32)."""
+        if self.norm_min is None or self.norm_max is None:
+            return raw.astype(np.float32, copy=False)
         return ((raw.astype(np.float32) - self.norm_min) / (self.norm_max - self.norm_min)).astype(
             np.float32
         )
@@ -70,27 +116,36 @@ class DataSplit:
         """Open every array named in `cfg` (a `datasplit` node) and check they fit together.
 
         The synthetic container, if the config names one, is generated first when
-        missing. Raises ValueError/FileNotFoundError/KeyError naming the dataset and
-        key at fault.
+        missing; a `layout` folder adds its datasets to those listed. Raises
+        ValueError/FileNotFoundError/KeyError naming the dataset and key at fault.
         """
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         dims = int(cfg["dims"])
         if cfg.get("synthetic"):
             ensure_synthetic(**_synthetic_kwargs(cfg["synthetic"]))
-        if not cfg.get("train"):
-            raise ValueError("datasplit.train is empty: list at least one training dataset")
+        train_cfg = list(cfg.get("train") or [])
+        validate_cfg = list(cfg.get("validate") or [])
+        if cfg.get("layout"):
+            found = layout_datasets(cfg["layout"])
+            train_cfg += found["train"]
+            validate_cfg += found["validate"]
+        if not train_cfg:
+            raise ValueError(
+                "datasplit.train is empty: list at least one training dataset (or a layout)"
+            )
         pad_mode = cfg.get("pad_mode", "reflect")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"datasplit.pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
-        norm = cfg.get("normalize") or {}
-        lo, hi = float(norm.get("min", 0.0)), float(norm.get("max", 255.0))
-        if hi <= lo:
-            raise ValueError(f"datasplit.normalize: max ({hi}) must exceed min ({lo})")
-        train = [_open(d, f"datasplit.train[{i}]", dims) for i, d in enumerate(cfg["train"])]
+        lo, hi = _norm_range(cfg)
+        sampling = Sampling(**(cfg.get("sampling") or {}))
+        scales = {
+            "raw": _voxel_size(cfg.get("input_voxel_size"), "datasplit.input_voxel_size"),
+            "gt": _voxel_size(cfg.get("output_voxel_size"), "datasplit.output_voxel_size"),
+        }
+        train = [_open(d, f"datasplit.train[{i}]", dims, scales) for i, d in enumerate(train_cfg)]
         validate = [
-            _open(d, f"datasplit.validate[{i}]", dims)
-            for i, d in enumerate(cfg.get("validate") or [])
+            _open(d, f"datasplit.validate[{i}]", dims, scales) for i, d in enumerate(validate_cfg)
         ]
         first = train[0]
         for key, ds in _keyed(train, validate):
@@ -102,7 +157,33 @@ class DataSplit:
                 )
             if (ds.raw.num_channels or 1) != (first.raw.num_channels or 1):
                 raise ValueError(f"{key} ({ds.name}): raw channels differ from the first dataset's")
-        return cls(dims, train, validate, lo, hi, pad_mode)
+        if sampling.strategy == "points":
+            for key, ds in _keyed(train, []):
+                if not ds.sample_points:
+                    raise ValueError(
+                        f"{key} ({ds.name}): sampling strategy 'points' needs sample_points"
+                    )
+        if sampling.strategy in ("reject", "integral_mask"):
+            for key, ds in _keyed(train, []):
+                if ds.mask is None:
+                    raise ValueError(
+                        f"{key} ({ds.name}): sampling strategy {sampling.strategy!r} needs a mask"
+                    )
+        return cls(dims, train, validate, lo, hi, pad_mode, sampling)
+
+
+def _norm_range(cfg: dict[str, Any]) -> tuple[float | None, float | None]:
+    if "normalize" in cfg and cfg["normalize"] is None:
+        return None, None
+    norm = cfg.get("normalize") or {}
+    lo, hi = float(norm.get("min", 0.0)), float(norm.get("max", 255.0))
+    if hi <= lo:
+        raise ValueError(f"datasplit.normalize: max ({hi}) must exceed min ({lo})")
+    return lo, hi
+
+
+def _voxel_size(value: Any, key: str) -> tuple[float, ...] | None:
+    return None if value is None else as_tuple(value, key)
 
 
 def _keyed(train: list[Dataset], validate: list[Dataset]) -> list[tuple[str, Dataset]]:
@@ -123,48 +204,73 @@ def _synthetic_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _open_array(source: dict[str, Any], key: str) -> ZarrArray:
-    for field in ("container", "dataset"):
-        if not source.get(field):
-            raise ValueError(f"{key}.{field} is missing")
-    try:
-        return ZarrArray.open(
-            source["container"],
-            source["dataset"],
-            voxel_size=source.get("voxel_size"),
-            offset=source.get("offset"),
-        )
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        message = err.args[0] if err.args else str(err)
-        raise type(err)(f"{key}: {message}") from None
+def _divides(a: Sequence[float], b: Sequence[float]) -> bool:
+    for x, y in zip(a, b, strict=True):
+        ratio = max(x, y) / min(x, y)
+        if abs(ratio - round(ratio)) > 1e-6:
+            return False
+    return True
 
 
-def _open(cfg: dict[str, Any], key: str, dims: int) -> Dataset:
+def check_no_nan(raw: Array, key: str) -> None:
+    """Raise if a central block of a floating-point raw array holds NaN.
+
+    Only a block of at most 32 voxels per axis is read, so opening stays cheap;
+    the sampler checks every crop it reads as well.
+    """
+    if not np.issubdtype(raw.dtype, np.floating):
+        return
+    index = tuple(slice(max(0, n // 2 - 16), min(n, n // 2 + 16)) for n in raw.spatial_shape)
+    if np.isnan(raw._read(index)).any():
+        where = ", ".join(f"{s.start}:{s.stop}" for s in index)
+        raise ValueError(f"{key} ({raw.where}) holds NaN values (in voxels [{where}])")
+
+
+def _open(
+    cfg: dict[str, Any], key: str, dims: int, scales: dict[str, tuple[float, ...] | None]
+) -> Dataset:
     name = cfg.get("name") or key
-    raw = _open_array(cfg["raw"], f"{key}.raw")
-    gt = _open_array(cfg["gt"], f"{key}.gt")
-    mask = _open_array(cfg["mask"], f"{key}.mask") if cfg.get("mask") else None
+    for part in ("raw", "gt"):
+        if not cfg.get(part):
+            raise ValueError(f"{key}.{part} is missing")
+    raw = build_array(cfg["raw"], f"{key}.raw", scales["raw"])
+    gt = build_array(cfg["gt"], f"{key}.gt", scales["gt"])
+    mask = build_array(cfg["mask"], f"{key}.mask", scales["gt"]) if cfg.get("mask") else None
     for part, array in (("raw", raw), ("gt", gt), ("mask", mask)):
         if array is not None and array.dims != dims:
             raise ValueError(
                 f"{key}.{part} ({array.where}) has {array.dims} spatial axes; "
                 f"datasplit.dims is {dims}"
             )
-    if gt.num_channels is not None:
-        raise ValueError(f"{key}.gt ({gt.where}) must be a label array without a channel axis")
-    if raw.voxel_size != gt.voxel_size:
+    if not _divides(raw.voxel_size, gt.voxel_size):
         raise ValueError(
-            f"{key}: raw voxel size {raw.voxel_size} ({raw.where}) differs from gt voxel size "
-            f"{gt.voxel_size} ({gt.where}); this version trains at one resolution"
+            f"{key}: raw voxel size {raw.voxel_size} ({raw.where}) and gt voxel size "
+            f"{gt.voxel_size} ({gt.where}) do not divide: one must be an integer multiple "
+            "of the other on every axis"
         )
     if mask is not None and (mask.voxel_size != gt.voxel_size or mask.roi != gt.roi):
         raise ValueError(
             f"{key}.mask ({mask.where}) covers {mask.roi} at {mask.voxel_size} nm; "
-            f"expected the gt's {gt.roi} at {gt.voxel_size} nm"
+            f"expected the gt's {gt.roi} at {gt.voxel_size} nm (the same shape)"
         )
     if gt.roi.intersect(raw.roi).empty():
         raise ValueError(f"{key}: gt {gt.roi} and raw {raw.roi} do not overlap")
+    check_no_nan(raw, f"{key}.raw")
     weight = float(cfg.get("weight", 1.0))
     if weight <= 0:
         raise ValueError(f"{key}.weight must be positive, got {weight}")
-    return Dataset(name, raw, gt, mask, weight)
+    points = None
+    if cfg.get("sample_points"):
+        points = [
+            as_tuple(p, f"{key}.sample_points[{i}]") for i, p in enumerate(cfg["sample_points"])
+        ]
+        for i, p in enumerate(points):
+            inside = len(p) == dims and all(
+                b <= x < e for x, b, e in zip(p, gt.roi.begin, gt.roi.end, strict=True)
+            )
+            if not inside:
+                raise ValueError(
+                    f"{key}.sample_points[{i}] {list(p)} is not a {dims}-D point inside the "
+                    f"gt's {gt.roi} ({gt.where})"
+                )
+    return Dataset(name, raw, gt, mask, weight, points)

@@ -6,88 +6,259 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from dacapo_hydra.data.array import Array
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
+from dacapo_hydra.data.deform import Deformation, Warp, sample_grid
 from dacapo_hydra.data.roi import Roi
+from dacapo_hydra.data.transforms import ConstantArray
 
 
 @dataclass(frozen=True)
 class CropShapes:
-    """Network input and output shapes in voxels, and the world context between them."""
+    """Network input and output shapes in voxels, and the world context between them.
+
+    `voxel_size` is the raw (input) voxel size; `output_voxel_size` the output's
+    (finer for super-resolution), the raw's by default.
+    """
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     voxel_size: tuple[float, ...]
+    output_voxel_size: tuple[float, ...] | None = None
+
+    @property
+    def out_voxel_size(self) -> tuple[float, ...]:
+        """Output voxel size (nm)."""
+        return self.output_voxel_size or self.voxel_size
+
+    @property
+    def input_size(self) -> tuple[float, ...]:
+        """Input crop extent in nm."""
+        return tuple(s * v for s, v in zip(self.input_shape, self.voxel_size, strict=True))
 
     @property
     def output_size(self) -> tuple[float, ...]:
         """Output crop extent in nm."""
-        return tuple(s * v for s, v in zip(self.output_shape, self.voxel_size, strict=True))
+        return tuple(s * v for s, v in zip(self.output_shape, self.out_voxel_size, strict=True))
 
     @property
     def context(self) -> tuple[float, ...]:
         """World context (nm) on each side of the output crop."""
-        return tuple(
-            (i - o) / 2 * v
-            for i, o, v in zip(self.input_shape, self.output_shape, self.voxel_size, strict=True)
-        )
+        return tuple((i - o) / 2 for i, o in zip(self.input_size, self.output_size, strict=True))
 
 
 class CropSampler:
-    """Draw crops uniformly from datasets chosen by weight.
+    """Draw crops from datasets chosen by weight, by the datasplit's sampling strategy.
 
-    Each crop's ground-truth ROI lies inside the dataset's labelled region on the
-    gt voxel grid; raw is read around it with the network's context, padded where
-    it leaves the raw volume. Only the chunks a crop touches are read.
+    Each crop's ground-truth ROI lies inside the dataset's labelled region, on
+    both the raw and the gt voxel grids; raw is read around it with the network's
+    context, padded where it leaves the raw volume. With a :class:`Deformation`,
+    the crops are warped (identically for raw, gt and mask: linear for raw,
+    nearest for gt and mask) from just the region they need. Only the chunks a
+    crop touches are read.
 
     Args:
         datasets: datasets to draw from.
-        split: the datasplit (normalisation, pad mode).
+        split: the datasplit (normalisation, pad mode, sampling strategy).
         shapes: the network's input/output shapes.
+        deformation: elastic/rotation warps, or None.
 
     """
 
-    def __init__(self, datasets: Sequence[Dataset], split: DataSplit, shapes: CropShapes) -> None:
+    def __init__(
+        self,
+        datasets: Sequence[Dataset],
+        split: DataSplit,
+        shapes: CropShapes,
+        deformation: Deformation | None = None,
+    ) -> None:
         self.datasets = list(datasets)
         self.split = split
         self.shapes = shapes
+        self.deformation = deformation if deformation is not None and deformation.active else None
         weights = np.array([d.weight for d in self.datasets], float)
         self.probabilities = weights / weights.sum()
-        for d in self.datasets:
-            roi = d.labelled_roi
-            if any(o > s for o, s in zip(shapes.output_size, roi.shape, strict=True)):
+        self.lattices = [self._lattice(d) for d in self.datasets]
+        self._ones = {id(d): ConstantArray(d.gt) for d in self.datasets if d.mask is None}
+
+    def _lattice(self, d: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Anchor, step and first/last index of crop begins on both voxel grids."""
+        shapes = self.shapes
+        if d.gt.voxel_size != shapes.out_voxel_size:
+            raise ValueError(
+                f"dataset {d.name}: gt voxel size {d.gt.voxel_size} ({d.gt.where}) differs from "
+                f"the network's output voxel size {shapes.out_voxel_size}; resample the gt "
+                "(array type `resample`) or pick another scale level"
+            )
+        roi = d.labelled_roi
+        if any(o > s for o, s in zip(shapes.output_size, roi.shape, strict=True)):
+            raise ValueError(
+                f"dataset {d.name}: the output crop ({list(shapes.output_size)} nm) is larger "
+                f"than the labelled region {roi} of {d.gt.where}"
+            )
+        raw_vs, gt_vs = np.asarray(d.raw.voxel_size), np.asarray(d.gt.voxel_size)
+        step = np.maximum(raw_vs, gt_vs)
+        anchor = []
+        for axis in range(len(step)):
+            found = None
+            for k in range(int(round(step[axis] / gt_vs[axis]))):
+                b = d.gt.offset[axis] + k * gt_vs[axis]
+                r = (b - shapes.context[axis] - d.raw.offset[axis]) / raw_vs[axis]
+                if abs(r - round(r)) < 1e-6:
+                    found = b
+                    break
+            if found is None:
                 raise ValueError(
-                    f"dataset {d.name}: the output crop ({list(shapes.output_size)} nm) is larger "
-                    f"than the labelled region {roi} of {d.gt.where}"
+                    f"dataset {d.name}: no crop lies on both the raw grid ({d.raw.where}: offset "
+                    f"{d.raw.offset}, voxel size {d.raw.voxel_size}) and the gt grid "
+                    f"({d.gt.where}: offset {d.gt.offset}, voxel size {d.gt.voxel_size}) "
+                    f"with a context of {list(shapes.context)} nm on axis {axis}"
                 )
+            anchor.append(found)
+        a = np.asarray(anchor)
+        first = np.ceil((np.asarray(roi.begin) - a) / step - 1e-9)
+        last = np.floor((np.asarray(roi.end) - shapes.output_size - a) / step + 1e-9)
+        if (last < first).any():
+            raise ValueError(
+                f"dataset {d.name}: the output crop ({list(shapes.output_size)} nm) does not fit "
+                f"the labelled region {roi} of {d.gt.where} on the voxel grids"
+            )
+        return a, step, first, last
+
+    def _roi_at(self, index: int, k: np.ndarray) -> Roi:
+        anchor, step, _, _ = self.lattices[index]
+        return Roi(tuple((anchor + k * step).tolist()), self.shapes.output_size)
 
     def random_roi(self, dataset: Dataset, rng: np.random.Generator) -> Roi:
-        """A gt-grid-aligned output ROI inside the dataset's labelled region."""
-        roi = dataset.labelled_roi
-        vs = np.asarray(dataset.gt.voxel_size)
-        first = np.ceil((np.asarray(roi.begin) - dataset.gt.offset) / vs - 1e-9)
-        last = np.floor(
-            (np.asarray(roi.end) - self.shapes.output_size - dataset.gt.offset) / vs + 1e-9
-        )
-        index = rng.integers(first, last + 1)
-        begin = tuple(np.asarray(dataset.gt.offset) + index * vs)
-        return Roi(begin, self.shapes.output_size)
+        """A uniformly drawn output ROI inside the dataset's labelled region, on its grids."""
+        i = self._index(dataset)
+        _, _, first, last = self.lattices[i]
+        return self._roi_at(i, rng.integers(first, last + 1))
 
-    def read(self, dataset: Dataset, roi: Roi) -> dict[str, np.ndarray]:
-        """Raw (normalised, channels first), gt and mask for an output ROI."""
+    def point_roi(self, dataset: Dataset, rng: np.random.Generator) -> Roi:
+        """An output ROI holding one of the dataset's sample points (drawn uniformly)."""
+        i = self._index(dataset)
+        anchor, step, first, last = self.lattices[i]
+        points = dataset.sample_points or []
+        p = np.asarray(points[rng.integers(len(points))])
+        # begin <= p < begin + size, begin = anchor + k * step
+        lo = np.maximum(first, np.floor((p - self.shapes.output_size - anchor) / step) + 1)
+        hi = np.minimum(last, np.floor((p - anchor) / step))
+        lo = np.minimum(lo, hi)  # a point too near the edge: the nearest crop that fits
+        return self._roi_at(i, rng.integers(lo, hi + 1))
+
+    def _index(self, dataset: Dataset) -> int:
+        for i, d in enumerate(self.datasets):
+            if d is dataset:
+                return i
+        raise ValueError(f"dataset {dataset.name} is not one of this sampler's")
+
+    def draw(self, rng: np.random.Generator) -> tuple[Dataset, Roi]:
+        """A dataset chosen by weight and an output ROI by the sampling strategy."""
+        dataset = self.datasets[rng.choice(len(self.datasets), p=self.probabilities)]
+        sampling = self.split.sampling
+        if sampling.strategy == "uniform":
+            return dataset, self.random_roi(dataset, rng)
+        if sampling.strategy == "points":
+            return dataset, self.point_roi(dataset, rng)
+        mask = dataset.mask
+        if mask is None:
+            return dataset, self.random_roi(dataset, rng)
+        for _ in range(sampling.max_tries):
+            roi = self.random_roi(dataset, rng)
+            if sampling.strategy == "reject":
+                if float(np.mean(mask.read(roi) > 0)) >= sampling.min_masked:
+                    return dataset, roi
+            else:
+                vs = np.asarray(mask.voxel_size)
+                half = np.asarray(self.shapes.output_shape) // 2
+                centre = Roi(tuple((np.asarray(roi.begin) + half * vs).tolist()), tuple(vs))
+                if np.any(mask.read(centre) > 0):
+                    return dataset, roi
+        raise RuntimeError(
+            f"dataset {dataset.name}: no crop met the {sampling.strategy!r} rule "
+            f"(min_masked {sampling.min_masked}) in {sampling.max_tries} draws from {mask.where}"
+        )
+
+    def _mask_array(self, dataset: Dataset) -> Array:
+        return dataset.mask if dataset.mask is not None else self._ones[id(dataset)]
+
+    def read(self, dataset: Dataset, roi: Roi, warp: Warp | None = None) -> dict[str, np.ndarray]:
+        """Raw (normalised, channels first), gt and mask (channels first) for an output ROI."""
+        if warp is not None:
+            return self._read_warped(dataset, roi, warp)
         raw_roi = roi.grow(self.shapes.context)
         raw = dataset.raw.read_padded(raw_roi, self.split.pad_mode)
+        self._check_raw(dataset, raw, raw_roi)
         if dataset.raw.num_channels is None:
             raw = raw[None]
         gt = dataset.gt.read(roi)
-        mask = (
-            dataset.mask.read(roi).astype(np.uint8)
-            if dataset.mask is not None
-            else np.ones(gt.shape, np.uint8)
-        )
-        return {"raw": self.split.normalize(raw), "gt": gt[None], "mask": mask[None]}
+        mask = self._mask_array(dataset).read(roi).astype(np.uint8)
+        return {
+            "raw": self.split.normalize(raw),
+            "gt": gt[None] if dataset.gt.num_channels is None else gt,
+            "mask": mask[None] if mask.ndim == len(roi.shape) else mask,
+        }
+
+    def _check_raw(self, dataset: Dataset, raw: np.ndarray, roi: Roi) -> None:
+        if np.issubdtype(raw.dtype, np.floating) and np.isnan(raw).any():
+            raise ValueError(f"dataset {dataset.name}: raw {dataset.raw.where} holds NaN in {roi}")
+
+    def _read_warped(self, dataset: Dataset, roi: Roi, warp: Warp) -> dict[str, np.ndarray]:
+        raw_roi = roi.grow(self.shapes.context)
+        q = warp.source_points(raw_roi, dataset.raw.voxel_size)
+        region = self._region(dataset.raw, q)
+        data = dataset.raw.read_padded(region, self.split.pad_mode)
+        self._check_raw(dataset, data, region)
+        if dataset.raw.num_channels is None:
+            data = data[None]
+        coords = self._voxel_coords(dataset.raw, region, q)
+        raw = sample_grid(torch.from_numpy(self.split.normalize(data)), coords, "bilinear")
+
+        q = warp.source_points(roi, dataset.gt.voxel_size)
+        region = self._region(dataset.gt, q)
+        coords = self._voxel_coords(dataset.gt, region, q)
+        flat = None
+        out = {}
+        for key, array in (("gt", dataset.gt), ("mask", self._mask_array(dataset))):
+            # Nearest neighbour by gathering: exact for any label dtype (uint64 ids
+            # would not survive grid_sample's float32).
+            data = array.read_padded(region, "constant", 0)
+            if array.num_channels is None:
+                data = data[None]
+            if flat is None:
+                idx = torch.round(coords).long()
+                for axis, n in enumerate(data.shape[1:]):
+                    idx[..., axis].clamp_(0, n - 1)
+                strides = torch.tensor(
+                    [int(np.prod(data.shape[2 + a :])) for a in range(idx.shape[-1])]
+                )
+                flat = (idx * strides).sum(-1).numpy()
+            channels = data.reshape(data.shape[0], -1)
+            out[key] = np.take(channels, flat, axis=1)
+        return {"raw": raw.numpy(), "gt": out["gt"], "mask": out["mask"].astype(np.uint8)}
+
+    @staticmethod
+    def _region(array: Array, points: torch.Tensor) -> Roi:
+        """The box on `array`'s grid holding `points` with one voxel to spare."""
+        flat = points.reshape(-1, points.shape[-1])
+        lo = flat.min(0).values.numpy() - np.asarray(array.voxel_size)
+        hi = flat.max(0).values.numpy() + np.asarray(array.voxel_size)
+        return array.snap(Roi(tuple(lo.tolist()), tuple((hi - lo).tolist())))
+
+    @staticmethod
+    def _voxel_coords(array: Array, region: Roi, points: torch.Tensor) -> torch.Tensor:
+        begin = torch.tensor(region.begin, dtype=points.dtype)
+        vs = torch.tensor(array.voxel_size, dtype=points.dtype)
+        return (points - begin) / vs - 0.5
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """One random crop."""
-        dataset = self.datasets[rng.choice(len(self.datasets), p=self.probabilities)]
-        return self.read(dataset, self.random_roi(dataset, rng))
+        """One random crop (warped if the sampler has a deformation)."""
+        dataset, roi = self.draw(rng)
+        warp = None
+        if self.deformation is not None:
+            raw_roi = roi.grow(self.shapes.context)
+            warp = self.deformation.sample(rng, raw_roi, dataset.raw.voxel_size)
+        return self.read(dataset, roi, warp)
