@@ -1,33 +1,114 @@
-"""Schemas of the `task` group, one per task."""
+"""Schemas of the `task` group, one per task.
+
+Distances and thresholds are in nm; neighbourhood offsets in voxels (z, y, x).
+`class_ids` null means: class i is label i + 1, or every non-zero label when there
+is a single class (instance ground truth). `criterion` null keeps the task's default.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class DistanceTaskConfig:
-    """Signed distance to object boundaries, tanh-scaled (DaCapo's DistanceTask)."""
+    """Signed distance to class boundaries, tanh-scaled (DaCapo's DistanceTask)."""
 
     _target_: str = "dacapo_hydra.tasks.distance.DistanceTask"
+    channels: list[str] = field(default_factory=lambda: ["foreground"])
+    class_ids: list[list[int]] | None = None
     scale_factor: float = 50.0
     clip_distance: float = 100.0
     tol_distance: float = 40.0
     mask_distances: bool = True
     clip_min: float = 0.05
     clip_max: float = 0.95
+    thresholds: list[float] | None = None
+    criterion: str | None = None
 
 
 @dataclass
 class AffinitiesTaskConfig:
-    """Affinities between voxels at the neighbourhood's offsets (voxels, z y x)."""
+    """Affinities between voxels at the neighbourhood's offsets, optionally with LSDs."""
 
     _target_: str = "dacapo_hydra.tasks.affinities.AffinitiesTask"
     neighborhood: list[list[int]] | None = None
     clip_min: float = 0.05
     clip_max: float = 0.95
     background_as_object: bool = False
+    lsds: bool = False
+    num_lsd_voxels: int = 10
+    downsample_lsds: int = 1
+    lsds_to_affs_weight_ratio: float = 1.0
+    lsd_clip_min: float = 0.05
+    lsd_clip_max: float = 0.95
+    biases: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    criterion: str | None = None
+
+
+@dataclass
+class OneHotTaskConfig:
+    """One class per voxel by softmax cross-entropy; the first class is background."""
+
+    _target_: str = "dacapo_hydra.tasks.one_hot.OneHotTask"
+    classes: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    class_ids: list[list[int]] | None = None
+    clip_min: float = 0.05
+    clip_max: float = 0.95
+    tol_distance: float = 40.0
+    clip_distance: float = 100.0
+    criterion: str | None = None
+
+
+@dataclass
+class InnerDistanceTaskConfig:
+    """Distance from inside each object to its boundary, for seeded watershed."""
+
+    _target_: str = "dacapo_hydra.tasks.inner_distance.InnerDistanceTask"
+    channels: list[str] = field(default_factory=lambda: ["foreground"])
+    class_ids: list[list[int]] | None = None
+    scale_factor: float = 50.0
+    clip_distance: float = 100.0
+    tol_distance: float = 40.0
+    mask_distances: bool = True
+    clip_min: float = 0.05
+    clip_max: float = 0.95
+    seed_distances: list[float] | None = None
+    foreground_distance: float | None = None
+    criterion: str | None = None
+
+
+@dataclass
+class HotDistanceTaskConfig:
+    """One-hot masks and signed distances learned together."""
+
+    _target_: str = "dacapo_hydra.tasks.hot_distance.HotDistanceTask"
+    channels: list[str] = field(default_factory=lambda: ["foreground"])
+    class_ids: list[list[int]] | None = None
+    scale_factor: float = 50.0
+    clip_distance: float = 100.0
+    tol_distance: float = 40.0
+    mask_distances: bool = True
+    clip_min: float = 0.05
+    clip_max: float = 0.95
+    hot_thresholds: list[float] = field(default_factory=lambda: [0.5])
+    thresholds: list[float] | None = None
+    criterion: str | None = None
+
+
+@dataclass
+class DummyTaskConfig:
+    """A trivial task for tests."""
+
+    _target_: str = "dacapo_hydra.tasks.dummy.DummyTask"
 
 
 # Options of /schema/task/<name>, which each YAML of the group extends.
-SCHEMAS = {"distance": DistanceTaskConfig, "affinities": AffinitiesTaskConfig}
+SCHEMAS = {
+    "distance": DistanceTaskConfig,
+    "affinities": AffinitiesTaskConfig,
+    "one_hot": OneHotTaskConfig,
+    "inner_distance": InnerDistanceTaskConfig,
+    "hot_distance": HotDistanceTaskConfig,
+    "dummy": DummyTaskConfig,
+}

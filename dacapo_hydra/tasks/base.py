@@ -1,4 +1,4 @@
-"""The interface every task implements."""
+"""The interface every task implements, and the class balancing they share."""
 
 from __future__ import annotations
 
@@ -8,15 +8,30 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+Params = dict[str, float | int | str]
+
 
 class Task(ABC):
-    """What is learned: targets and weights from ground truth, a loss, an activation.
+    """What is learned and how it is judged.
+
+    Training: `num_channels`, `targets`, `loss`, `activation`. Validation (called on
+    activated predictions of whole validation volumes, in memory):
+    `parameter_grid` lists the post-processing parameter sets to sweep,
+    `post_process` turns a prediction into binary, class or instance labels with one
+    of them, `evaluate` scores that output against the ground truth,
+    `score_directions` says for each score whether higher is better, and
+    `criterion` names the score that picks the best iteration and parameters.
+
+    Targets are made at the ground truth's voxel size (`target_voxel_size`), the
+    voxel size of the network's output.
 
     Args:
         dims: spatial dimensions of the data.
         voxel_size: ground-truth voxel size in nm (z, y, x).
 
     """
+
+    criterion: str = "dice"
 
     def __init__(self, dims: int, voxel_size: Sequence[float]) -> None:
         self.dims = dims
@@ -29,9 +44,17 @@ class Task(ABC):
     def num_channels(self) -> int:
         """Output channels the network's head must produce."""
 
+    @property
+    def target_voxel_size(self) -> tuple[float, ...]:
+        """Voxel size (nm) of targets and predictions: the ground truth's."""
+        return self.voxel_size
+
     @abstractmethod
     def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Targets and weights, each (channels, *spatial) float32, from one crop.
+        """Targets and weights, each (channels, *spatial), from one crop.
+
+        Targets are float32 except class indices (int64); weights are float32 and 0
+        wherever the target is not known.
 
         Args:
             gt: instance or class labels of the crop, (*spatial) integers.
@@ -49,26 +72,95 @@ class Task(ABC):
         """Map raw network output to the target's range at inference (identity by default)."""
         return prediction
 
+    @abstractmethod
+    def parameter_grid(self) -> list[Params]:
+        """The post-processing parameter sets to sweep at validation."""
 
-def balance_weights(
-    positive: np.ndarray, mask: np.ndarray, clip_min: float, clip_max: float
-) -> np.ndarray:
-    """Class-balancing weights as DaCapo computes them, per channel.
+    @abstractmethod
+    def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
+        """Labels from an activated prediction (C, *spatial) with one parameter set.
 
-    The foreground frequency among masked voxels is clipped to [clip_min, clip_max];
-    foreground voxels weigh 1/(2 f), background 1/(2 (1 - f)); unmasked voxels 0.
+        Returns binary masks (C, *spatial), class indices (*spatial) or instance
+        labels, as the task's docstring says; `evaluate` takes exactly that.
+        """
+
+    @abstractmethod
+    def evaluate(
+        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
+    ) -> dict[str, float]:
+        """Scores of a post-processed output against ground-truth labels (*spatial).
+
+        Args:
+            output: what `post_process` returned.
+            gt: the ground truth, as given to `targets`.
+            mask: 1 where annotated (voxels outside are not scored), or None.
+
+        """
+
+    @abstractmethod
+    def score_directions(self) -> dict[str, bool]:
+        """For every score `evaluate` returns: True if higher is better."""
+
+    def check_criterion(self) -> None:
+        """Raise ValueError unless `criterion` is one of the task's scores."""
+        directions = self.score_directions()
+        if self.criterion not in directions:
+            raise ValueError(
+                f"task.criterion: {self.criterion!r} is not a score of "
+                f"{type(self).__name__}; expected one of {sorted(directions)}"
+            )
+
+
+class ClassBalancer:
+    """Class-balancing weights as DaCapo computes them, with running class frequencies.
+
+    Per channel, the class counts of every crop seen so far (by this object, so per
+    DataLoader worker) give each class's frequency, clipped to [clip_min, clip_max];
+    a voxel of class k weighs 1 / (num_classes * freq_k), times the mask. For two
+    classes this is 1/(2 f) for foreground and 1/(2 (1 - f)) for background.
 
     Args:
-        positive: (C, *spatial) booleans, foreground per channel.
-        mask: (C, *spatial) or (*spatial), 1 where the target is known.
+        num_channels: channels balanced independently.
+        num_classes: classes per channel (2 for binary targets).
+        clip_min: lower clip of a class frequency.
+        clip_max: upper clip.
 
     """
-    mask = np.broadcast_to(mask, positive.shape).astype(np.float32)
-    weights = np.zeros(positive.shape, np.float32)
-    for c in range(positive.shape[0]):
-        known = mask[c].sum()
-        if known == 0:
-            continue
-        freq = float(np.clip((positive[c] * mask[c]).sum() / known, clip_min, clip_max))
-        weights[c] = np.where(positive[c], 1 / (2 * freq), 1 / (2 * (1 - freq))) * mask[c]
-    return weights
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_classes: int = 2,
+        clip_min: float = 0.05,
+        clip_max: float = 0.95,
+    ) -> None:
+        if not 0 < clip_min <= clip_max < 1:
+            raise ValueError(
+                f"task: need 0 < clip_min <= clip_max < 1, got clip_min={clip_min}, "
+                f"clip_max={clip_max}"
+            )
+        self.clip_min = clip_min
+        self.clip_max = clip_max
+        self.num_classes = num_classes
+        self.counts = np.zeros((num_channels, num_classes), np.float64)
+
+    def __call__(self, classes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Weights (C, *spatial) float32 for class indices `classes` (C, *spatial).
+
+        Args:
+            classes: (C, *spatial) integers in [0, num_classes) (booleans for 2 classes).
+            mask: (C, *spatial) or (*spatial); 1 where the target is known.
+
+        """
+        classes = classes.astype(np.int64)
+        known = np.broadcast_to(mask, classes.shape).astype(bool)
+        weights = np.zeros(classes.shape, np.float32)
+        for c in range(classes.shape[0]):
+            self.counts[c] += np.bincount(classes[c][known[c]], minlength=self.num_classes)
+            total = self.counts[c].sum()
+            if total == 0:
+                continue
+            freq = np.clip(self.counts[c] / total, self.clip_min, self.clip_max)
+            per_class = (1.0 / (self.num_classes * freq)).astype(np.float32)
+            weights[c] = per_class[classes[c]] * known[c]
+        return weights

@@ -1,4 +1,4 @@
-"""Signed distance to object boundaries, tanh-scaled (DaCapo's DistanceTask)."""
+"""Signed distance to class boundaries, tanh-scaled (DaCapo's DistanceTask)."""
 
 from __future__ import annotations
 
@@ -6,93 +6,138 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.ndimage import distance_transform_edt
 
-from dacapo_hydra.tasks.base import Task, balance_weights
+from dacapo_hydra.evaluation.binary import BINARY_SCORE_DIRECTIONS, binary_scores
+from dacapo_hydra.evaluation.per_class import class_score_directions, merge_class_scores
+from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
+from dacapo_hydra.tasks.classes import ClassMap
+from dacapo_hydra.tasks.distances import known_distance, signed_distance
 
 
 class DistanceTask(Task):
-    """Learn `tanh(d / scale_factor)`, d the signed distance (nm) to the foreground boundary.
+    """Learn `tanh(d / scale_factor)` per class, d the signed distance (nm) to its boundary.
 
-    Inside objects d > 0, outside d < 0, clipped to ±`clip_distance`. With
+    Inside a class d > 0, outside d < 0, clipped to ±`clip_distance`. With
     `mask_distances`, a voxel weighs 0 where its distance can't be known from the
-    crop: where the nearest unknown voxel (outside the crop or unannotated) is
-    closer than |d| - `tol_distance`, a boundary there could make d smaller.
+    crop (see :func:`~dacapo_hydra.tasks.distances.known_distance`). Weights are
+    class-balanced per channel. Post-processing thresholds the predicted distance
+    (a grid of thresholds in nm); the output is binary masks (C, *spatial), scored
+    with the binary metrics per class.
 
     Args:
+        channels: one name per class (output channel).
+        class_ids: per class, its label ids (see :class:`~dacapo_hydra.tasks.classes.ClassMap`).
         scale_factor: nm; the tanh's scale.
         clip_distance: nm; distances are clipped to this.
-        tol_distance: nm of slack when deciding whether a distance is known.
+        tol_distance: nm of slack when deciding whether a distance is known; also the
+            tolerance of the `*_with_tolerance` scores.
         mask_distances: whether to weigh unknowable distances 0.
         clip_min: lower clip of the foreground frequency for class balancing.
         clip_max: upper clip of the foreground frequency.
+        thresholds: nm; the distances swept as foreground thresholds. None: -1, -0.5,
+            0, 0.5 and 1 times the smallest voxel size.
+        criterion: score that picks the best iteration and threshold.
 
     """
+
+    criterion = "dice"
 
     def __init__(
         self,
         dims: int,
         voxel_size: Sequence[float],
+        channels: Sequence[str] = ("foreground",),
+        class_ids: Sequence[Sequence[int]] | None = None,
         scale_factor: float = 50.0,
         clip_distance: float = 100.0,
         tol_distance: float = 40.0,
         mask_distances: bool = True,
         clip_min: float = 0.05,
         clip_max: float = 0.95,
+        thresholds: Sequence[float] | None = None,
+        criterion: str | None = None,
     ) -> None:
         super().__init__(dims, voxel_size)
-        if scale_factor <= 0 or clip_distance <= 0:
+        if scale_factor <= 0 or clip_distance <= 0 or tol_distance < 0:
             raise ValueError(
                 f"task: scale_factor ({scale_factor}) and clip_distance ({clip_distance}) "
-                "must be positive"
+                f"must be positive, tol_distance ({tol_distance}) not negative"
             )
-        if not 0 < clip_min <= clip_max < 1:
-            raise ValueError(f"task: need 0 < clip_min <= clip_max < 1, got {clip_min}, {clip_max}")
+        self.classes = ClassMap(channels, class_ids)
         self.scale_factor = scale_factor
         self.clip_distance = clip_distance
         self.tol_distance = tol_distance
         self.mask_distances = mask_distances
-        self.clip_min = clip_min
-        self.clip_max = clip_max
+        self.balancer = ClassBalancer(len(self.classes), 2, clip_min, clip_max)
+        step = min(self.voxel_size)
+        self.thresholds = [
+            float(t) for t in (thresholds or [f * step for f in (-1, -0.5, 0, 0.5, 1)])
+        ]
+        if criterion is not None:
+            self.criterion = criterion
+        self.check_criterion()
 
     @property
     def num_channels(self) -> int:
-        """One channel: the foreground (all non-zero labels)."""
-        return 1
+        """One channel per class."""
+        return len(self.classes)
 
-    def signed_distance(self, foreground: np.ndarray) -> np.ndarray:
-        """Signed distance in nm (positive inside), clipped to ±clip_distance."""
-        if foreground.all():
-            return np.full(foreground.shape, self.clip_distance, np.float32)
-        if not foreground.any():
-            return np.full(foreground.shape, -self.clip_distance, np.float32)
-        inside = distance_transform_edt(foreground, sampling=self.voxel_size)
-        outside = distance_transform_edt(~foreground, sampling=self.voxel_size)
-        # Voxel centres sit half a voxel from the boundary between them.
-        d = np.where(foreground, inside, -outside) - np.where(foreground, 0.5, -0.5) * min(
-            self.voxel_size
+    def distances(self, gt: np.ndarray) -> np.ndarray:
+        """Signed distances (C, *spatial) in nm, clipped."""
+        return np.stack(
+            [
+                signed_distance(m, self.voxel_size, self.clip_distance)
+                for m in self.classes.masks(gt)
+            ]
         )
-        return np.clip(d, -self.clip_distance, self.clip_distance).astype(np.float32)
 
-    def known(self, mask: np.ndarray, distance: np.ndarray) -> np.ndarray:
-        """Where |distance| can be trusted given the crop's edges and unannotated voxels."""
-        padded = np.pad(mask.astype(bool), 1, constant_values=False)
-        to_unknown = distance_transform_edt(padded, sampling=self.voxel_size)
-        to_unknown = to_unknown[(slice(1, -1),) * mask.ndim]
-        # Clipped distances are known once the unknown is at least clip_distance away.
-        return (np.abs(distance) <= to_unknown + self.tol_distance) & mask.astype(bool)
+    def scale(self, distance: np.ndarray | float) -> np.ndarray:
+        """A distance (nm) in target units: `tanh(d / scale_factor)`."""
+        return np.tanh(np.asarray(distance, np.float64) / self.scale_factor)
 
     def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Target `tanh(d / scale)` and class-balanced, certainty-masked weights."""
-        foreground = gt > 0
-        distance = self.signed_distance(foreground)
-        target = np.tanh(distance / self.scale_factor)[None].astype(np.float32)
-        weight_mask = self.known(mask, distance) if self.mask_distances else mask.astype(bool)
-        weight = balance_weights(foreground[None], weight_mask[None], self.clip_min, self.clip_max)
-        return target, weight
+        distance = self.distances(gt)
+        target = self.scale(distance).astype(np.float32)
+        if self.mask_distances:
+            known = known_distance(mask, distance, self.voxel_size, self.tol_distance)
+        else:
+            known = mask.astype(bool)
+        return target, self.balancer(distance > 0, known)
 
     def loss(
         self, prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
         """Weighted mean squared error."""
         return (weight * (prediction - target) ** 2).mean()
+
+    def parameter_grid(self) -> list[Params]:
+        """One parameter set per threshold (nm)."""
+        return [{"threshold": t} for t in self.thresholds]
+
+    def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
+        """Binary masks (C, *spatial) uint8: predicted distance above `threshold` nm."""
+        return (prediction > self.scale(float(params["threshold"]))).astype(np.uint8)
+
+    def evaluate(
+        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
+    ) -> dict[str, float]:
+        """Binary scores per class, and their mean under the plain score names."""
+        truth = self.classes.masks(gt)
+        return merge_class_scores(
+            {
+                name: binary_scores(
+                    output[c],
+                    truth[c],
+                    mask,
+                    self.voxel_size,
+                    tol_distance=self.tol_distance,
+                    clip_distance=self.clip_distance,
+                )
+                for c, name in enumerate(self.classes.names)
+            }
+        )
+
+    def score_directions(self) -> dict[str, bool]:
+        """Binary score directions, per class when there are several."""
+        return class_score_directions(self.classes.names, BINARY_SCORE_DIRECTIONS)

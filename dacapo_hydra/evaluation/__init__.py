@@ -1,0 +1,1 @@
+"""Evaluation metrics on numpy arrays: binary masks and instance segmentations."""

@@ -1,0 +1,117 @@
+"""One class per voxel by softmax cross-entropy (DaCapo's OneHotTask)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dacapo_hydra.evaluation.binary import BINARY_SCORE_DIRECTIONS, binary_scores
+from dacapo_hydra.evaluation.per_class import class_score_directions, merge_class_scores
+from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
+from dacapo_hydra.tasks.classes import ClassMap
+
+
+class OneHotTask(Task):
+    """Learn each voxel's class among named classes; the first is the background.
+
+    The target is one channel of class indices (int64): 0 for background (label 0
+    and any label no class claims), i for `classes[i]`. Weights are class-balanced
+    over all classes (clipped frequencies) and 0 outside the mask. The loss is
+    softmax cross-entropy; inference applies a softmax. Post-processing is argmax
+    (output: class indices (*spatial) int64), scored with the binary metrics of each
+    foreground class.
+
+    Args:
+        classes: class names, background first.
+        class_ids: per foreground class (classes[1:]), its label ids (see
+            :class:`~dacapo_hydra.tasks.classes.ClassMap`).
+        clip_min: lower clip of a class frequency for class balancing.
+        clip_max: upper clip.
+        tol_distance: nm; tolerance of the `*_with_tolerance` scores.
+        clip_distance: nm; clip of the `*_clipped` distance scores.
+        criterion: score that picks the best iteration.
+
+    """
+
+    criterion = "dice"
+
+    def __init__(
+        self,
+        dims: int,
+        voxel_size: Sequence[float],
+        classes: Sequence[str] = ("background", "foreground"),
+        class_ids: Sequence[Sequence[int]] | None = None,
+        clip_min: float = 0.05,
+        clip_max: float = 0.95,
+        tol_distance: float = 40.0,
+        clip_distance: float = 100.0,
+        criterion: str | None = None,
+    ) -> None:
+        super().__init__(dims, voxel_size)
+        if len(classes) < 2:
+            raise ValueError(
+                f"task.classes: need a background and at least one class, got {list(classes)}"
+            )
+        self.background = str(classes[0])
+        self.classes = ClassMap(classes[1:], class_ids)
+        self.balancer = ClassBalancer(1, len(classes), clip_min, clip_max)
+        self.tol_distance = tol_distance
+        self.clip_distance = clip_distance
+        if criterion is not None:
+            self.criterion = criterion
+        self.check_criterion()
+
+    @property
+    def num_channels(self) -> int:
+        """One channel per class, background included."""
+        return len(self.classes) + 1
+
+    def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class indices (1, *spatial) int64 and class-balanced weights (1, *spatial)."""
+        indices = self.classes.indices(gt)[None]
+        return indices, self.balancer(indices, mask.astype(bool)[None])
+
+    def loss(
+        self, prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted softmax cross-entropy over the class channels."""
+        per_voxel = F.cross_entropy(prediction, target[:, 0].long(), reduction="none")
+        return (per_voxel * weight[:, 0]).mean()
+
+    def activation(self, prediction: torch.Tensor) -> torch.Tensor:
+        """Softmax over the class channels."""
+        return torch.softmax(prediction, dim=1)
+
+    def parameter_grid(self) -> list[Params]:
+        """A single set: argmax has no parameter."""
+        return [{"method": "argmax"}]
+
+    def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
+        """Class indices (*spatial) int64: the most probable class."""
+        return np.argmax(prediction, axis=0).astype(np.int64)
+
+    def evaluate(
+        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
+    ) -> dict[str, float]:
+        """Binary scores of each foreground class, and their mean."""
+        truth = self.classes.indices(gt)
+        return merge_class_scores(
+            {
+                name: binary_scores(
+                    output == i,
+                    truth == i,
+                    mask,
+                    self.voxel_size,
+                    tol_distance=self.tol_distance,
+                    clip_distance=self.clip_distance,
+                )
+                for i, name in enumerate(self.classes.names, start=1)
+            }
+        )
+
+    def score_directions(self) -> dict[str, bool]:
+        """Binary score directions, per class when there are several."""
+        return class_score_directions(self.classes.names, BINARY_SCORE_DIRECTIONS)
