@@ -18,22 +18,24 @@ from dacapo_hydra.architectures.base import per_axis
 from dacapo_hydra.architectures.traced import TracedArchitecture
 
 
-def network_target(network: Any, name: str) -> tuple[dict[str, Any], type]:
-    """The network node as a plain dict, and the class its `_target_` names.
+def network_target(network: Any, name: str) -> tuple[dict[str, Any], Any]:
+    """The network node as a (new) plain dict, and the class or factory its `_target_` names.
 
     Raises:
-        ValueError: if the node has no `_target_` or it names no class.
+        ValueError: if the node has no `_target_` or it names nothing importable.
 
     """
     if isinstance(network, DictConfig):
         network = OmegaConf.to_container(network, resolve=True)
+    elif isinstance(network, dict):
+        network = dict(network)
     if not isinstance(network, dict) or "_target_" not in network:
         raise ValueError(
             f"{name} must be a mapping with a _target_ naming the network class "
             f"(e.g. monai.networks.nets.BasicUNet), got {network!r}"
         )
     try:
-        cls = hydra.utils.get_class(network["_target_"])
+        cls = hydra.utils.get_object(network["_target_"])
     except Exception as err:
         raise ValueError(f"{name}._target_={network['_target_']!r}: {err}") from None
     return network, cls

@@ -26,12 +26,10 @@ class TracedArchitecture(Architecture):
     """An architecture around `self.network`, its shapes found by trial forward passes.
 
     Subclasses build `self.network`, set `dims` and `in_channels`, then call
-    :meth:`_setup_shapes`. Axes are taken to be independent: an axis size is
-    valid if the network runs with it while the other axes keep `input_shape`.
-
-    Args:
-        same_padding: require output shape == input shape (MONAI's networks).
-
+    :meth:`_setup_shapes`. Input sizes must be multiples of `divisor` (given, or
+    inferred by trial); axes are taken to be independent: an axis size is valid
+    if the network runs with it while the other axes keep `input_shape` (rounded
+    up to the divisor).
     """
 
     network: nn.Module
@@ -55,9 +53,6 @@ class TracedArchitecture(Architecture):
         self._meta_copy: list[nn.Module | None] = []
         self._meta_ok = False
         self._same_padding = same_padding
-        self.divisor = per_axis(
-            divisor if divisor is not None else 1, self.dims, "architecture.divisor"
-        )
         self._upsample = per_axis(upsample_factor, self.dims, "architecture.upsample_factor")
         self.input_shape = per_axis(input_shape, self.dims, "architecture.input_shape")
         self.eval_input_shape = per_axis(
@@ -65,9 +60,42 @@ class TracedArchitecture(Architecture):
             self.dims,
             "architecture.eval_input_shape",
         )
+        self.divisor = (
+            per_axis(divisor, self.dims, "architecture.divisor")
+            if divisor is not None
+            else self._infer_divisor()
+        )
         self.check_input_shape("input_shape", self.input_shape)
         self.check_input_shape("eval_input_shape", self.eval_input_shape)
         _, self.out_channels = self._trial(self.input_shape)
+
+    def _infer_divisor(self) -> tuple[int, ...]:
+        """The smallest of 1, 2, 4, ... 64 whose multiples near `input_shape` all run.
+
+        Probes the input shape rounded up to multiples of d, and that plus d on each
+        axis in turn. A network that runs on `input_shape` only (a program exported
+        for one shape, say) gets 1: trial passes alone then decide. Networks with
+        per-axis needs set `divisor` instead.
+        """
+        self.divisor = (1,) * self.dims
+        why = ""
+        for d in (1, 2, 4, 8, 16, 32, 64):
+            shape = tuple(-(-s // d) * d for s in self.input_shape)
+            probes = [shape] + [
+                tuple(s + d * (a == axis) for a, s in enumerate(shape)) for axis in range(self.dims)
+            ]
+            results = [self._compute(p) for p in probes]
+            why = next((r for r in results if isinstance(r, str)), "")
+            if not why:
+                self._cache.clear()
+                return (d,) * self.dims
+        if isinstance(self._compute(self.input_shape), tuple):
+            return self.divisor
+        raise ValueError(
+            f"architecture: the network runs on no input shape near {list(self.input_shape)} "
+            f"made of multiples of 1 to 64 ({why}); check the network, or set "
+            "architecture.divisor (per axis)"
+        )
 
     @property
     def upsample_factor(self) -> tuple[int, ...]:
