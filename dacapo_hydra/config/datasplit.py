@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import MISSING
 
 
 @dataclass
 class ArraySourceConfig:
-    """One zarr array: a container and a dataset path inside it."""
+    """One zarr array: a container and a dataset path inside it.
+
+    `voxel_size`/`offset` (nm) stand in for missing metadata; `scale` picks the
+    multiscale level of that voxel size. Dataset entries accept this or any array
+    spec with a `type` (see dacapo_hydra.data.array_spec).
+    """
 
     container: str = MISSING
     dataset: str = MISSING
     voxel_size: list[float] | None = None
     offset: list[float] | None = None
+    scale: list[float] | None = None
 
 
 @dataclass
 class DatasetConfig:
-    """A training or validation dataset: raw, ground truth, optional mask."""
+    """A training or validation dataset: raw, ground truth, optional mask.
+
+    raw/gt/mask are array specs: `{container, dataset}` or a transform
+    `{type: binarize, source: {...}, ...}`, hence typed Any and checked when opened.
+    `sample_points` are world positions (nm) for the `points` sampling strategy.
+    """
 
     name: str = MISSING
-    raw: ArraySourceConfig = MISSING
-    gt: ArraySourceConfig = MISSING
-    mask: ArraySourceConfig | None = None
+    raw: Any = MISSING
+    gt: Any = MISSING
+    mask: Any = None
     weight: float = 1.0
+    sample_points: list[list[float]] | None = None
 
 
 @dataclass
@@ -34,6 +47,27 @@ class NormalizeConfig:
 
     min: float = 0.0
     max: float = 255.0
+
+
+@dataclass
+class SamplingConfig:
+    """How crop positions are drawn: uniform, reject, integral_mask or points."""
+
+    strategy: str = "uniform"
+    min_masked: float = 0.5
+    max_tries: int = 100
+
+
+@dataclass
+class LayoutConfig:
+    """DaCapo's convention layout: `path` holds train/test groups of raw/labels/mask."""
+
+    path: str = MISSING
+    train_group: str = "train"
+    validate_group: str = "test"
+    raw_name: str = "raw"
+    gt_name: str = "labels"
+    mask_name: str = "mask"
 
 
 @dataclass
@@ -51,13 +85,22 @@ class SyntheticConfig:
 
 @dataclass
 class DataSplitConfig:
-    """Where the data is and which volumes train and validate."""
+    """Where the data is and which volumes train and validate.
+
+    `normalize: null` leaves raw as read (for a raw spec that normalises itself).
+    `input_voxel_size`/`output_voxel_size` pick the multiscale level of raw and of
+    gt/mask where a spec gives no `scale`.
+    """
 
     dims: int = 3
-    train: list[DatasetConfig] = MISSING
+    train: list[DatasetConfig] = field(default_factory=list)
     validate: list[DatasetConfig] = field(default_factory=list)
-    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    normalize: NormalizeConfig | None = field(default_factory=NormalizeConfig)
     pad_mode: str = "reflect"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    input_voxel_size: list[float] | None = None
+    output_voxel_size: list[float] | None = None
+    layout: LayoutConfig | None = None
     synthetic: SyntheticConfig | None = None
 
 

@@ -13,7 +13,7 @@ from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from dacapo_hydra.architectures.base import Architecture
-from dacapo_hydra.data.augment import build_augment
+from dacapo_hydra.data.augment import build_augment, build_deformation
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.tasks.base import Task
@@ -23,10 +23,20 @@ def _to_numpy(x: Any) -> np.ndarray:
     return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def _squeeze(x: Any) -> np.ndarray:
+    """Drop a channel axis of one: the task sees (*spatial), or (C, *spatial) for C > 1."""
+    array = _to_numpy(x)
+    return array[0] if array.shape[0] == 1 else array
+
+
 def make_sample(crop: dict[str, np.ndarray], task: Task) -> dict[str, torch.Tensor]:
-    """Targets and weights from a (possibly augmented) crop, as tensors."""
-    gt = _to_numpy(crop["gt"])[0]
-    mask = _to_numpy(crop["mask"])[0]
+    """Targets and weights from a (possibly augmented) crop, as tensors.
+
+    gt and mask reach the task as (*spatial) arrays; multi-channel ground truth
+    (binarize/concat arrays) and per-class masks come as (C, *spatial).
+    """
+    gt = _squeeze(crop["gt"])
+    mask = _squeeze(crop["mask"])
     target, weight = task.targets(gt, mask)
     return {
         "raw": torch.as_tensor(np.ascontiguousarray(_to_numpy(crop["raw"])), dtype=torch.float32),
@@ -141,15 +151,23 @@ class VolumeDataModule(pl.LightningDataModule):
             validation_samples: fixed crops per validation dataset.
 
         """
+        factor = getattr(architecture, "upsample_factor", (1,) * split.dims)
         shapes = CropShapes(
-            architecture.input_shape,
-            architecture.output_shape(architecture.input_shape),
+            tuple(architecture.input_shape),
+            tuple(architecture.output_shape(architecture.input_shape)),
             split.voxel_size,
+            tuple(v / f for v, f in zip(split.voxel_size, factor, strict=True)),
         )
-        train_sampler = CropSampler(split.train, split, shapes)
+        deformation = build_deformation(trainer.augment, split.dims)
+        train_sampler = CropSampler(split.train, split, shapes, deformation)
         val_sampler = CropSampler(split.validate, split, shapes) if split.validate else None
         augment = build_augment(
-            trainer.augment, split.dims, shapes.input_shape, shapes.output_shape, split.voxel_size
+            trainer.augment,
+            split.dims,
+            shapes.input_shape,
+            shapes.output_shape,
+            split.voxel_size,
+            shapes.out_voxel_size,
         )
         return cls(
             split,

@@ -17,7 +17,8 @@ PyTorch's `grid_sample`, as MONAI's `Resample` uses.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -30,27 +31,59 @@ from dacapo_hydra.data.roi import Roi
 ROTATION_PLANES = ("yx", "all")
 
 
-def voxel_centres(roi: Roi, voxel_size: Sequence[float]) -> list[torch.Tensor]:
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run PyTorch's CPU ops on one thread inside the block, then restore the count.
+
+    The per-crop interpolations are a few milliseconds each: on a busy machine,
+    synchronising several threads costs more than it saves (measured: 0.6 s per
+    132³ crop with the default threads against 0.2 s with one). DataLoader
+    workers run on one thread already; this makes the main process do the same
+    while it samples (training and sampling never overlap there).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def voxel_centres(roi: Roi, voxel_size: Sequence[float]) -> list[np.ndarray]:
     """World coordinates of the voxel centres of `roi` along each axis."""
     out = []
     for b, s, v in zip(roi.begin, roi.shape, voxel_size, strict=True):
         n = int(round(s / v))
-        out.append(torch.arange(n, dtype=torch.float64) * v + b + v / 2)
+        out.append(np.arange(n) * v + b + v / 2)
     return out
 
 
-def sample_grid(
-    data: torch.Tensor, coords: torch.Tensor, mode: str, padding_mode: str = "border"
-) -> torch.Tensor:
-    """Interpolate `data` (C, *n) at voxel coordinates `coords` (*shape, dims).
+def sample_grid(data: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Interpolate `data` (C, *n) at voxel coordinates `coords` (dims, *shape).
 
-    Coordinates are in voxel units of `data` (0 = the first voxel's centre).
+    Coordinates are in voxel units of `data` (0 = the first voxel's centre);
+    beyond the edge the border value is repeated.
     """
-    sizes = torch.tensor(data.shape[1:], dtype=coords.dtype)
-    norm = 2 * coords / torch.clamp(sizes - 1, min=1) - 1
-    grid = norm.flip(-1)[None].to(data.dtype)  # grid_sample wants x (last axis) first
-    out = F.grid_sample(data[None], grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    dims = coords.shape[0]
+    grid = torch.stack(
+        [2 * coords[d] / max(data.shape[1 + d] - 1, 1) - 1 for d in reversed(range(dims))], -1
+    )  # grid_sample wants the last axis (x) first
+    out = F.grid_sample(
+        data[None], grid[None], mode=mode, padding_mode="border", align_corners=True
+    )
     return out[0]
+
+
+def _interpolation_matrix(positions: np.ndarray, n: int) -> np.ndarray:
+    """Linear interpolation weights (len(positions), n) at fractional control indices."""
+    positions = np.clip(positions, 0, n - 1)
+    low = np.minimum(np.floor(positions).astype(int), n - 2)
+    frac = positions - low
+    w = np.zeros((len(positions), n), np.float32)
+    rows = np.arange(len(positions))
+    w[rows, low] = 1 - frac
+    w[rows, low + 1] = frac
+    return w
 
 
 @dataclass
@@ -70,19 +103,63 @@ class Warp:
     matrix: np.ndarray
     grid_begin: np.ndarray
     grid_step: np.ndarray
-    field: torch.Tensor | None
+    field: np.ndarray | None
 
     def source_points(self, roi: Roi, voxel_size: Sequence[float]) -> torch.Tensor:
-        """World points (float64, (*shape, dims)) the voxel centres of `roi` are read from."""
-        axes = voxel_centres(roi, voxel_size)
-        points = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-        centre = torch.from_numpy(self.centre)
-        out = (points - centre) @ torch.from_numpy(self.matrix).T + centre
+        """Where the voxel centres of `roi` are read from: (dims, *shape) float32.
+
+        World coordinates relative to :attr:`centre` (small numbers keep float32
+        exact to far below a voxel).
+        """
+        axes = [x - c for x, c in zip(voxel_centres(roi, voxel_size), self.centre, strict=True)]
+        dims = len(axes)
+        shape = tuple(len(x) for x in axes)
+        # The rotated lattice is a sum of one vector per axis, broadcast: no meshgrid.
+        out = torch.zeros((dims, *shape), dtype=torch.float32)
+        for d in range(dims):
+            for e in range(dims):
+                if self.matrix[d, e] != 0:
+                    view = [1] * dims
+                    view[e] = shape[e]
+                    vec = torch.from_numpy((self.matrix[d, e] * axes[e]).astype(np.float32))
+                    out[d] += vec.reshape(view)
         if self.field is not None:
-            coords = (points - torch.from_numpy(self.grid_begin)) / torch.from_numpy(self.grid_step)
-            disp = sample_grid(self.field, coords, "bilinear")
-            out += disp.movedim(0, -1).to(out.dtype)
+            out += self.displacement(roi, voxel_size)
         return out
+
+    def displacement(self, roi: Roi, voxel_size: Sequence[float]) -> torch.Tensor:
+        """The control-point displacement at the voxel centres of `roi`, (dims, *shape).
+
+        Linear interpolation is separable, so it is one small matrix product per
+        axis (cheaper than interpolating every voxel with grid_sample).
+        """
+        assert self.field is not None
+        field = torch.from_numpy(self.field)
+        dims = field.shape[0]
+        for axis, x in enumerate(voxel_centres(roi, voxel_size)):
+            n = self.field.shape[1 + axis]
+            w = _interpolation_matrix((x - self.grid_begin[axis]) / self.grid_step[axis], n)
+            field = torch.movedim(
+                torch.tensordot(torch.from_numpy(w), field, dims=([1], [1 + axis])), 0, 1 + axis
+            )
+        return field.reshape(dims, *field.shape[1:])
+
+    def bounds(self, roi: Roi, voxel_size: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """World box holding every source point of `roi`.
+
+        The rotated box's corners, grown by the largest control-point displacement
+        (linear interpolation never exceeds it).
+        """
+        axes = voxel_centres(roi, voxel_size)
+        corners = np.array(np.meshgrid(*[[x[0], x[-1]] for x in axes], indexing="ij"))
+        corners = corners.reshape(len(axes), -1).T - self.centre
+        rotated = corners @ self.matrix.T + self.centre
+        reach = (
+            np.abs(self.field).reshape(len(axes), -1).max(1)
+            if self.field is not None
+            else np.zeros(len(axes))
+        )
+        return rotated.min(0) - reach, rotated.max(0) + reach
 
 
 class Deformation:
@@ -157,7 +234,7 @@ class Deformation:
             noise = rng.normal(size=(self.dims, *n)) * np.reshape(
                 self.sigma, (-1,) + (1,) * self.dims
             )
-            field = torch.from_numpy(noise.astype(np.float32))
+            field = noise.astype(np.float32)
         return Warp(
             centre=np.asarray(roi.center, float),
             matrix=matrix,

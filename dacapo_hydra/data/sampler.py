@@ -10,7 +10,7 @@ import torch
 
 from dacapo_hydra.data.array import Array
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
-from dacapo_hydra.data.deform import Deformation, Warp, sample_grid
+from dacapo_hydra.data.deform import Deformation, Warp, sample_grid, single_threaded
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.transforms import ConstantArray
 
@@ -188,7 +188,8 @@ class CropSampler:
     def read(self, dataset: Dataset, roi: Roi, warp: Warp | None = None) -> dict[str, np.ndarray]:
         """Raw (normalised, channels first), gt and mask (channels first) for an output ROI."""
         if warp is not None:
-            return self._read_warped(dataset, roi, warp)
+            with single_threaded():
+                return self._read_warped(dataset, roi, warp)
         raw_roi = roi.grow(self.shapes.context)
         raw = dataset.raw.read_padded(raw_roi, self.split.pad_mode)
         self._check_raw(dataset, raw, raw_roi)
@@ -208,18 +209,20 @@ class CropSampler:
 
     def _read_warped(self, dataset: Dataset, roi: Roi, warp: Warp) -> dict[str, np.ndarray]:
         raw_roi = roi.grow(self.shapes.context)
-        q = warp.source_points(raw_roi, dataset.raw.voxel_size)
-        region = self._region(dataset.raw, q)
+        region = self._region(dataset.raw, *warp.bounds(raw_roi, dataset.raw.voxel_size))
         data = dataset.raw.read_padded(region, self.split.pad_mode)
         self._check_raw(dataset, data, region)
         if dataset.raw.num_channels is None:
             data = data[None]
-        coords = self._voxel_coords(dataset.raw, region, q)
+        coords = self._voxel_coords(
+            dataset.raw, region, warp, warp.source_points(raw_roi, dataset.raw.voxel_size)
+        )
         raw = sample_grid(torch.from_numpy(self.split.normalize(data)), coords, "bilinear")
 
-        q = warp.source_points(roi, dataset.gt.voxel_size)
-        region = self._region(dataset.gt, q)
-        coords = self._voxel_coords(dataset.gt, region, q)
+        region = self._region(dataset.gt, *warp.bounds(roi, dataset.gt.voxel_size))
+        coords = self._voxel_coords(
+            dataset.gt, region, warp, warp.source_points(roi, dataset.gt.voxel_size)
+        )
         flat = None
         out = {}
         for key, array in (("gt", dataset.gt), ("mask", self._mask_array(dataset))):
@@ -229,30 +232,29 @@ class CropSampler:
             if array.num_channels is None:
                 data = data[None]
             if flat is None:
-                idx = torch.round(coords).long()
+                flat = torch.zeros(coords.shape[1:], dtype=torch.int64)
                 for axis, n in enumerate(data.shape[1:]):
-                    idx[..., axis].clamp_(0, n - 1)
-                strides = torch.tensor(
-                    [int(np.prod(data.shape[2 + a :])) for a in range(idx.shape[-1])]
-                )
-                flat = (idx * strides).sum(-1).numpy()
+                    stride = int(np.prod(data.shape[2 + axis :]))
+                    flat += torch.round(coords[axis]).long().clamp_(0, n - 1) * stride
+                flat = flat.numpy()
             channels = data.reshape(data.shape[0], -1)
             out[key] = np.take(channels, flat, axis=1)
         return {"raw": raw.numpy(), "gt": out["gt"], "mask": out["mask"].astype(np.uint8)}
 
     @staticmethod
-    def _region(array: Array, points: torch.Tensor) -> Roi:
-        """The box on `array`'s grid holding `points` with one voxel to spare."""
-        flat = points.reshape(-1, points.shape[-1])
-        lo = flat.min(0).values.numpy() - np.asarray(array.voxel_size)
-        hi = flat.max(0).values.numpy() + np.asarray(array.voxel_size)
+    def _region(array: Array, lo: np.ndarray, hi: np.ndarray) -> Roi:
+        """The box on `array`'s grid holding [lo, hi] with one voxel to spare."""
+        vs = np.asarray(array.voxel_size)
+        lo, hi = lo - vs, hi + vs
         return array.snap(Roi(tuple(lo.tolist()), tuple((hi - lo).tolist())))
 
     @staticmethod
-    def _voxel_coords(array: Array, region: Roi, points: torch.Tensor) -> torch.Tensor:
-        begin = torch.tensor(region.begin, dtype=points.dtype)
-        vs = torch.tensor(array.voxel_size, dtype=points.dtype)
-        return (points - begin) / vs - 0.5
+    def _voxel_coords(array: Array, region: Roi, warp: Warp, points: torch.Tensor) -> torch.Tensor:
+        """Voxel coordinates in `region` of `points` (relative to the warp's centre), in place."""
+        for axis, v in enumerate(array.voxel_size):
+            shift = (warp.centre[axis] - region.begin[axis]) / v - 0.5
+            points[axis].mul_(1 / v).add_(float(shift))
+        return points
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One random crop (warped if the sampler has a deformation)."""
