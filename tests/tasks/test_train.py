@@ -1,0 +1,30 @@
+"""Each task trains end to end on the tiny synthetic data (as `python train.py task=<name>`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+from omegaconf import DictConfig
+
+from dacapo_hydra.run import train
+
+CASES = [
+    ("distance", "synthetic_3d"),
+    ("affinities", "synthetic_3d"),
+    ("affinities_lsds", "synthetic_3d"),
+    ("one_hot", "synthetic_2d"),
+    ("inner_distance", "synthetic_2d"),
+    ("hot_distance", "synthetic_3d"),
+    ("dummy", "synthetic_2d"),
+]
+
+
+@pytest.mark.parametrize(("task", "datasplit"), CASES)
+def test_task_trains(task: str, datasplit: str, compose_tiny: Callable[..., DictConfig]) -> None:
+    cfg = compose_tiny(datasplit=datasplit, task=task, overrides=["iterations=2"])
+    result = train(cfg)
+    assert result.iterations == 2
+    assert math.isfinite(result.final_loss)
+    assert result.val_loss is not None and math.isfinite(result.val_loss)
