@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.data.augment import build_augment, build_deformation
 from dacapo_hydra.data.datasplit import DataSplit
+from dacapo_hydra.data.deform import single_threaded
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.tasks.base import Task
 
@@ -67,8 +68,9 @@ class TrainCrops(IterableDataset):
         rng = np.random.default_rng([self.seed, worker])
         self.augment.set_random_state(seed=int(rng.integers(2**31)))
         while True:
-            crop = self.augment(self.sampler.sample(rng))
-            yield make_sample(crop, self.task)
+            with single_threaded():
+                sample = make_sample(self.augment(self.sampler.sample(rng)), self.task)
+            yield sample
 
 
 class ValidationCrops(Dataset):
