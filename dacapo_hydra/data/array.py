@@ -140,25 +140,33 @@ class Array(ABC):
             )
             channels = () if self.num_channels is None else (self.num_channels,)
             return np.full(channels + shape, value, self.dtype)
-        data = self.read(inner)
-        before = np.round(np.subtract(inner.begin, roi.begin) / self.voxel_size).astype(int)
-        after = np.round(np.subtract(roi.end, inner.end) / self.voxel_size).astype(int)
-        if not (before.any() or after.any()):
-            return data
-        widths = [(0, 0)] * (data.ndim - self.dims) + list(
-            zip(before.tolist(), after.tolist(), strict=True)
-        )
         if mode == "constant":
+            data = self.read(inner)
+            before = np.round(np.subtract(inner.begin, roi.begin) / self.voxel_size).astype(int)
+            after = np.round(np.subtract(roi.end, inner.end) / self.voxel_size).astype(int)
+            if not (before.any() or after.any()):
+                return data
+            widths = [(0, 0)] * (data.ndim - self.dims) + list(
+                zip(before.tolist(), after.tolist(), strict=True)
+            )
             return np.pad(data, widths, mode="constant", constant_values=value)
-        if mode == "reflect" and any(
-            w >= n
-            for (b, a), n in zip(widths[-self.dims :], data.shape[-self.dims :], strict=True)
-            for w in (b, a)
-        ):
-            # numpy reflects repeatedly when the pad exceeds the data; symmetric is the
-            # closest well-defined behaviour there.
-            return np.pad(data, widths, mode="symmetric")
-        return np.pad(data, widths, mode=mode)
+        # Reflect/edge: every voxel outside takes the value the whole volume, padded,
+        # would have there, whatever the ROI. Padding only the part read (np.pad) would
+        # differ between overlapping ROIs, so blockwise results would depend on blocks.
+        slices = self.to_voxels(Roi(roi.begin, roi.shape)) if self.roi.contains(roi) else None
+        if slices is not None:
+            return self.read(roi)
+        begin = np.round(np.subtract(roi.begin, self.offset) / self.voxel_size).astype(int)
+        size = np.round(np.asarray(roi.shape) / self.voxel_size).astype(int)
+        sources = [
+            _padded_indices(b, b + n, length, mode)
+            for b, n, length in zip(begin, size, self.spatial_shape, strict=True)
+        ]
+        lows = [int(s.min()) for s in sources]
+        box = tuple(slice(lo, int(s.max()) + 1) for lo, s in zip(lows, sources, strict=True))
+        data = np.asarray(self.array[(slice(None),) * (self.array.ndim - self.dims) + box])
+        take = np.ix_(*(s - lo for s, lo in zip(sources, lows, strict=True)))
+        return data[(Ellipsis, *take)]
 
 
 class ZarrArray(Array):
@@ -270,6 +278,20 @@ class ZarrArray(Array):
         # Slicing a zarr array decodes only the chunks the slices touch.
         full = (slice(None),) * (self.array.ndim - self.dims) + index
         return np.asarray(self.array[full])
+
+
+def _padded_indices(start: int, stop: int, length: int, mode: str) -> np.ndarray:
+    """Source index of each position in [start, stop) of an axis of `length`, padded.
+
+    `reflect` mirrors about the first and last voxel (numpy.pad's `reflect`, repeated
+    as often as needed); `edge` repeats them.
+    """
+    index = np.arange(start, stop)
+    if mode == "edge" or length == 1:
+        return np.clip(index, 0, length - 1)
+    period = 2 * (length - 1)
+    folded = np.mod(index, period)
+    return np.where(folded < length, folded, period - folded)
 
 
 def _list_arrays(group: zarr.Group, prefix: str = "") -> list[str]:

@@ -1,0 +1,173 @@
+"""TIFF stacks to OME-zarr (`dacapo-convert`): what many labs hold, as the datasplit reads it.
+
+Reads a multi-page TIFF, or a folder of single-section TIFFs (sorted by name, one
+z section each), and writes a zarr v3 container holding an OME-NGFF 0.5
+multiscale group: level `s0` at the given voxel size and offset (nm), and
+optional 2x-downsampled levels (mean for images, every other voxel for
+`--labels`). Sections are read and written a slab at a time, so a stack larger
+than memory converts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import zarr
+from skimage.measure import block_reduce
+
+from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
+
+
+class TiffStack:
+    """A TIFF stack read section by section: a multi-page file or a folder of files.
+
+    Args:
+        path: the TIFF file or the folder of TIFF files.
+
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"TIFF input {str(self.path)!r} does not exist")
+        if self.path.is_dir():
+            self.files = sorted(
+                p for p in self.path.iterdir() if p.suffix.lower() in (".tif", ".tiff")
+            )
+            if not self.files:
+                raise FileNotFoundError(f"folder {str(self.path)!r} holds no .tif/.tiff files")
+            first = tifffile.imread(self.files[0])
+            self.shape = (len(self.files), *first.shape)
+            self.dtype = first.dtype
+        else:
+            self.files = []
+            with tifffile.TiffFile(self.path) as tif:
+                series = tif.series[0]
+                self.shape = tuple(series.shape)
+                self.dtype = series.dtype
+        if len(self.shape) not in (2, 3):
+            raise ValueError(
+                f"{self.path}: expected a 2D image or a 3D stack (z, y, x), got shape {self.shape}"
+            )
+
+    def slabs(self, depth: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first z, sections) for consecutive slabs of `depth` sections."""
+        if len(self.shape) == 2:
+            yield 0, tifffile.imread(self.path)
+            return
+        for z in range(0, self.shape[0], depth):
+            keys = range(z, min(z + depth, self.shape[0]))
+            if self.files:
+                data = np.stack([tifffile.imread(self.files[k]) for k in keys])
+            else:
+                data = tifffile.imread(self.path, key=list(keys))
+                data = data.reshape(len(keys), *self.shape[1:])
+            yield z, data
+
+
+def convert(
+    source: str | Path,
+    container: str | Path,
+    dataset: str,
+    voxel_size: Sequence[float],
+    offset: Sequence[float] | None = None,
+    chunk: int = 64,
+    levels: int = 1,
+    labels: bool = False,
+) -> zarr.Group:
+    """Write the TIFF stack `source` as the multiscale group `dataset` of `container`.
+
+    Returns:
+        The multiscale group.
+
+    """
+    stack = TiffStack(source)
+    dims = len(stack.shape)
+    vs = [float(v) for v in voxel_size]
+    off = [float(o) for o in (offset if offset is not None else [0.0] * dims)]
+    if len(vs) != dims or len(off) != dims:
+        raise ValueError(
+            f"{source}: a {dims}D stack needs {dims} voxel_size and offset values, "
+            f"got {vs} and {off}"
+        )
+    if levels < 1:
+        raise ValueError(f"levels must be at least 1, got {levels}")
+    root = zarr.open_group(str(container), mode="a", zarr_format=3)
+    if dataset in root:
+        raise ValueError(f"{container}:{dataset} exists already; pick another dataset name")
+    group = root.create_group(dataset)
+    arrays = []
+    shape = list(stack.shape)
+    for level in range(levels):
+        arrays.append(
+            group.create_array(
+                f"s{level}", shape=tuple(shape), chunks=(chunk,) * dims, dtype=stack.dtype
+            )
+        )
+        shape = [max(1, s // 2) for s in shape]
+    depth = chunk * 2 ** (levels - 1)  # a slab covers whole chunks at every level
+    for z, data in stack.slabs(depth):
+        arrays[0][z : z + data.shape[0]] = data
+        for level in range(1, levels):
+            data = _downsample(data, labels)
+            start = z // 2**level
+            target = arrays[level]
+            end = min(start + data.shape[0], target.shape[0])
+            if end > start:
+                inner = (slice(0, end - start), *(slice(0, n) for n in target.shape[1:]))
+                target[start:end] = data[inner]
+    group.attrs.update(
+        multiscale_attrs(
+            dataset,
+            [
+                ScaleLevel(f"s{level}", tuple(v * 2**level for v in vs), tuple(off))
+                for level in range(levels)
+            ],
+        )
+    )
+    return group
+
+
+def _downsample(data: np.ndarray, labels: bool) -> np.ndarray:
+    trimmed = data[tuple(slice(0, max(1, n - n % 2)) for n in data.shape)]
+    if labels:
+        return trimmed[(slice(None, None, 2),) * data.ndim]
+    return block_reduce(trimmed, (2,) * data.ndim, np.mean).astype(data.dtype)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: `dacapo-convert stack.tif out.zarr raw --voxel-size 40 8 8`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tiff", help="multi-page TIFF, or a folder of one TIFF per section")
+    parser.add_argument("container", help="zarr container to write into (created if missing)")
+    parser.add_argument("dataset", help="name of the multiscale group, e.g. raw or labels")
+    parser.add_argument("--voxel-size", type=float, nargs="+", required=True, help="nm, z y x")
+    parser.add_argument("--offset", type=float, nargs="+", help="nm, z y x (default 0)")
+    parser.add_argument("--chunk", type=int, default=64)
+    parser.add_argument("--levels", type=int, default=1, help="scale levels (2x each)")
+    parser.add_argument("--labels", action="store_true", help="downsample by picking, not mean")
+    args = parser.parse_args(argv)
+    try:
+        group = convert(
+            args.tiff,
+            args.container,
+            args.dataset,
+            args.voxel_size,
+            args.offset,
+            args.chunk,
+            args.levels,
+            args.labels,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"dacapo-convert: error: {err}\n")
+    shapes = {name: list(a.shape) for name, a in group.arrays()}
+    print(json.dumps({"container": args.container, "dataset": args.dataset, "levels": shapes}))
+
+
+if __name__ == "__main__":
+    main()
