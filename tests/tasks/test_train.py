@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 from omegaconf import DictConfig
 
-from dacapo_hydra.run import train
+from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.run import build, train
 
 CASES = [
     ("distance", "synthetic_3d"),
@@ -28,3 +29,9 @@ def test_task_trains(task: str, datasplit: str, compose_tiny: Callable[..., Dict
     assert result.iterations == 2
     assert math.isfinite(result.final_loss)
     assert result.val_loss is not None and math.isfinite(result.val_loss)
+
+
+def test_bad_task_value_fails_before_training(compose_tiny: Callable[..., DictConfig]) -> None:
+    cfg = compose_tiny(task="one_hot", overrides=["task.classes=[only]"])
+    with pytest.raises(ConfigError, match="task.classes"):
+        build(cfg)
