@@ -104,16 +104,20 @@ class Architecture(nn.Module, ABC):
 
     @property
     def context(self) -> tuple[int | float, ...]:
-        """Voxels of input lost on each side of the output (per axis).
+        """Voxels of input lost on each side of the output (per axis), for `input_shape`.
 
         With super-resolution the output covers `output / upsample_factor` input
         voxels; the context is an int wherever it is whole (always, without
         super-resolution, for shapes this class accepts).
         """
-        out = self.output_shape(self.input_shape)
+        return self.context_for(self.input_shape)
+
+    def context_for(self, input_shape: Sequence[int]) -> tuple[int | float, ...]:
+        """As :attr:`context`, for another input shape (e.g. `eval_input_shape`)."""
+        out = self.output_shape(input_shape)
         context: list[int | float] = []
-        for i, o, u in zip(self.input_shape, out, self.upsample_factor, strict=True):
-            c = (i * u - o) / (2 * u)
+        for i, o, u in zip(input_shape, out, self.upsample_factor, strict=True):
+            c = (int(i) * u - o) / (2 * u)
             context.append(int(c) if c == int(c) else c)
         return tuple(context)
 
