@@ -10,7 +10,10 @@ The folder holds:
 - `model.json`: axes, channels, input/output shapes and voxel sizes (nm), the
   context, the normalisation raw needs, the activation, and the file names.
 - `config.yaml`: the composed run config the model was trained with.
-- `sample_input.npy` / `sample_output.npy`: a test pair (normalised input).
+- `sample_input.npy` / `sample_output.npy`: a test pair (raw intensities in,
+  prediction out).
+- with `bioimageio=True`: `rdf.yaml`, a bioimage.io model description
+  (`bioimageio.spec`, format 0.5) with the TorchScript weights, and `README.md`.
 - `apply.py`: a standalone script (torch + numpy only) that normalises a raw
   array and predicts it block by block.
 """
@@ -95,11 +98,137 @@ def _export_torchscript(network: nn.Module, example: torch.Tensor, path: Path) -
     return None
 
 
+def write_bioimageio(
+    folder: Path,
+    metadata: dict[str, Any],
+    authors: list[str] | None = None,
+    license_id: str = "CC-BY-4.0",
+) -> Path:
+    """Write `rdf.yaml`, a bioimage.io model description (format 0.5), into an export folder.
+
+    It points at the folder's TorchScript weights and test pair; the raw
+    normalisation becomes a `scale_linear` preprocessing step. The description is
+    validated (files and checksums) before it is written.
+
+    Raises:
+        ValueError: if `bioimageio.spec` is missing, the export has no TorchScript
+            file, or the description does not validate.
+
+    """
+    try:
+        from bioimageio.spec import ValidationContext, save_bioimageio_yaml_only
+        from bioimageio.spec.model import v0_5 as bio
+    except ImportError:
+        raise ValueError(
+            "export: a bioimage.io description needs `pip install bioimageio.spec`"
+        ) from None
+    if not metadata["files"]["torchscript"]:
+        raise ValueError("export: bioimage.io needs TorchScript weights, which failed to save")
+    spatial = "zyx"[3 - metadata["dims"] :]
+    norm = metadata["normalize"]
+    lo, hi = _norm_range(norm)
+    preprocessing = (
+        [
+            bio.ScaleLinearDescr(
+                kwargs=bio.ScaleLinearKwargs(gain=1 / (hi - lo), offset=-lo / (hi - lo))
+            )
+        ]
+        if norm
+        else []
+    )
+    readme = folder / "README.md"
+    readme.write_text(
+        f"# {metadata['name']}\n\nA dacapo-hydra model ({metadata['architecture']}, "
+        f"{metadata['task']}), exported from `{metadata['checkpoint']}`.\n\n"
+        "Input: raw intensities, normalised as in `model.json`; output: the task's "
+        "prediction after its activation. `apply.py` predicts a whole array blockwise "
+        "with torch and numpy only; `config.yaml` is the training config.\n"
+    )
+
+    def axes(shape: list[int], voxel: list[float], names: list[str], cls: Any) -> list[Any]:
+        channel = bio.ChannelAxis(channel_names=[bio.Identifier(n) for n in names])
+        space = [
+            cls(id=bio.AxisId(a), size=int(n), scale=float(v), unit="nanometer")
+            for a, n, v in zip(spatial, shape, voxel, strict=True)
+        ]
+        return [bio.BatchAxis(), channel, *space]
+
+    try:
+        with ValidationContext(root=folder, perform_io_checks=True):
+            model = bio.ModelDescr(
+                name=metadata["name"],
+                description=f"dacapo-hydra: {metadata['task']} with {metadata['architecture']}",
+                authors=[bio.Author(name=n) for n in (authors or ["dacapo-hydra user"])],
+                cite=[
+                    bio.CiteEntry(
+                        text="DaCapo", url=bio.HttpUrl("https://github.com/janelia-cellmap/dacapo")
+                    )
+                ],
+                license=bio.LicenseId(license_id),
+                documentation=bio.FileDescr(source=Path(readme.name)),
+                inputs=[
+                    bio.InputTensorDescr(
+                        id=bio.TensorId("raw"),
+                        axes=axes(
+                            metadata["input_shape"],
+                            metadata["input_voxel_size"],
+                            [f"raw{i}" for i in range(metadata["in_channels"])],
+                            bio.SpaceInputAxis,
+                        ),
+                        test_tensor=bio.FileDescr(source=Path(metadata["files"]["sample_input"])),
+                        preprocessing=preprocessing,
+                    )
+                ],
+                outputs=[
+                    bio.OutputTensorDescr(
+                        id=bio.TensorId("prediction"),
+                        axes=axes(
+                            metadata["output_shape"],
+                            metadata["output_voxel_size"],
+                            [f"c{i}" for i in range(metadata["out_channels"])],
+                            bio.SpaceOutputAxis,
+                        ),
+                        test_tensor=bio.FileDescr(source=Path(metadata["files"]["sample_output"])),
+                    )
+                ],
+                weights=bio.WeightsDescr(
+                    torchscript=bio.TorchscriptWeightsDescr(
+                        source=Path(metadata["files"]["torchscript"]),
+                        pytorch_version=bio.Version(torch.__version__.split("+")[0]),
+                    )
+                ),
+                # Outputs of a briefly trained model can be tiny; compare closely.
+                config=bio.Config(
+                    bioimageio=bio.BioimageioConfig(
+                        reproducibility_tolerance=[
+                            bio.ReproducibilityTolerance(
+                                absolute_tolerance=1e-5, relative_tolerance=1e-4
+                            )
+                        ]
+                    )
+                ),
+            )
+    except ValueError as err:  # pydantic's ValidationError is a ValueError
+        raise ValueError(f"export: the bioimage.io description does not validate: {err}") from None
+    path = folder / "rdf.yaml"
+    save_bioimageio_yaml_only(model, path)
+    return path
+
+
+def _norm_range(normalize: Any) -> tuple[float, float]:
+    """The raw range mapped to [0, 1] ((0, 1): raw is used as it is)."""
+    if normalize and normalize.get("min") is not None and normalize.get("max") is not None:
+        return float(normalize["min"]), float(normalize["max"])
+    return 0.0, 1.0
+
+
 def export_model(
     checkpoint: str | Path,
     folder: str | Path,
     input_shape: list[int] | tuple[int, ...] | None = None,
     overwrite: bool = False,
+    bioimageio: bool = False,
+    authors: list[str] | None = None,
 ) -> ExportedModel:
     """Export the model in `checkpoint` (a dacapo-hydra Lightning checkpoint) to `folder`.
 
@@ -109,6 +238,8 @@ def export_model(
         input_shape: spatial input shape (voxels) of the program (default: the
             architecture's eval input shape); must be valid for the network.
         overwrite: replace an existing folder's contents.
+        bioimageio: also write a bioimage.io description (`rdf.yaml`).
+        authors: names for the bioimage.io description.
 
     Returns:
         The folder and the metadata written to `model.json`.
@@ -134,8 +265,12 @@ def export_model(
     config = module.hparams["config"]
     meta = module.hparams["meta"]
     network = InferenceNetwork(architecture, module.head, module.task).eval()
+    normalize = (config.get("datasplit") or {}).get("normalize")
+    lo, hi = _norm_range(normalize)
     generator = torch.Generator().manual_seed(0)
-    example = torch.rand(1, architecture.in_channels, *shape, generator=generator)
+    unit = torch.rand(1, architecture.in_channels, *shape, generator=generator)
+    sample_raw = (unit * (hi - lo) + lo).numpy().astype(np.float32)
+    example = torch.from_numpy(((sample_raw - lo) / (hi - lo)).astype(np.float32))
     with torch.no_grad():
         sample_output = network(example)
     program_error, dynamic_batch = _export_program(network, example, folder / "model.pt2")
@@ -152,7 +287,6 @@ def export_model(
     dims = architecture.dims
     voxel_size = [float(v) for v in meta["voxel_size"]]
     upsample = list(architecture.upsample_factor)
-    normalize = (config.get("datasplit") or {}).get("normalize")
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "name": config.get("run_name")
@@ -190,15 +324,17 @@ def export_model(
     }
     (folder / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
     OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
-    np.save(folder / "sample_input.npy", example.numpy())
+    np.save(folder / "sample_input.npy", sample_raw)
     np.save(folder / "sample_output.npy", sample_output.numpy())
     shutil.copyfile(APPLY_SCRIPT, folder / "apply.py")
+    if bioimageio:
+        write_bioimageio(folder, metadata, authors)
     log.info("export: %s -> %s", checkpoint, folder)
     return ExportedModel(folder=folder, metadata=metadata)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`dacapo-export CHECKPOINT FOLDER [--input-shape Z Y X] [--overwrite]`."""
+    """`dacapo-export CHECKPOINT FOLDER [--input-shape Z Y X] [--overwrite] [--bioimageio]`."""
     parser = argparse.ArgumentParser(
         prog="dacapo-export",
         description="Export a trained model to a folder that applies without training code.",
@@ -209,10 +345,21 @@ def main(argv: list[str] | None = None) -> int:
         "--input-shape", type=int, nargs="+", default=None, help="spatial input voxels"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the folder")
+    parser.add_argument(
+        "--bioimageio", action="store_true", help="also write a bioimage.io rdf.yaml"
+    )
+    parser.add_argument("--author", action="append", help="author name (bioimage.io)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        exported = export_model(args.checkpoint, args.folder, args.input_shape, args.overwrite)
+        exported = export_model(
+            args.checkpoint,
+            args.folder,
+            args.input_shape,
+            args.overwrite,
+            bioimageio=args.bioimageio,
+            authors=args.author,
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"dacapo-export: error: {err}", file=sys.stderr)
         return 2

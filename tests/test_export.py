@@ -47,7 +47,10 @@ def test_exported_model_matches_live(trained, tmp_path):
     script = torch.jit.load(str(exported.folder / "model.torchscript.pt"))
     torch.testing.assert_close(program(x), expected)
     torch.testing.assert_close(script(x), expected)
-    sample_in = torch.from_numpy(np.load(exported.folder / "sample_input.npy"))
+    # The sample input is raw intensities: normalised, it gives the sample output.
+    sample_raw = np.load(exported.folder / "sample_input.npy")
+    assert sample_raw.max() > 1
+    sample_in = torch.from_numpy(normalize(sample_raw, meta))
     sample_out = np.load(exported.folder / "sample_output.npy")
     with torch.no_grad():
         np.testing.assert_allclose(live.predict(sample_in).numpy(), sample_out, atol=1e-5)
@@ -120,3 +123,14 @@ def test_bad_exports_are_refused(trained, tmp_path, capsys):
         export_model(trained, tmp_path / "b")
     assert main([trained, str(tmp_path / "c"), "--input-shape", "44", "44"]) == 0
     assert json.loads((tmp_path / "c" / "model.json").read_text())["output_shape"] == [28, 28]
+
+
+def test_bioimageio_description_validates(trained, tmp_path):
+    spec = pytest.importorskip("bioimageio.spec")
+
+    exported = export_model(trained, tmp_path / "model", bioimageio=True, authors=["A. Person"])
+    description = spec.load_description(exported.folder / "rdf.yaml", perform_io_checks=True)
+    assert description.validation_summary.status == "valid-format"
+    assert [a.size for a in description.inputs[0].axes[2:]] == [84, 84]
+    assert [a.scale for a in description.outputs[0].axes[2:]] == [4.0, 4.0]
+    assert description.inputs[0].preprocessing[-2].kwargs.gain == pytest.approx(1 / 255)
