@@ -93,7 +93,10 @@ def test_apply_predicts_blockwise_like_one_pass(trained, tmp_path):
 
 
 def test_super_resolution_export(compose_tiny, tmp_path):
-    cfg = compose_tiny(datasplit="synthetic_2d", architecture="unet_superres")
+    cfg = compose_tiny(
+        datasplit="synthetic_2d",
+        overrides=["architecture.upsample_factors=[2]", "architecture.upsample=constant"],
+    )
     meta = {"dims": 2, "in_channels": 1, "voxel_size": [8.0, 8.0], "gt_voxel_size": [4.0, 4.0]}
     architecture = hydra.utils.instantiate(cfg.architecture, dims=2, in_channels=1)
     task = hydra.utils.instantiate(cfg.task, dims=2, voxel_size=meta["gt_voxel_size"])

@@ -9,18 +9,17 @@ import torch
 from dacapo_hydra.api import compose, config_dir
 
 OPTIONS = sorted(p.stem for p in (config_dir() / "architecture").glob("*.yaml"))
-THREE_D_ONLY = {"unet_anisotropic", "module"}
 
 
 def test_options_listed():
-    assert {"unet_tiny", "unet_small", "monai_basic_unet", "unet_superres"} <= set(OPTIONS)
+    assert {"unet_tiny", "unet_small", "cnnectome_unet", "monai_basic_unet", "module"} <= set(
+        OPTIONS
+    )
 
 
 @pytest.mark.parametrize("option", OPTIONS)
 @pytest.mark.parametrize("dims", [2, 3])
 def test_option_builds(option, dims):
-    if dims == 2 and option in THREE_D_ONLY:
-        pytest.skip(f"{option} is written for 3D data")
     cfg = compose(datasplit=f"synthetic_{dims}d", architecture=option)
     net = hydra.utils.instantiate(cfg.architecture, dims=dims, in_channels=1)
     assert net.dims == dims and net.in_channels == 1 and net.out_channels >= 1
