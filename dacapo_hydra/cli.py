@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from dacapo_hydra import tracking
 from dacapo_hydra.api import config_dir
 from dacapo_hydra.config import register_configs
+from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.predict import DTYPES, predict
 from dacapo_hydra.run import train
 
 log = logging.getLogger("dacapo_hydra")
@@ -30,3 +34,93 @@ def train_main() -> None:
     """Train the composed run; Hydra parses the command line (`-m` sweeps)."""
     register_configs()
     _train()
+
+
+def _roi(text: str | None) -> Roi | None:
+    if text is None:
+        return None
+    try:
+        pairs = [tuple(float(v) for v in part.split(":")) for part in text.split(",")]
+        return Roi(tuple(a for a, _ in pairs), tuple(b - a for a, b in pairs))
+    except ValueError:
+        raise ConfigError(
+            f"--roi {text!r}: expected begin:end per axis in nm, e.g. 0:800,0:800,0:800"
+        ) from None
+
+
+def predict_main(argv: list[str] | None = None) -> None:
+    """`dacapo-predict`: blockwise prediction of a zarr volume with a trained model."""
+    parser = argparse.ArgumentParser(
+        prog="dacapo-predict",
+        description="Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr.",
+    )
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="a Lightning checkpoint (.ckpt) of a dacapo-hydra run")
+    model.add_argument(
+        "--run-id", help="an MLflow run id; see --checkpoint-name and --tracking-uri"
+    )
+    parser.add_argument(
+        "--checkpoint-name", default="last", help="with --run-id: last, best_<criterion>, ..."
+    )
+    parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+    parser.add_argument("--input", nargs=2, required=True, metavar=("CONTAINER", "DATASET"))
+    parser.add_argument("--output", nargs=2, required=True, metavar=("CONTAINER", "DATASET"))
+    parser.add_argument(
+        "--roi", help="world ROI in nm: z0:z1,y0:y1,x0:x1 (default: the whole input)"
+    )
+    parser.add_argument("--dtype", default="float32", choices=DTYPES)
+    parser.add_argument(
+        "--value-range",
+        nargs=2,
+        type=float,
+        default=(0.0, 1.0),
+        metavar=("LO", "HI"),
+        help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Dask LocalCluster workers (1: in process)"
+    )
+    parser.add_argument(
+        "--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)"
+    )
+    parser.add_argument(
+        "--mirror", action="store_true", help="test-time augmentation: average over flips"
+    )
+    parser.add_argument("--input-shape", nargs="+", type=int, help="block input shape, voxels")
+    parser.add_argument(
+        "--input-voxel-size", nargs="+", type=float, help="where the input has no metadata"
+    )
+    parser.add_argument(
+        "--input-offset", nargs="+", type=float, help="where the input has no metadata"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        checkpoint = args.checkpoint
+        if args.run_id:
+            uri, _ = tracking.resolve_store(args.tracking_uri, ".")
+            checkpoint = str(tracking.checkpoint_for_run(uri, args.run_id, args.checkpoint_name))
+        result = predict(
+            checkpoint,
+            args.input[0],
+            args.input[1],
+            args.output[0],
+            args.output[1],
+            roi=_roi(args.roi),
+            dtype=args.dtype,
+            value_range=tuple(args.value_range),
+            workers=args.workers,
+            scheduler=args.scheduler,
+            mirror=args.mirror,
+            input_shape=args.input_shape,
+            raw_voxel_size=args.input_voxel_size,
+            raw_offset=args.input_offset,
+        )
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
+        print(f"dacapo-predict: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        sys.exit(2)
+    print(
+        f"dacapo-predict: wrote {result.container}/{result.dataset}/s0 ({result.roi}, voxel size "
+        f"{result.voxel_size} nm): {result.blocks_done_now} of {result.blocks} blocks in "
+        f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
+    )

@@ -137,3 +137,31 @@ class SweepParentRun(Callback):
         from mlflow.tracking import MlflowClient
 
         MlflowClient(self.tracking_uri).set_terminated(self.run_id, status)
+
+
+def checkpoint_for_run(tracking_uri: str, run_id: str, name: str = "last") -> Path:
+    """Download checkpoint `name` (e.g. `last`, `best_<criterion>`) of an MLflow run.
+
+    Raises:
+        FileNotFoundError: naming the run and the checkpoints it does have.
+
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise FileNotFoundError(f"no MLflow run {run_id!r} in {tracking_uri}") from None
+    available = sorted(Path(a.path).stem for a in client.list_artifacts(run_id, "checkpoints"))
+    if name not in available:
+        raise FileNotFoundError(
+            f"MLflow run {run_id} has no checkpoint {name!r}; "
+            f"it has: {', '.join(available) or 'none'}"
+        )
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=f"checkpoints/{name}.ckpt", tracking_uri=tracking_uri
+    )
+    return Path(local)

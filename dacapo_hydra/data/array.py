@@ -153,9 +153,9 @@ class Array(ABC):
         # Reflect/edge: every voxel outside takes the value the whole volume, padded,
         # would have there, whatever the ROI. Padding only the part read (np.pad) would
         # differ between overlapping ROIs, so blockwise results would depend on blocks.
-        slices = self.to_voxels(Roi(roi.begin, roi.shape)) if self.roi.contains(roi) else None
-        if slices is not None:
+        if self.roi.contains(roi):
             return self.read(roi)
+        self.to_voxels(roi)  # refuses a ROI off the voxel grid
         begin = np.round(np.subtract(roi.begin, self.offset) / self.voxel_size).astype(int)
         size = np.round(np.asarray(roi.shape) / self.voxel_size).astype(int)
         sources = [
@@ -164,7 +164,7 @@ class Array(ABC):
         ]
         lows = [int(s.min()) for s in sources]
         box = tuple(slice(lo, int(s.max()) + 1) for lo, s in zip(lows, sources, strict=True))
-        data = np.asarray(self.array[(slice(None),) * (self.array.ndim - self.dims) + box])
+        data = self._read(box)
         take = np.ix_(*(s - lo for s, lo in zip(sources, lows, strict=True)))
         return data[(Ellipsis, *take)]
 

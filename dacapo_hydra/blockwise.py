@@ -1,0 +1,186 @@
+"""Blockwise processing of volumes larger than memory.
+
+A :class:`BlockGrid` tiles a world ROI into blocks that each write one region and
+read it grown by a context; a :class:`BlockLedger` records finished blocks durably
+so a rerun does only the missing ones; :func:`run_blocks` runs a block function
+in-process or on a Dask cluster (a LocalCluster with N workers, or any scheduler
+address, e.g. one started by dask-jobqueue on SLURM).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dacapo_hydra.data.roi import Roi
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block: the region it writes and the region it reads."""
+
+    index: tuple[int, ...]
+    write_roi: Roi
+    read_roi: Roi
+
+    @property
+    def name(self) -> str:
+        """A stable name, e.g. `0_2_1`."""
+        return "_".join(str(i) for i in self.index)
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """Blocks of `block_size` (nm) tiling `roi`, each reading `context` (nm) more per side.
+
+    Blocks start at `roi.begin` and repeat every `block_size`; the last block of an
+    axis is clipped to `roi` (it still reads a full-sized input, padded as needed),
+    so every block sits at the same phase of the network's grid.
+    """
+
+    roi: Roi
+    block_size: tuple[float, ...]
+    context: tuple[float, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Blocks per axis."""
+        return tuple(
+            int(np.ceil(s / b - 1e-9)) for s, b in zip(self.roi.shape, self.block_size, strict=True)
+        )
+
+    def __len__(self) -> int:
+        return int(np.prod(self.shape))
+
+    def block(self, index: Sequence[int]) -> Block:
+        """The block at grid `index`."""
+        begin = tuple(
+            r + i * b for r, i, b in zip(self.roi.begin, index, self.block_size, strict=True)
+        )
+        full = Roi(begin, self.block_size)
+        return Block(tuple(index), full.intersect(self.roi), full.grow(self.context))
+
+    def __iter__(self) -> Iterator[Block]:
+        for index in itertools.product(*(range(n) for n in self.shape)):
+            yield self.block(index)
+
+    def neighbours(self) -> Iterator[tuple[Block, Block, int]]:
+        """Pairs of face-adjacent blocks (lower, upper, axis)."""
+        for block in self:
+            for axis in range(len(self.shape)):
+                if block.index[axis] + 1 < self.shape[axis]:
+                    upper = list(block.index)
+                    upper[axis] += 1
+                    yield block, self.block(upper), axis
+
+
+class BlockLedger:
+    """Durable record of finished blocks: one empty file per block in `path`.
+
+    A block is marked only after its output is written, and the marker is
+    created atomically (write to a temporary name, then rename), so a kill at
+    any moment leaves either a finished block or none.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def is_done(self, block: Block) -> bool:
+        """Whether `block` finished in this or an earlier run."""
+        return (self.path / block.name).exists()
+
+    def mark_done(self, block: Block) -> None:
+        """Record `block` as finished."""
+        tmp = self.path / f".{block.name}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / block.name)
+
+    def count(self) -> int:
+        """Finished blocks."""
+        return sum(1 for p in self.path.iterdir() if not p.name.startswith("."))
+
+
+def run_blocks(
+    process: Callable[[Block], int],
+    blocks: Sequence[Block],
+    ledger: BlockLedger | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    description: str = "blocks",
+    progress: bool = True,
+) -> dict[str, float]:
+    """Run `process` on every block not yet in `ledger`; return throughput figures.
+
+    Args:
+        process: does one block and returns the voxels it wrote. A block is
+            marked done here once `process` returned, so a kill in between only
+            means the (idempotent) block is done again.
+        blocks: all blocks; finished ones (per `ledger`) are skipped.
+        ledger: the record of finished blocks, or None to do them all.
+        workers: 1 runs in this process; more start a Dask LocalCluster.
+        scheduler: address of a running Dask scheduler (overrides `workers`).
+        description: progress-bar label.
+        progress: show a progress bar with blocks done and voxels/s.
+
+    """
+    todo = [b for b in blocks if ledger is None or not ledger.is_done(b)]
+    if len(todo) < len(blocks):
+        log.info(
+            "%d of %d blocks already done; doing %d",
+            len(blocks) - len(todo),
+            len(blocks),
+            len(todo),
+        )
+    started = time.perf_counter()
+    voxels = 0
+    bar = tqdm(total=len(todo), desc=description, unit="block", disable=not progress)
+    if scheduler is None and workers <= 1:
+        for block in todo:
+            voxels += process(block)
+            if ledger is not None:
+                ledger.mark_done(block)
+            bar.update()
+            bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
+    else:
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if scheduler is None:
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+        client = Client(scheduler or cluster)
+        try:
+            futures = client.map(process, todo, pure=False)
+            block_of = {f.key: b for f, b in zip(futures, todo, strict=True)}
+            for future in as_completed(futures):
+                voxels += future.result()
+                if ledger is not None:
+                    ledger.mark_done(block_of[future.key])
+                bar.update()
+                bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    bar.close()
+    seconds = time.perf_counter() - started
+    return {
+        "blocks": len(todo),
+        "voxels": voxels,
+        "seconds": seconds,
+        "voxels_per_s": voxels / max(seconds, 1e-9),
+    }

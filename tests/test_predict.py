@@ -1,0 +1,151 @@
+"""Blockwise prediction: equals a whole-volume pass, resumes after a kill, scales on Dask."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from dacapo_hydra.data.array import ZarrArray
+from dacapo_hydra.data.roi import Roi
+from dacapo_hydra.data.synthetic import write_synthetic
+from dacapo_hydra.predict import LEDGER_DIR, load_model, predict
+
+SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3D synthetic volume of 8 nm voxels, large enough for several prediction blocks."""
+    return write_synthetic(
+        tmp_path_factory.mktemp("vol") / "vol.zarr",
+        dims=3,
+        shape=[40, 100, 90],
+        offset=[16, 32, 48],
+    )
+
+
+def whole_volume_prediction(checkpoint: str, container: Path, dataset: str) -> np.ndarray:
+    module = load_model(checkpoint)
+    raw = ZarrArray.open(container, dataset)
+    context = [c * v for c, v in zip(module.architecture.context, raw.voxel_size, strict=True)]
+    data = raw.read_padded(raw.roi.grow(context), "reflect").astype(np.float32) / 255
+    with torch.inference_mode():
+        return module.predict(torch.from_numpy(data)[None, None])[0].numpy()
+
+
+def test_blockwise_equals_whole_volume_pass(trained_3d: str, volume: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.zarr"
+    result = predict(
+        trained_3d, volume, "validate/raw", out, "distance", input_shape=SMALL, progress=False
+    )
+    assert result.blocks == 2 * 4 * 4
+    blockwise = zarr.open_group(str(out))["distance/s0"][:]
+    np.testing.assert_allclose(
+        blockwise, whole_volume_prediction(trained_3d, volume, "validate/raw"), atol=1e-5
+    )
+    written = ZarrArray.open(out, "distance")
+    raw = ZarrArray.open(volume, "validate/raw")
+    assert written.roi == raw.roi and written.voxel_size == raw.voxel_size
+    assert written.num_channels == 1
+
+
+def test_roi_dtype_and_mirroring(trained_3d: str, volume: Path, tmp_path: Path) -> None:
+    roi = Roi((16 + 80.0, 32 + 160.0, 48 + 80.0), (160.0, 320.0, 240.0))
+    assert ZarrArray.open(volume, "validate/raw").roi.contains(roi)
+    out = tmp_path / "out.zarr"
+    predict(trained_3d, volume, "validate/raw", out, "f32", roi=roi, progress=False)
+    predict(
+        trained_3d,
+        volume,
+        "validate/raw",
+        out,
+        "u8",
+        roi=roi,
+        dtype="uint8",
+        value_range=(-1, 1),
+        progress=False,
+    )
+    predict(trained_3d, volume, "validate/raw", out, "tta", roi=roi, mirror=True, progress=False)
+    f32 = zarr.open_group(str(out))["f32/s0"][:]
+    u8 = zarr.open_group(str(out))["u8/s0"][:]
+    tta = zarr.open_group(str(out))["tta/s0"][:]
+    assert f32.shape == (1, 20, 40, 30) and u8.dtype == np.uint8
+    np.testing.assert_allclose(u8, np.round((f32 + 1) / 2 * 255), atol=1)
+    assert not np.allclose(tta, f32) and np.abs(tta - f32).mean() < 0.2
+    assert ZarrArray.open(out, "f32").offset == roi.begin
+
+
+def test_two_dask_workers_give_the_same_output(
+    trained_3d: str, volume: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.zarr"
+    predict(trained_3d, volume, "validate/raw", out, "one", input_shape=SMALL, progress=False)
+    predict(
+        trained_3d, volume, "validate/raw", out, "two", workers=2, input_shape=SMALL, progress=False
+    )
+    group = zarr.open_group(str(out))
+    np.testing.assert_allclose(group["two/s0"][:], group["one/s0"][:], atol=1e-6)
+
+
+def test_kill_and_resume_gives_identical_output(
+    trained_3d: str, volume: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.zarr"
+    predict(trained_3d, volume, "validate/raw", out, "reference", input_shape=SMALL, progress=False)
+    command = [
+        sys.executable,
+        "-c",
+        "from dacapo_hydra.cli import predict_main; predict_main()",
+        "--checkpoint",
+        trained_3d,
+        "--input-shape",
+        "44",
+        "44",
+        "44",
+        "--input",
+        str(volume),
+        "validate/raw",
+        "--output",
+        str(out),
+        "resumed",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = out / LEDGER_DIR / "resumed"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ledger.exists() and len(list(ledger.iterdir())) >= 2):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len([p for p in ledger.iterdir() if not p.name.startswith(".")])
+    result = predict(
+        trained_3d, volume, "validate/raw", out, "resumed", input_shape=SMALL, progress=False
+    )
+    assert 0 < done_before < result.blocks
+    assert result.blocks_done_now == result.blocks - done_before
+    group = zarr.open_group(str(out))
+    np.testing.assert_array_equal(group["resumed/s0"][:], group["reference/s0"][:])
+
+
+def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.zarr"
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        predict(tmp_path / "nope.ckpt", volume, "validate/raw", out, "p", progress=False)
+    with pytest.raises(ValueError, match="trained on"):
+        predict(
+            trained_3d, volume, "validate/raw", out, "p", raw_voxel_size=[4, 4, 4], progress=False
+        )
+    assert not out.exists()
+    predict(trained_3d, volume, "validate/raw", out, "p", dtype="float16", progress=False)
+    before = zarr.open_group(str(out))["p/s0"][:]
+    with pytest.raises(ValueError, match="already holds a different array"):
+        predict(trained_3d, volume, "validate/raw", out, "p", dtype="float32", progress=False)
+    np.testing.assert_array_equal(zarr.open_group(str(out))["p/s0"][:], before)
