@@ -165,3 +165,55 @@ def checkpoint_for_run(tracking_uri: str, run_id: str, name: str = "last") -> Pa
         run_id=run_id, artifact_path=f"checkpoints/{name}.ckpt", tracking_uri=tracking_uri
     )
     return Path(local)
+
+
+BEST_TAG_PREFIX = "best."
+CRITERION_TAG = "criterion"
+
+
+def record_best(
+    client: Any, run_id: str, criterion: str, record: dict[str, Any], default: bool = False
+) -> None:
+    """Record the best validation result for `criterion` as a JSON tag `best.<criterion>`.
+
+    Args:
+        client: an `MlflowClient`.
+        run_id: the run.
+        criterion: the score's name.
+        record: at least `iteration`, `score`, `params` (the post-processing parameters).
+        default: also tag `criterion` with this name (the task's default criterion).
+
+    """
+    import json
+
+    client.set_tag(run_id, f"{BEST_TAG_PREFIX}{criterion}", json.dumps(record, sort_keys=True))
+    if default:
+        client.set_tag(run_id, CRITERION_TAG, criterion)
+
+
+def read_best(tracking_uri: str, run_id: str, criterion: str | None = None) -> dict[str, Any]:
+    """The best validation record of a run for `criterion` (default: the task's criterion).
+
+    Returns:
+        The record written by :func:`record_best`, with `criterion` added.
+
+    Raises:
+        KeyError: naming the run and the criteria it has records for.
+
+    """
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    tags = MlflowClient(tracking_uri).get_run(run_id).data.tags
+    criterion = criterion or tags.get(CRITERION_TAG)
+    key = f"{BEST_TAG_PREFIX}{criterion}"
+    if criterion is None or key not in tags:
+        have = sorted(
+            k.removeprefix(BEST_TAG_PREFIX) for k in tags if k.startswith(BEST_TAG_PREFIX)
+        )
+        raise KeyError(
+            f"MLflow run {run_id} has no validation result for criterion {criterion!r}; "
+            f"it has: {', '.join(have) or 'none (was it validated?)'}"
+        )
+    return {**json.loads(tags[key]), "criterion": criterion}
