@@ -296,3 +296,16 @@ def test_seed_makes_the_batch_sequence_reproducible() -> None:
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     assert any(not np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_nan_in_a_crop_names_the_array_and_roi() -> None:
+    data = np.ones((32, 32), np.float32)
+    data[20:, 20:] = np.nan
+    raw = memory_array(data, (4.0, 4.0), where="em.zarr:raw")
+    gt = memory_array(np.ones((32, 32), np.uint64), (4.0, 4.0))
+    split = _split([Dataset("d", raw, gt, None, 1.0)])
+    sampler = CropSampler(split.train, split, CropShapes((8, 8), (4, 4), (4.0, 4.0)))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"raw em.zarr:raw holds NaN in \["):
+        for _ in range(50):
+            sampler.sample(rng)
