@@ -144,8 +144,8 @@ class CropSampler:
         points = dataset.sample_points or []
         p = np.asarray(points[rng.integers(len(points))])
         # begin <= p < begin + size, begin = anchor + k * step
-        lo = np.maximum(first, np.floor((p - self.shapes.output_size - anchor) / step) + 1)
-        hi = np.minimum(last, np.floor((p - anchor) / step))
+        lo = np.clip(np.floor((p - self.shapes.output_size - anchor) / step) + 1, first, last)
+        hi = np.clip(np.floor((p - anchor) / step), first, last)
         lo = np.minimum(lo, hi)  # a point too near the edge: the nearest crop that fits
         return self._roi_at(i, rng.integers(lo, hi + 1))
 
