@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from omegaconf import OmegaConf
 
+from dacapo_hydra.config.datasplit import DataSplitConfig
 from dacapo_hydra.data.csv_split import main
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
@@ -64,7 +66,11 @@ def test_dacapo_csv_becomes_a_datasplit(tmp_path: Path, capsys: pytest.CaptureFi
     cfg = yaml.safe_load(text)
     assert cfg["train"][1]["gt"]["channels"]["er"] is None
     assert cfg["validate"][0]["gt"] == {"container": str(a), "dataset": "crop1/mito"}
-    split = DataSplit.from_config(cfg)
+    # The YAML passes the group's schema, as Hydra composes it.
+    schema = OmegaConf.structured(DataSplitConfig)
+    split = DataSplit.from_config(
+        OmegaConf.merge(schema, {k: v for k, v in cfg.items() if k != "defaults"})
+    )
     assert split.voxel_size == (8.0, 8.0)  # scale level s1 picked
     gt, mask = split.train[1].gt, split.train[1].mask
     assert gt.num_channels == 2 and mask is not None
