@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -27,6 +28,8 @@ def _train(cfg: DictConfig) -> float:
     except ConfigError as err:
         print(f"dacapo: error: {err}", file=sys.stderr)
         sys.exit(2)
+    if result.best_score is not None:
+        return result.best_score
     return result.val_loss if result.val_loss is not None else result.final_loss
 
 
@@ -124,3 +127,58 @@ def predict_main(argv: list[str] | None = None) -> None:
         f"{result.voxel_size} nm): {result.blocks_done_now} of {result.blocks} blocks in "
         f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
     )
+
+
+def validate_main(argv: list[str] | None = None) -> None:
+    """`dacapo-validate`: validate a checkpoint on its datasplit's validation datasets."""
+    parser = argparse.ArgumentParser(
+        prog="dacapo-validate",
+        description="Validate a checkpoint (or an MLflow run's) on whole validation volumes "
+        "and print a score table.",
+    )
+    parser.add_argument("model", help="a checkpoint path, or an MLflow run id")
+    parser.add_argument("--checkpoint-name", default=None, help="with a run id (default: its best)")
+    parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+    parser.add_argument(
+        "--scores", nargs="+", help="scores to show (default: the task's criterion and a few more)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        from dacapo_hydra.data.datasplit import DataSplit
+        from dacapo_hydra.run import module_from_checkpoint
+        from dacapo_hydra.validation import Validator, params_key
+
+        path = Path(args.model)
+        if not path.is_file():
+            uri, _ = tracking.resolve_store(args.tracking_uri, ".")
+            start = f"run:{args.model}" + (
+                f"/{args.checkpoint_name}" if args.checkpoint_name else ""
+            )
+            path = tracking.resolve_start(start, uri)
+        module = module_from_checkpoint(path)
+        split = DataSplit.from_config(module.hparams["config"]["datasplit"])
+        if not split.validate:
+            raise ValueError(f"the datasplit of {path} has no validation datasets")
+        validator = Validator(split, module.task)
+        rows = validator.run(module)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
+        print(f"dacapo-validate: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        sys.exit(2)
+    criterion = module.task.criterion
+    names = args.scores or [criterion] + [
+        n for n in ("dice", "f1", "voi", "adapted_rand_error", "hausdorff_95") if n != criterion
+    ]
+    names = [n for n in names if any(n in r.scores for r in rows)]
+    header = ["dataset", "params", *names]
+    table = [
+        [r.dataset, params_key(r.params), *(f"{r.scores.get(n, float('nan')):.4g}" for n in names)]
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
+    print(f"checkpoint {path}")
+    for line in [header, *table]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+    best = validator.summarize(rows, 0).get(criterion)
+    if best is not None:
+        print(f"best {criterion}: {best.score:.4g} with {best.params}")

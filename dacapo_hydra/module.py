@@ -43,7 +43,7 @@ class RunModule(pl.LightningModule):
         self.task = task
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.save_hyperparameters({"config": config or {}, "meta": meta or {}})
+        self.save_hyperparameters({"config": config or {}, "meta": meta or {}}, logger=False)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw network output (logits or linear values) for a raw batch."""

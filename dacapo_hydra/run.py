@@ -12,24 +12,28 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
 from dacapo_hydra import tracking
 from dacapo_hydra.architectures.base import Architecture
+from dacapo_hydra.callbacks import Snapshots, WholeVolumeValidation
 from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.module import RunModule
 from dacapo_hydra.starts import load_weights
 from dacapo_hydra.tasks.base import Task
+from dacapo_hydra.validation import Validator
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +63,27 @@ class TrainResult:
     checkpoint: str
     run_dir: str
     seconds: float
+    criterion: str
+    best_score: float | None
+    best_iteration: int | None
+    best_params: dict[str, Any] | None
 
 
-def build(cfg: DictConfig) -> Built:
+def build(cfg: DictConfig, data_seed: int | None = None, tracking_uri: str | None = None) -> Built:
     """Open the datasplit and build architecture, task, module and data module.
+
+    Args:
+        cfg: the composed run config.
+        data_seed: seed of the crop streams (default `cfg.seed`; a resumed run
+            draws new crops).
+        tracking_uri: MLflow store for a start given as `run:<id>`.
 
     Raises:
         ConfigError: for any bad input, with the key or file at fault named.
 
     """
     try:
-        return _build(cfg)
+        return _build(cfg, cfg.seed if data_seed is None else data_seed, tracking_uri)
     except ConfigError:
         raise
     except InstantiationException as err:
@@ -80,7 +94,7 @@ def build(cfg: DictConfig) -> Built:
         raise ConfigError(str(err.args[0] if err.args else repr(err))) from err
 
 
-def _build(cfg: DictConfig) -> Built:
+def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
     for key in ("iterations", "validation_interval"):
         if cfg[key] < 1:
             raise ValueError(f"{key} must be at least 1, got {cfg[key]}")
@@ -100,9 +114,10 @@ def _build(cfg: DictConfig) -> Built:
     }
     module = RunModule(architecture, task, optimizer, scheduler, config=config, meta=meta)
     if cfg.start:
-        load_weights(module, cfg.start)
+        uri = tracking_uri or _store(cfg)[0]
+        load_weights(module, tracking.resolve_start(str(cfg.start), uri))
     datamodule = VolumeDataModule.build(
-        split, architecture, task, cfg.trainer, cfg.seed, cfg.validation_samples
+        split, architecture, task, cfg.trainer, data_seed, cfg.validation_samples
     )
     return Built(split, architecture, task, module, datamodule)
 
@@ -141,45 +156,101 @@ def _run_dir(cfg: DictConfig, name: str) -> Path:
     return Path(cfg.paths.output_dir) / "runs" / f"{stamp}_{name}"
 
 
-def train(cfg: DictConfig) -> TrainResult:
-    """Train the run `cfg` describes, recorded as one MLflow run; return its figures."""
-    started = time.time()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    built = build(cfg)
-    choices = tracking.group_choices(cfg)
-    name = tracking.run_name(cfg, choices)
-    run_dir = _run_dir(cfg, name)
+def _store(cfg: DictConfig) -> tuple[str, str]:
     try:
-        uri, artifacts = tracking.resolve_store(
-            cfg.mlflow.tracking_uri, cfg.mlflow.artifact_location
-        )
+        return tracking.resolve_store(cfg.mlflow.tracking_uri, cfg.mlflow.artifact_location)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
-    tags = {**choices, "run_dir": str(run_dir.resolve())}
-    parent = tracking.parent_run_id()
-    if parent:
-        tags["mlflow.parentRunId"] = parent
-    logger = MLFlowLogger(
-        experiment_name=cfg.mlflow.experiment_name,
-        run_name=name,
-        tracking_uri=uri,
-        tags=tags,
-        log_model=False,
-        artifact_location=artifacts,
+
+
+def _resume_point(cfg: DictConfig, uri: str, name: str) -> tuple[str, Path, int] | None:
+    """(run id, last checkpoint, its iteration) of the run to resume, or None."""
+    if cfg.resume in (None, False):
+        return None
+    run_id = None if cfg.resume is True else str(cfg.resume)
+    found = tracking.resumable_run(uri, cfg.mlflow.experiment_name, name, run_id)
+    if found is None:
+        if run_id is not None:
+            raise ConfigError(f"resume={run_id}: no such MLflow run with a last checkpoint")
+        log.info("resume: no unfinished run named %s with a checkpoint; starting a new run", name)
+        return None
+    run_id, checkpoint = found
+    step = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
+    return run_id, checkpoint, step
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Train the run `cfg` describes, recorded as one MLflow run; return its figures.
+
+    With `resume`, the same MLflow run continues from its last checkpoint (iteration
+    counter, optimiser and best-validation records included) up to `iterations`.
+    """
+    started = time.time()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    choices = tracking.group_choices(cfg)
+    name = tracking.run_name(cfg, choices)
+    uri, artifacts = _store(cfg)
+    resume = _resume_point(cfg, uri, name)
+    data_seed = (
+        cfg.seed
+        if resume is None
+        else int(np.random.SeedSequence([cfg.seed, resume[2]]).generate_state(1)[0])
     )
+    built = build(cfg, data_seed=data_seed, tracking_uri=uri)
+    task = built.task
+    criteria = list(cfg.validation_criteria or [task.criterion])
+    directions = task.score_directions()
+    for criterion in criteria:
+        if criterion not in directions:
+            raise ConfigError(
+                f"validation_criteria: {criterion!r} is not a score of the task; "
+                f"expected some of {sorted(directions)}"
+            )
+    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
+    if resume is not None:
+        run_id, resume_checkpoint, _ = resume
+        run_dir = resume_checkpoint.parent.parent
+        logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False)
+    else:
+        resume_checkpoint = None
+        run_dir = _run_dir(cfg, name)
+        tags = {**choices, "run_dir": str(run_dir.resolve())}
+        parent = tracking.parent_run_id()
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        logger = MLFlowLogger(
+            experiment_name=cfg.mlflow.experiment_name,
+            run_name=name,
+            tracking_uri=uri,
+            tags=tags,
+            log_model=False,
+            artifact_location=artifacts,
+        )
     run_id = logger.run_id
+    client = logger.experiment
     try:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        logger.experiment.log_dict(run_id, OmegaConf.to_container(cfg, resolve=True), "config.yaml")
+        config = OmegaConf.to_container(cfg, resolve=True)
+        if resume is None:
+            logger.log_hyperparams(config)
+            client.log_dict(run_id, config, "config.yaml")
+        checkpoint_dir = run_dir / "checkpoints"
         checkpoints = ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
+            dirpath=checkpoint_dir,
             filename="iteration_{step:06d}",
             auto_insert_metric_name=False,
             every_n_train_steps=cfg.validation_interval,
             save_top_k=-1,
             save_last=True,
         )
+        validator = Validator(
+            built.split, task, run_dir / "validation.zarr" if cfg.write_validation else None
+        )
+        validation = WholeVolumeValidation(
+            validator, client, run_id, checkpoint_dir, criteria, task.criterion
+        )
+        callbacks = [checkpoints, validation, TQDMProgressBar()]
+        if cfg.snapshot_interval > 0:
+            callbacks.append(Snapshots(client, run_id, cfg.snapshot_interval, built.split.dims))
         trainer = pl.Trainer(
             max_steps=cfg.iterations,
             accelerator=cfg.accelerator,
@@ -187,7 +258,7 @@ def train(cfg: DictConfig) -> TrainResult:
             precision=cfg.trainer.precision,
             gradient_clip_val=cfg.trainer.gradient_clip_val,
             logger=logger,
-            callbacks=[checkpoints],
+            callbacks=callbacks,
             val_check_interval=cfg.validation_interval,
             check_val_every_n_epoch=None,
             num_sanity_val_steps=0,
@@ -195,17 +266,22 @@ def train(cfg: DictConfig) -> TrainResult:
             default_root_dir=str(run_dir),
             enable_model_summary=False,
         )
-        trainer.fit(built.module, datamodule=built.datamodule)
+        trainer.fit(
+            built.module,
+            datamodule=built.datamodule,
+            ckpt_path=str(resume_checkpoint) if resume_checkpoint else None,
+        )
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
-        logger.experiment.log_artifacts(run_id, str(run_dir / "checkpoints"), "checkpoints")
+        client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        logger.experiment.set_terminated(run_id, status)
+        client.set_terminated(run_id, status)
         raise
     metrics = trainer.callback_metrics
     final_loss = float(metrics.get("train/loss", math.nan))
     val_loss = float(metrics["val/loss"]) if "val/loss" in metrics else None
+    best = validation.best.get(task.criterion)
     result = TrainResult(
         run_id=run_id,
         run_name=name,
@@ -215,6 +291,10 @@ def train(cfg: DictConfig) -> TrainResult:
         final_loss=final_loss,
         val_loss=val_loss,
         checkpoint=str(Path(checkpoints.last_model_path).resolve()),
+        criterion=task.criterion,
+        best_score=best.score if best else None,
+        best_iteration=best.iteration if best else None,
+        best_params=best.params if best else None,
         run_dir=str(run_dir.resolve()),
         seconds=time.time() - started,
     )
@@ -222,6 +302,12 @@ def train(cfg: DictConfig) -> TrainResult:
         f"dacapo: run {name} ({run_id}) finished {result.iterations} iterations in "
         f"{result.seconds:.0f}s: train/loss {final_loss:.4g}"
         + (f", val/loss {val_loss:.4g}" if val_loss is not None else "")
+        + (
+            f", best {task.criterion} {best.score:.4g} at iteration {best.iteration} "
+            f"with {best.params}"
+            if best
+            else ""
+        )
         + f"; checkpoint {result.checkpoint}; view with: mlflow ui --backend-store-uri {uri}"
     )
     return result

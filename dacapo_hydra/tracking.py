@@ -217,3 +217,54 @@ def read_best(tracking_uri: str, run_id: str, criterion: str | None = None) -> d
             f"it has: {', '.join(have) or 'none (was it validated?)'}"
         )
     return {**json.loads(tags[key]), "criterion": criterion}
+
+
+def resumable_run(
+    tracking_uri: str, experiment_name: str, name: str, run_id: str | None = None
+) -> tuple[str, Path] | None:
+    """The run to resume and its last checkpoint, or None.
+
+    With `run_id`, that run; else the latest run called `name` that did not
+    finish (killed, crashed, or still marked running after a `kill -9`).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    if run_id is not None:
+        try:
+            runs = [client.get_run(run_id)]
+        except MlflowException:
+            return None
+    else:
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            return None
+        quoted = name.replace("'", "\\'")
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.run_name = '{quoted}' and attributes.status != 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+        )
+    for run in runs:
+        checkpoint = Path(run.data.tags.get("run_dir", "")) / "checkpoints" / "last.ckpt"
+        if run.data.tags.get("run_dir") and checkpoint.is_file():
+            return run.info.run_id, checkpoint
+    return None
+
+
+def resolve_start(start: str, tracking_uri: str) -> Path:
+    """A start's checkpoint: a path, or `run:<id>[/<name>]` (default: the run's best).
+
+    `run:<id>` takes the checkpoint of the run's default criterion
+    (`best_<criterion>`), or `last` if the run was never validated.
+    """
+    if not start.startswith("run:"):
+        return Path(start)
+    run_id, _, name = start.removeprefix("run:").partition("/")
+    if not name:
+        from mlflow.tracking import MlflowClient
+
+        criterion = MlflowClient(tracking_uri).get_run(run_id).data.tags.get(CRITERION_TAG)
+        name = f"best_{criterion}" if criterion else "last"
+    return checkpoint_for_run(tracking_uri, run_id, name)

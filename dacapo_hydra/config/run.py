@@ -39,8 +39,12 @@ class Config:
     iterations: int = 300
     validation_interval: int = 100
     validation_samples: int = 4
+    validation_criteria: list[str] | None = None
+    write_validation: bool = True
+    snapshot_interval: int = 0
     seed: int = 0
     start: str | None = None
+    resume: Any = None
     accelerator: str = "auto"
     devices: Any = "auto"
     run_name: str | None = None

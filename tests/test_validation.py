@@ -1,0 +1,154 @@
+"""Whole-volume validation during training: scores, best checkpoints, snapshots, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow.artifacts
+import numpy as np
+import pytest
+import torch
+import zarr
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+from PIL import Image
+
+from dacapo_hydra.cli import validate_main
+from dacapo_hydra.data.datasplit import DataSplit
+from dacapo_hydra.predict import predict
+from dacapo_hydra.run import build, module_from_checkpoint, train
+from dacapo_hydra.validation import Validator
+from tests.conftest import REPO, tiny_overrides
+
+
+def test_validation_logs_scores_and_keeps_the_best(compose_tiny: Callable[..., DictConfig]) -> None:
+    cfg = compose_tiny(
+        datasplit="synthetic_2d",
+        trainer="fast",
+        overrides=["iterations=6", "validation_interval=2", "snapshot_interval=3"],
+    )
+    result = train(cfg)
+    client = MlflowClient(result.tracking_uri)
+    run = client.get_run(result.run_id)
+    criterion = run.data.tags["criterion"]
+    assert criterion == result.criterion == "dice"
+    history = client.get_metric_history(result.run_id, f"validation/{criterion}")
+    assert sorted(m.step for m in history) == [2, 4, 6]
+    best_logged = max(history, key=lambda m: (m.value, -m.step))
+    record = json.loads(run.data.tags[f"best.{criterion}"])
+    assert record["iteration"] == best_logged.step == result.best_iteration
+    assert record["score"] == pytest.approx(best_logged.value)
+    per_params = [k for k in run.data.metrics if k.startswith("validation/synthetic_2d_validate/")]
+    assert any(k.endswith(f"/{criterion}") for k in per_params)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=result.run_id,
+        artifact_path=f"checkpoints/best_{criterion}.ckpt",
+        tracking_uri=result.tracking_uri,
+    )
+    assert torch.load(local, weights_only=True)["global_step"] == record["iteration"]
+    images = [
+        a.path for a in client.list_artifacts(result.run_id, "images") if a.path.endswith(".png")
+    ]
+    assert len(images) == 2  # steps 3 and 6
+    png = mlflow.artifacts.download_artifacts(
+        run_id=result.run_id, artifact_path=images[0], tracking_uri=result.tracking_uri
+    )
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] > image.size[1] >= 96
+    prediction = zarr.open_group(str(Path(result.run_dir) / "validation.zarr"))
+    assert prediction["synthetic_2d_validate/prediction/s0"].shape[0] == 1
+    table = client.download_artifacts(result.run_id, "validation/scores.csv")
+    assert len(Path(table).read_text().splitlines()) > 3
+
+
+def test_validation_prediction_is_what_predict_writes(
+    compose_tiny: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = compose_tiny(datasplit="synthetic_2d")
+    built = build(cfg)
+    module = built.module.eval()
+    dataset = built.split.validate[0]
+    validator = Validator(built.split, built.task)
+    roi, in_memory = validator.predict(module, dataset)
+    container = Path(cfg.datasplit.synthetic.container)
+    predict(module, container, "validate/raw", tmp_path / "p.zarr", "p", roi=roi, progress=False)
+    np.testing.assert_allclose(
+        zarr.open_group(str(tmp_path / "p.zarr"))["p/s0"][:], in_memory, atol=1e-6
+    )
+
+
+def test_start_from_a_run_and_validate_command(
+    compose_tiny: Callable[..., DictConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = train(compose_tiny(datasplit="synthetic_2d"))
+    cfg = compose_tiny(datasplit="synthetic_2d", overrides=[f"start=run:{first.run_id}"])
+    started = build(cfg).module
+    best = module_from_checkpoint(Path(first.checkpoint).with_name(f"best_{first.criterion}.ckpt"))
+    for name, tensor in best.state_dict().items():
+        torch.testing.assert_close(started.state_dict()[name], tensor)
+    validate_main([first.run_id, "--tracking-uri", first.tracking_uri])
+    out = capsys.readouterr().out
+    out = out[out.index("\ncheckpoint ") + 1 :]  # after the training's progress bar
+    assert "synthetic_2d_validate" in out and f"best {first.criterion}:" in out
+    split = DataSplit.from_config(cfg.datasplit)
+    assert len(out.splitlines()) == 2 + len(split.validate) * len(started.task.parameter_grid()) + 1
+
+
+def test_resume_after_kill_finishes_the_same_run(tmp_path: Path) -> None:
+    env = {**os.environ, "DACAPO_OUTPUT_DIR": str(tmp_path / "outputs")}
+    args = [
+        sys.executable,
+        str(REPO / "train.py"),
+        *tiny_overrides("synthetic_2d"),
+        "datasplit=synthetic_2d",
+        "trainer=fast",
+        "iterations=400",
+        "validation_interval=5",
+        "snapshot_interval=0",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(
+        (tmp_path / "outputs").glob("runs/*/checkpoints/iteration_000010.ckpt")
+    ):
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (last,) = (tmp_path / "outputs").glob("runs/*/checkpoints/last.ckpt")
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert killed_at < 400
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("dacapo").experiment_id])
+    assert run.info.status == "RUNNING"  # a kill -9 leaves no chance to say otherwise
+    resumed = subprocess.run(
+        [
+            *args[:-3],
+            "iterations=30",
+            "validation_interval=5",
+            "snapshot_interval=0",
+            "resume=true",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = client.search_runs([client.get_experiment_by_name("dacapo").experiment_id])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]
+    assert runs[0].info.status == "FINISHED"
+    assert torch.load(last, weights_only=True)["global_step"] == 30
+    steps = {m.step for m in client.get_metric_history(run.info.run_id, "validation/dice")}
+    assert {25, 30} <= steps
