@@ -28,7 +28,10 @@ def test_every_group_has_at_least_two_options() -> None:
     ("group", "option"), [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_option_composes_and_builds(group: str, option: str, tmp_path: Path) -> None:
-    datasplit = option if group == "datasplit" else "synthetic_2d"
+    # Tasks are built on 3D data (LSDs are 3D only); the rest on the faster 2D data.
+    datasplit = (
+        option if group == "datasplit" else "synthetic_3d" if group == "task" else "synthetic_2d"
+    )
     choices = {"datasplit": datasplit, group: option}
     cfg = compose(
         **choices,
