@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from omegaconf import MISSING
+
 
 @dataclass
-class DistanceTaskConfig:
-    """Signed distance to class boundaries, tanh-scaled (DaCapo's DistanceTask)."""
+class ScaledDistanceTaskConfig:
+    """Options shared by the tasks that learn tanh-scaled distances per class.
 
-    _target_: str = "dacapo_hydra.tasks.distance.DistanceTask"
+    Not a group option itself: each subclass sets `_target_` (which stays the first
+    key) and adds its own options after these.
+    """
+
+    _target_: str = MISSING
     channels: list[str] = field(default_factory=lambda: ["foreground"])
     class_ids: list[list[int]] | None = None
     scale_factor: float = 50.0
@@ -23,6 +29,13 @@ class DistanceTaskConfig:
     mask_distances: bool = True
     clip_min: float = 0.05
     clip_max: float = 0.95
+
+
+@dataclass
+class DistanceTaskConfig(ScaledDistanceTaskConfig):
+    """Signed distance to class boundaries, tanh-scaled (DaCapo's DistanceTask)."""
+
+    _target_: str = "dacapo_hydra.tasks.distance.DistanceTask"
     thresholds: list[float] | None = None
     criterion: str | None = None
 
@@ -61,36 +74,20 @@ class OneHotTaskConfig:
 
 
 @dataclass
-class InnerDistanceTaskConfig:
+class InnerDistanceTaskConfig(ScaledDistanceTaskConfig):
     """Distance from inside each object to its boundary, for seeded watershed."""
 
     _target_: str = "dacapo_hydra.tasks.inner_distance.InnerDistanceTask"
-    channels: list[str] = field(default_factory=lambda: ["foreground"])
-    class_ids: list[list[int]] | None = None
-    scale_factor: float = 50.0
-    clip_distance: float = 100.0
-    tol_distance: float = 40.0
-    mask_distances: bool = True
-    clip_min: float = 0.05
-    clip_max: float = 0.95
     seed_distances: list[float] | None = None
     foreground_distance: float | None = None
     criterion: str | None = None
 
 
 @dataclass
-class HotDistanceTaskConfig:
+class HotDistanceTaskConfig(ScaledDistanceTaskConfig):
     """One-hot masks and signed distances learned together."""
 
     _target_: str = "dacapo_hydra.tasks.hot_distance.HotDistanceTask"
-    channels: list[str] = field(default_factory=lambda: ["foreground"])
-    class_ids: list[list[int]] | None = None
-    scale_factor: float = 50.0
-    clip_distance: float = 100.0
-    tol_distance: float = 40.0
-    mask_distances: bool = True
-    clip_min: float = 0.05
-    clip_max: float = 0.95
     hot_thresholds: list[float] = field(default_factory=lambda: [0.5])
     thresholds: list[float] | None = None
     criterion: str | None = None

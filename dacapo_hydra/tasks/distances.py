@@ -1,11 +1,20 @@
-"""Distances to object boundaries in world units, and where a crop lets them be known."""
+"""Distances to object boundaries in world units, and where a crop lets them be known.
+
+Also :class:`ScaledDistanceTask`, the settings and targets shared by the tasks that
+learn `tanh(d / scale_factor)` per class.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
+import torch
 from scipy.ndimage import distance_transform_edt, find_objects
+
+from dacapo_hydra.tasks.base import ClassBalancer, Task
+from dacapo_hydra.tasks.classes import ClassMap
 
 
 def signed_distance(
@@ -89,3 +98,109 @@ def known_distance(
     """
     to_unknown = distance_to_unknown(mask, voxel_size)
     return (np.abs(distance) <= to_unknown + tol_distance) & mask.astype(bool)
+
+
+class ScaledDistanceOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`ScaledDistanceTask`, passed on by its subclasses."""
+
+    channels: Sequence[str]
+    class_ids: Sequence[Sequence[int]] | None
+    scale_factor: float
+    clip_distance: float
+    tol_distance: float
+    mask_distances: bool
+    clip_min: float
+    clip_max: float
+
+
+class ScaledDistanceTask(Task):
+    """Base of the tasks that learn `tanh(d / scale_factor)` per class, d a distance in nm.
+
+    Validates and stores the distance settings, maps classes to channels (one per
+    class) and balances each channel's classes (inside, d > 0, against the rest) with
+    `balancer`. The target is `scale(distances(gt))` with weights 0 where the distance
+    can't be known from the crop (with `mask_distances`, see :func:`known_distance`);
+    the loss is the weighted mean squared error. `distances` is the signed distance
+    to each class's boundary unless a subclass says otherwise. Subclasses take these
+    settings as keyword arguments (:class:`ScaledDistanceOptions`) and pass them on.
+
+    Args:
+        dims: spatial dimensions of the data.
+        voxel_size: ground-truth voxel size in nm (z, y, x).
+        channels: one name per class (output channel).
+        class_ids: per class, its label ids (see :class:`~dacapo_hydra.tasks.classes.ClassMap`).
+        scale_factor: nm; the tanh's scale.
+        clip_distance: nm; distances are clipped to this.
+        tol_distance: nm of slack when deciding whether a distance is known.
+        mask_distances: whether to weigh unknowable distances 0.
+        clip_min: lower clip of the foreground frequency for class balancing.
+        clip_max: upper clip of the foreground frequency.
+
+    """
+
+    def __init__(
+        self,
+        dims: int,
+        voxel_size: Sequence[float],
+        channels: Sequence[str] = ("foreground",),
+        class_ids: Sequence[Sequence[int]] | None = None,
+        scale_factor: float = 50.0,
+        clip_distance: float = 100.0,
+        tol_distance: float = 40.0,
+        mask_distances: bool = True,
+        clip_min: float = 0.05,
+        clip_max: float = 0.95,
+    ) -> None:
+        super().__init__(dims, voxel_size)
+        if scale_factor <= 0 or clip_distance <= 0 or tol_distance < 0:
+            raise ValueError(
+                f"task: scale_factor ({scale_factor}) and clip_distance ({clip_distance}) "
+                f"must be positive, tol_distance ({tol_distance}) not negative"
+            )
+        self.classes = ClassMap(channels, class_ids)
+        self.scale_factor = scale_factor
+        self.clip_distance = clip_distance
+        self.tol_distance = tol_distance
+        self.mask_distances = mask_distances
+        self.balancer = ClassBalancer(len(self.classes), 2, clip_min, clip_max)
+
+    @property
+    def num_channels(self) -> int:
+        """One channel per class."""
+        return len(self.classes)
+
+    def voxel_grid(self, values: Sequence[float] | None, factors: Sequence[float]) -> list[float]:
+        """`values` as floats; None (or empty): `factors` times the smallest voxel size."""
+        step = min(self.voxel_size)
+        return [float(v) for v in (values or [f * step for f in factors])]
+
+    def distances(self, gt: np.ndarray) -> np.ndarray:
+        """Signed distances (C, *spatial) in nm, clipped."""
+        return np.stack(
+            [
+                signed_distance(m, self.voxel_size, self.clip_distance)
+                for m in self.classes.masks(gt)
+            ]
+        )
+
+    def scale(self, distance: np.ndarray | float) -> np.ndarray:
+        """A distance (nm) in target units: `tanh(d / scale_factor)`."""
+        return np.tanh(np.asarray(distance, np.float64) / self.scale_factor)
+
+    def known(self, mask: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """Where `distance` (C, *spatial) may be trained on: known, or just annotated."""
+        if self.mask_distances:
+            return known_distance(mask, distance, self.voxel_size, self.tol_distance)
+        return mask.astype(bool)
+
+    def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Target `tanh(d / scale)` and class-balanced, certainty-masked weights."""
+        distance = self.distances(gt)
+        target = self.scale(distance).astype(np.float32)
+        return target, self.balancer(distance > 0, self.known(mask, distance))
+
+    def loss(
+        self, prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted mean squared error."""
+        return (weight * (prediction - target) ** 2).mean()

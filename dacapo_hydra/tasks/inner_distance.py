@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
 import numpy as np
-import torch
 
 from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
 from dacapo_hydra.evaluation.per_class import class_score_directions, merge_class_scores
-from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
-from dacapo_hydra.tasks.classes import ClassMap
-from dacapo_hydra.tasks.distances import inner_distance, known_distance
+from dacapo_hydra.tasks.base import Params
+from dacapo_hydra.tasks.distances import ScaledDistanceOptions, ScaledDistanceTask, inner_distance
 from dacapo_hydra.tasks.post_processing import seeded_watershed
 
 
-class InnerDistanceTask(Task):
+class InnerDistanceTask(ScaledDistanceTask):
     """Learn `tanh(d / scale_factor)`, d the distance (nm) from an object voxel to its boundary.
 
     Every object (instance) of a class has its own boundary, so touching objects are
@@ -25,20 +24,15 @@ class InnerDistanceTask(Task):
     (C, *spatial) uint64, scored with the instance metrics per class.
 
     Args:
-        channels: one name per class (output channel).
-        class_ids: per class, its label ids (see :class:`~dacapo_hydra.tasks.classes.ClassMap`);
-            the ground truth must hold instance ids.
-        scale_factor: nm; the tanh's scale.
-        clip_distance: nm; distances are clipped to this.
-        tol_distance: nm of slack when deciding whether a distance is known.
-        mask_distances: whether to weigh unknowable distances 0.
-        clip_min: lower clip of the foreground frequency for class balancing.
-        clip_max: upper clip of the foreground frequency.
         seed_distances: nm; the seed distances swept. None: 1, 1.5, 2, 3 and 4 times
             the smallest voxel size.
         foreground_distance: nm; predicted distances above it are foreground. None: a
             quarter of the smallest voxel (object voxels are at least half a voxel in).
         criterion: score that picks the best iteration and seed distance.
+        **options: `channels`, `class_ids` (the ground truth must hold instance ids),
+            `scale_factor`, `clip_distance`, `tol_distance`, `mask_distances`,
+            `clip_min` and `clip_max`, as
+            :class:`~dacapo_hydra.tasks.distances.ScaledDistanceTask` takes them.
 
     """
 
@@ -48,45 +42,22 @@ class InnerDistanceTask(Task):
         self,
         dims: int,
         voxel_size: Sequence[float],
-        channels: Sequence[str] = ("foreground",),
-        class_ids: Sequence[Sequence[int]] | None = None,
-        scale_factor: float = 50.0,
-        clip_distance: float = 100.0,
-        tol_distance: float = 40.0,
-        mask_distances: bool = True,
-        clip_min: float = 0.05,
-        clip_max: float = 0.95,
+        *,
         seed_distances: Sequence[float] | None = None,
         foreground_distance: float | None = None,
         criterion: str | None = None,
+        **options: Unpack[ScaledDistanceOptions],
     ) -> None:
-        super().__init__(dims, voxel_size)
-        if scale_factor <= 0 or clip_distance <= 0 or tol_distance < 0:
-            raise ValueError(
-                f"task: scale_factor ({scale_factor}) and clip_distance ({clip_distance}) "
-                f"must be positive, tol_distance ({tol_distance}) not negative"
-            )
-        self.classes = ClassMap(channels, class_ids)
-        self.scale_factor = scale_factor
-        self.clip_distance = clip_distance
-        self.tol_distance = tol_distance
-        self.mask_distances = mask_distances
-        self.balancer = ClassBalancer(len(self.classes), 2, clip_min, clip_max)
-        step = min(self.voxel_size)
-        self.seed_distances = [
-            float(s) for s in (seed_distances or [f * step for f in (1, 1.5, 2, 3, 4)])
-        ]
+        super().__init__(dims, voxel_size, **options)
+        self.seed_distances = self.voxel_grid(seed_distances, (1, 1.5, 2, 3, 4))
         self.foreground_distance = (
-            0.25 * step if foreground_distance is None else float(foreground_distance)
+            0.25 * min(self.voxel_size)
+            if foreground_distance is None
+            else float(foreground_distance)
         )
         if criterion is not None:
             self.criterion = criterion
         self.check_criterion()
-
-    @property
-    def num_channels(self) -> int:
-        """One channel per class."""
-        return len(self.classes)
 
     def instances(self, gt: np.ndarray) -> np.ndarray:
         """(C, *spatial): the ground-truth instances of each class, 0 elsewhere."""
@@ -100,26 +71,6 @@ class InnerDistanceTask(Task):
                 for labels in self.instances(gt)
             ]
         )
-
-    def scale(self, distance: np.ndarray | float) -> np.ndarray:
-        """A distance (nm) in target units: `tanh(d / scale_factor)`."""
-        return np.tanh(np.asarray(distance, np.float64) / self.scale_factor)
-
-    def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Target `tanh(d / scale)` and class-balanced, certainty-masked weights."""
-        distance = self.distances(gt)
-        target = self.scale(distance).astype(np.float32)
-        if self.mask_distances:
-            known = known_distance(mask, distance, self.voxel_size, self.tol_distance)
-        else:
-            known = mask.astype(bool)
-        return target, self.balancer(distance > 0, known)
-
-    def loss(
-        self, prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
-    ) -> torch.Tensor:
-        """Weighted mean squared error."""
-        return (weight * (prediction - target) ** 2).mean()
 
     def parameter_grid(self) -> list[Params]:
         """One parameter set per seed distance (nm)."""

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dacapo_hydra.evaluation.binary import BINARY_SCORE_DIRECTIONS, binary_scores
-from dacapo_hydra.evaluation.per_class import class_score_directions, merge_class_scores
 from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
+from dacapo_hydra.tasks.binary import BinaryEvaluation
 from dacapo_hydra.tasks.classes import ClassMap
 
 
-class OneHotTask(Task):
+class OneHotTask(BinaryEvaluation, Task):
     """Learn each voxel's class among named classes; the first is the background.
 
     The target is one channel of class indices (int64): 0 for background (label 0
@@ -93,25 +92,10 @@ class OneHotTask(Task):
         """Class indices (*spatial) int64: the most probable class."""
         return np.argmax(prediction, axis=0).astype(np.int64)
 
-    def evaluate(
-        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
-    ) -> dict[str, float]:
-        """Binary scores of each foreground class, and their mean."""
+    def binary_masks(
+        self, output: np.ndarray, gt: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Predicted and true mask of each foreground class from class indices."""
         truth = self.classes.indices(gt)
-        return merge_class_scores(
-            {
-                name: binary_scores(
-                    output == i,
-                    truth == i,
-                    mask,
-                    self.voxel_size,
-                    tol_distance=self.tol_distance,
-                    clip_distance=self.clip_distance,
-                )
-                for i, name in enumerate(self.classes.names, start=1)
-            }
-        )
-
-    def score_directions(self) -> dict[str, bool]:
-        """Binary score directions, per class when there are several."""
-        return class_score_directions(self.classes.names, BINARY_SCORE_DIRECTIONS)
+        for i in range(1, len(self.classes) + 1):
+            yield output == i, truth == i
