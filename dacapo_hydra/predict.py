@@ -1,19 +1,30 @@
 """Out-of-core, resumable, blockwise prediction from zarr to zarr, optionally on Dask.
 
-Each block reads the network's eval input (its output region grown by the
-network's context, padded at the volume's edge as in training), predicts, applies
-the task's activation and writes exactly its output region, aligned to the output
-array's chunks; so blocks never write the same chunk and memory holds only the
-blocks in flight. Finished blocks are recorded in a ledger beside the output, and a
-rerun does only the missing ones.
+Each block reads its input (the region it writes grown by a context, padded at the
+volume's edge as in training), predicts, applies the task's activation and writes
+exactly its region, aligned to the output array's chunks; so blocks never write the
+same chunk and memory holds only the blocks in flight. Finished blocks are recorded
+in a ledger beside the output, and a rerun does only the missing ones.
+
+Two block geometries (:class:`BlockPlan`):
+
+- valid convolutions (context > 0): one forward pass per block; the context is
+  the network's, so tiles join seamlessly.
+- 'same' padding (MONAI networks, `padding: same`): each block runs MONAI's
+  sliding-window inference over overlapping windows on a grid fixed to the
+  prediction ROI, blended with Gaussian weights, and keeps its central region.
+  The context is the margin every window touching that region needs, so a block
+  sees all the windows a whole-volume sliding-window pass would blend there, and
+  blocks agree across their faces.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
+from monai.inferers import sliding_window_inference
 
 from dacapo_hydra.blockwise import Block, BlockGrid, BlockLedger, run_blocks
-from dacapo_hydra.data.array import ZarrArray
+from dacapo_hydra.data.array import Array, ZarrArray
 from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.module import RunModule
@@ -32,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "float16", "uint8")
 LEDGER_DIR = ".dacapo_blocks"
+# MONAI's Gaussian blending: sigma of the importance map per window side.
+SIGMA_SCALE = 0.125
 
 _MODELS: dict[str, RunModule] = {}
 
@@ -49,18 +63,94 @@ def load_model(checkpoint: str | Path) -> RunModule:
 
 
 @dataclass(frozen=True)
+class Normalize:
+    """Raw intensities mapped linearly from [lo, hi] to [0, 1] as float32 (None: as read).
+
+    The datasplit's rule (:meth:`~dacapo_hydra.data.datasplit.DataSplit.normalize`),
+    as a small picklable object for Dask workers.
+    """
+
+    lo: float | None
+    hi: float | None
+
+    @classmethod
+    def from_config(cls, datasplit: dict[str, Any]) -> Normalize:
+        """The normalisation of a composed `datasplit` node (as stored in checkpoints)."""
+        if "normalize" in datasplit and datasplit["normalize"] is None:
+            return cls(None, None)
+        norm = datasplit.get("normalize") or {}
+        return cls(float(norm.get("min", 0.0)), float(norm.get("max", 255.0)))
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """Normalised float32 copy of `raw`."""
+        if self.lo is None or self.hi is None:
+            return raw.astype(np.float32, copy=False)
+        return ((raw.astype(np.float32) - self.lo) / (self.hi - self.lo)).astype(np.float32)
+
+
+def _blend_margin(window: int, stride: int) -> int:
+    """Input voxels read beyond a block per side so its windows are symmetric about it.
+
+    Windows start every `stride` voxels; a block of k strides is touched by the
+    windows starting in (block begin - window, block end). Among the grid phases,
+    the one placing a window start `m` before every block begin with
+    m = ((c - 1) * stride + window) / 2, c = ceil(window / stride) - 1, makes the
+    windows of a block reach exactly m past either end. For the common overlaps
+    (window a multiple of the stride) m = window - stride.
+
+    Raises:
+        ValueError: if m is not a whole number of voxels.
+
+    """
+    c = math.ceil(window / stride) - 1
+    twice = (c - 1) * stride + window
+    if twice % 2:
+        raise ValueError(
+            f"a window of {window} voxels with stride {stride} has no whole-voxel margin; "
+            "choose an even window (input_shape) or another overlap"
+        )
+    return twice // 2
+
+
+@dataclass(frozen=True)
 class BlockPlan:
-    """Shapes of one prediction block, in voxels and nm."""
+    """Shapes of one prediction block, in voxels and nm.
+
+    Attributes:
+        input_shape: one forward pass's input (a sliding window's, when blending).
+        output_shape: one forward pass's output.
+        write_shape: output voxels written per block (the output's chunk shape).
+        raw_voxel_size: input voxel size (nm).
+        voxel_size: output voxel size (nm).
+        overlap: window overlap (fraction) for 'same'-padding networks; None for
+            networks with context (valid convolutions), which don't blend.
+        blend_margin: input voxels read beyond the block per side, when blending.
+
+    """
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     write_shape: tuple[int, ...]
     raw_voxel_size: tuple[float, ...]
     voxel_size: tuple[float, ...]
+    overlap: float | None = None
+    blend_margin: tuple[int, ...] | None = None
+
+    @property
+    def blend(self) -> bool:
+        """Whether blocks blend overlapping windows ('same'-padding networks)."""
+        return self.blend_margin is not None
+
+    @property
+    def upsample(self) -> tuple[int, ...]:
+        """Output voxels per input voxel, per axis."""
+        return tuple(o // i for o, i in zip(self.output_shape, self.input_shape, strict=True))
 
     @property
     def context(self) -> tuple[float, ...]:
         """Nm read beyond the written region on each side."""
+        if self.blend_margin is not None:
+            return tuple(m * v for m, v in zip(self.blend_margin, self.raw_voxel_size, strict=True))
         return tuple(
             (i * rv - w * v) / 2
             for i, w, rv, v in zip(
@@ -77,29 +167,239 @@ class BlockPlan:
         """Nm written per block."""
         return tuple(w * v for w, v in zip(self.write_shape, self.voxel_size, strict=True))
 
+    @property
+    def read_shape(self) -> tuple[int, ...]:
+        """Input voxels read per block."""
+        return tuple(
+            int(round(b / v + 2 * c / v))
+            for b, c, v in zip(self.block_size, self.context, self.raw_voxel_size, strict=True)
+        )
+
     @classmethod
     def for_module(
         cls,
         module: RunModule,
         raw_voxel_size: Sequence[float],
         input_shape: Sequence[int] | None = None,
+        overlap: float = 0.5,
+        block_shape: Sequence[int] | None = None,
     ) -> BlockPlan:
         """The plan for a module's eval input shape (or `input_shape`).
 
-        A network without context ('same' padding) writes only the centre of its
-        output, leaving a quarter of the input on each side as overlap, so blocks
-        don't show their edges.
+        Args:
+            module: the trained module.
+            raw_voxel_size: input voxel size (nm).
+            input_shape: forward-pass input in voxels (default: the eval shape).
+            overlap: for 'same'-padding networks, the fraction by which sliding
+                windows overlap (MONAI's `overlap`: stride = int(window * (1 - overlap))).
+            block_shape: for 'same'-padding networks, output voxels written per
+                block, a multiple of the stride (default: the smallest multiple
+                at least twice the window). Networks with context write one
+                forward pass's output per block.
+
+        Raises:
+            ValueError: for a shape the network can't take, an overlap outside
+                [0, 1), or a block shape that does not fit.
+
         """
         arch = module.architecture
-        shape = tuple(input_shape or arch.eval_input_shape)
-        out = arch.output_shape(shape)
-        up = arch.upsample_factor
+        shape = tuple(int(s) for s in (input_shape or arch.eval_input_shape))
+        arch.check_input_shape("eval_input_shape (prediction input_shape)", shape)
+        out = tuple(arch.output_shape(shape))
+        up = tuple(arch.upsample_factor)
         vs = tuple(v / u for v, u in zip(raw_voxel_size, up, strict=True))
-        if all(i * u == o for i, o, u in zip(shape, out, up, strict=True)):
-            write = tuple(o - 2 * (o // 4) for o in out)
+        same = all(i * u == o for i, o, u in zip(shape, out, up, strict=True))
+        if not same:
+            if block_shape is not None and tuple(block_shape) != out:
+                raise ValueError(
+                    f"block_shape {list(block_shape)}: a network with context writes its output "
+                    f"shape {list(out)} per block; leave block_shape unset"
+                )
+            return cls(shape, out, out, tuple(float(v) for v in raw_voxel_size), vs)
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        stride = tuple(max(int(i * (1 - overlap)), 1) for i in shape)
+        margin = tuple(_blend_margin(i, s) for i, s in zip(shape, stride, strict=True))
+        if block_shape is None:
+            write = tuple(
+                s * math.ceil(2 * i / s) * u for i, s, u in zip(shape, stride, up, strict=True)
+            )
         else:
-            write = out
-        return cls(shape, tuple(out), write, tuple(raw_voxel_size), vs)
+            write = tuple(int(b) for b in block_shape)
+            if len(write) != len(shape) or any(
+                b <= 0 or b % (s * u) for b, s, u in zip(write, stride, up, strict=True)
+            ):
+                steps = [s * u for s, u in zip(stride, up, strict=True)]
+                raise ValueError(
+                    f"block_shape {list(block_shape)} must be positive multiples of the window "
+                    f"stride {steps} (output voxels: input_shape {list(shape)} with overlap "
+                    f"{overlap})"
+                )
+        return cls(
+            shape, out, write, tuple(float(v) for v in raw_voxel_size), vs, float(overlap), margin
+        )
+
+
+def predict_block(
+    module: RunModule,
+    raw: Array,
+    block: Block,
+    plan: BlockPlan,
+    normalize: Callable[[np.ndarray], np.ndarray],
+    pad_mode: str,
+    mirror: bool = False,
+) -> np.ndarray:
+    """Activated prediction (C, *write_shape) of a block's full (unclipped) output region.
+
+    Reads `block.read_roi` from `raw` (padded with `pad_mode` outside it),
+    normalises, and runs one forward pass, or for a blending plan MONAI's
+    `sliding_window_inference` with Gaussian weights, whose windows then lie on
+    the grid every block shares; the margin is cut off.
+
+    Args:
+        module: the trained module (eval mode).
+        raw: the input array.
+        block: one block of a grid made with `plan.block_size` and `plan.context`.
+        plan: the block shapes.
+        normalize: raw intensities to network input.
+        pad_mode: `reflect`, `edge` or `constant`, as in training.
+        mirror: average the predictions over all axis flips (test-time augmentation).
+
+    """
+    data = raw.read_padded(block.read_roi, pad_mode)
+    if raw.num_channels is None:
+        data = data[None]
+    device = next(module.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(normalize(data)))[None].to(device)
+    forward = _mirrored(module) if mirror else module.predict
+    with torch.inference_mode():
+        if plan.blend_margin is None:
+            y = forward(x)
+        else:
+            y = sliding_window_inference(
+                x,
+                roi_size=plan.input_shape,
+                sw_batch_size=1,
+                predictor=forward,
+                overlap=plan.overlap,
+                mode="gaussian",
+                sigma_scale=SIGMA_SCALE,
+            )
+            cut = tuple(
+                slice(m * u, m * u + w)
+                for m, u, w in zip(plan.blend_margin, plan.upsample, plan.write_shape, strict=True)
+            )
+            y = y[(slice(None), slice(None), *cut)]
+    return y[0].float().cpu().numpy()
+
+
+def _mirrored(module: RunModule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The module's prediction averaged over all flips of the spatial axes."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        spatial = range(2, x.ndim)
+        flips = [c for n in range(len(spatial) + 1) for c in itertools.combinations(spatial, n)]
+        total = None
+        for axes in flips:
+            y = module.predict(x.flip(axes) if axes else x)
+            y = y.flip(axes) if axes else y
+            total = y if total is None else total + y
+        return total / len(flips)
+
+    return forward
+
+
+def _write_region(block: Block, origin: Sequence[float], voxel_size: Sequence[float]) -> tuple:
+    """Voxel slices of a block's (clipped) write ROI, relative to `origin`."""
+    begin = np.round(np.subtract(block.write_roi.begin, origin) / voxel_size).astype(int)
+    size = np.round(np.asarray(block.write_roi.shape) / voxel_size).astype(int)
+    return tuple(slice(int(b), int(b + n)) for b, n in zip(begin, size, strict=True))
+
+
+def predict_roi(
+    module: RunModule,
+    raw: Array,
+    roi: Roi,
+    normalize: Callable[[np.ndarray], np.ndarray],
+    pad_mode: str,
+    input_shape: Sequence[int] | None = None,
+    mirror: bool = False,
+    overlap: float = 0.5,
+    block_shape: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Activated prediction (C, *spatial) of `roi`, block by block, held in memory.
+
+    The blocks are those :func:`predict` runs (same plan and grid), so the result
+    equals what :func:`predict` writes for the same ROI; for small volumes
+    (validation).
+    """
+    plan = BlockPlan.for_module(module, raw.voxel_size, input_shape, overlap, block_shape)
+    grid = BlockGrid(roi, plan.block_size, plan.context)
+    shape = np.round(np.asarray(roi.shape) / plan.voxel_size).astype(int)
+    out = np.zeros((module.task.num_channels, *shape), np.float32)
+    for block in grid:
+        pred = predict_block(module, raw, block, plan, normalize, pad_mode, mirror)
+        region = _write_region(block, roi.begin, plan.voxel_size)
+        out[(slice(None), *region)] = pred[
+            (slice(None), *(slice(0, r.stop - r.start) for r in region))
+        ]
+    return out
+
+
+def output_shape(roi: Roi, voxel_size: Sequence[float], channels: int) -> tuple[int, ...]:
+    """Array shape (C, *spatial) of an output covering `roi`."""
+    return (channels, *(int(round(s / v)) for s, v in zip(roi.shape, voxel_size, strict=True)))
+
+
+def check_output(
+    container: str | Path,
+    dataset: str,
+    shape: Sequence[int],
+    dtype: str | np.dtype,
+    chunks: Sequence[int],
+    voxel_size: Sequence[float],
+    offset: Sequence[float],
+) -> bool:
+    """Whether the output exists already as this very array (to resume); writes nothing.
+
+    Raises:
+        ValueError: if the path holds something else, naming it and what was expected.
+
+    """
+    path = Path(container)
+    if not path.exists():
+        return False
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as err:  # zarr raises several types for a non-zarr folder
+        raise ValueError(
+            f"output {str(container)!r} exists and is not a zarr group: {err}"
+        ) from err
+    if dataset not in root:
+        return False
+    try:
+        existing = ZarrArray.open(container, dataset)
+    except (ValueError, KeyError) as err:
+        raise ValueError(
+            f"output {container}:{dataset} already holds something that is not a prediction "
+            f"array ({err.args[0] if err.args else err}); choose another output or delete it"
+        ) from None
+    same = (
+        existing.array.shape == tuple(shape)
+        and existing.dtype == np.dtype(dtype)
+        and existing.array.chunks == tuple(chunks)
+        and np.allclose(existing.voxel_size, voxel_size)
+        and np.allclose(existing.offset, offset)
+    )
+    if not same:
+        raise ValueError(
+            f"output {container}:{dataset} already holds a different array "
+            f"(shape {existing.array.shape}, {existing.dtype}, chunks {existing.array.chunks}, "
+            f"voxel size {existing.voxel_size}, offset {existing.offset}); expected shape "
+            f"{tuple(shape)}, {np.dtype(dtype)}, chunks {tuple(chunks)}, voxel size "
+            f"{tuple(voxel_size)}, offset {tuple(offset)}. Choose another output or delete it."
+        )
+    return True
 
 
 def open_output(
@@ -107,64 +407,67 @@ def open_output(
     dataset: str,
     roi: Roi,
     voxel_size: Sequence[float],
-    channels: int,
+    channels: int | None,
     dtype: str,
     chunks: Sequence[int],
+    attrs: dict[str, Any] | None = None,
 ) -> zarr.Array:
     """Create the output array (an OME-NGFF 0.5 multiscale group with `s0`), or reopen it.
 
     An existing output is reused (to resume) only if it is the same array; else
     a ValueError names it, and nothing is written.
+
+    Args:
+        container: zarr container (created if missing).
+        dataset: the multiscale group; the array is `<dataset>/s0`.
+        roi: world ROI the array covers.
+        voxel_size: nm per voxel.
+        channels: channels of a leading channel axis, or None for no channel axis.
+        dtype: numpy dtype name.
+        chunks: spatial chunk shape.
+        attrs: extra group attributes (under `dacapo`).
+
     """
-    shape = (channels, *(int(round(s / v)) for s, v in zip(roi.shape, voxel_size, strict=True)))
-    chunk_shape = (channels, *(int(c) for c in chunks))
+    spatial = output_shape(roi, voxel_size, 1)[1:]
+    shape = spatial if channels is None else (channels, *spatial)
+    chunk_shape = tuple(int(c) for c in chunks)
+    if channels is not None:
+        chunk_shape = (channels, *chunk_shape)
+    if check_output(container, dataset, shape, dtype, chunk_shape, voxel_size, roi.begin):
+        return zarr.open_group(str(container), mode="r+")[f"{dataset}/s0"]
     root = zarr.open_group(str(container), mode="a", zarr_format=3)
-    if dataset in root:
-        existing = ZarrArray.open(container, dataset)
-        same = (
-            existing.array.shape == shape
-            and existing.dtype == np.dtype(dtype)
-            and existing.array.chunks == chunk_shape
-            and np.allclose(existing.voxel_size, voxel_size)
-            and np.allclose(existing.offset, roi.begin)
-        )
-        if not same:
-            raise ValueError(
-                f"output {container}:{dataset} already holds a different array "
-                f"(shape {existing.array.shape}, {existing.dtype}, chunks {existing.array.chunks}, "
-                f"voxel size {existing.voxel_size}, offset {existing.offset}); expected shape "
-                f"{shape}, {dtype}, chunks {chunk_shape}, voxel size {tuple(voxel_size)}, offset "
-                f"{roi.begin}. Choose another output or delete it."
-            )
-        return existing.array
     group = root.create_group(dataset)
     array = group.create_array("s0", shape=shape, chunks=chunk_shape, dtype=dtype, fill_value=0)
-    attrs = multiscale_attrs(
+    meta = multiscale_attrs(
         dataset.rsplit("/", 1)[-1], [ScaleLevel("s0", tuple(voxel_size), roi.begin)]
     )
-    ms = attrs["ome"]["multiscales"][0]
-    ms["axes"].insert(0, {"name": "c", "type": "channel"})
-    for ds in ms["datasets"]:
-        for t in ds["coordinateTransformations"]:
-            key = "scale" if t["type"] == "scale" else "translation"
-            t[key] = [1.0 if key == "scale" else 0.0, *t[key]]
-    group.attrs.update(attrs)
+    if channels is not None:
+        ms = meta["ome"]["multiscales"][0]
+        ms["axes"].insert(0, {"name": "c", "type": "channel"})
+        for ds in ms["datasets"]:
+            for t in ds["coordinateTransformations"]:
+                key = "scale" if t["type"] == "scale" else "translation"
+                t[key] = [1.0 if key == "scale" else 0.0, *t[key]]
+    if attrs:
+        meta["dacapo"] = attrs
+    group.attrs.update(meta)
     return array
 
 
 class BlockPredictor:
-    """Predicts one block: read with context, normalise, forward, activate, write.
+    """Predicts one block (:func:`predict_block`) and writes its region.
 
     Picklable (it holds paths, not arrays or models) so Dask can ship it to workers;
     each worker opens the arrays and loads the model once.
 
     Args:
         model: a checkpoint path (loaded per worker) or a live module (in-process only).
-        raw: (container, dataset) of the input; voxel size/offset as opened by ZarrArray.
+        raw: (container, dataset, voxel size, offset) of the input; voxel size and
+            offset None: as in the file's metadata.
         output: (container, dataset) of the output multiscale group.
         plan: block shapes.
         grid_roi: the output ROI the blocks tile.
-        norm: (min, max) raw intensities mapped to [0, 1].
+        normalize: raw intensities to network input.
         pad_mode: padding where a block's input leaves the volume.
         dtype: output dtype; uint8 scales `value_range` to 0..255.
         value_range: the activation's range, for uint8 output.
@@ -179,7 +482,7 @@ class BlockPredictor:
         output: tuple[str, str],
         plan: BlockPlan,
         grid_roi: Roi,
-        norm: tuple[float, float],
+        normalize: Callable[[np.ndarray], np.ndarray],
         pad_mode: str,
         dtype: str,
         value_range: tuple[float, float] = (0.0, 1.0),
@@ -190,7 +493,7 @@ class BlockPredictor:
         self.output = output
         self.plan = plan
         self.grid_roi = grid_roi
-        self.norm = norm
+        self.normalize = normalize
         self.pad_mode = pad_mode
         self.dtype = dtype
         self.value_range = value_range
@@ -213,44 +516,16 @@ class BlockPredictor:
             self._arrays = (raw, out)
         return module, *self._arrays
 
-    def forward(self, module: RunModule, raw: np.ndarray) -> np.ndarray:
-        """Activated prediction (C, *out) for one normalised input (C, *in)."""
-        device = next(module.parameters()).device
-        x = torch.from_numpy(np.ascontiguousarray(raw))[None].to(device)
-        flips = [()]
-        if self.mirror:
-            spatial = range(2, x.ndim)
-            flips = [c for n in range(len(spatial) + 1) for c in itertools.combinations(spatial, n)]
-        with torch.inference_mode():
-            total = None
-            for axes in flips:
-                y = module.predict(x.flip(axes) if axes else x)
-                y = y.flip(axes) if axes else y
-                total = y if total is None else total + y
-        return (total / len(flips))[0].float().cpu().numpy()
-
     def __call__(self, block: Block) -> int:
         """Predict and write one block; returns the voxels written."""
         module, raw, out = self._open()
-        data = raw.read_padded(block.read_roi, self.pad_mode)
-        if raw.num_channels is None:
-            data = data[None]
-        lo, hi = self.norm
-        data = ((data.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
-        pred = self.forward(module, data)
-        # The prediction covers the block's full output region; keep what it writes.
-        vs = self.plan.voxel_size
-        margin = [
-            (o - w) // 2 for o, w in zip(self.plan.output_shape, self.plan.write_shape, strict=True)
-        ]
-        full_begin = np.add(block.read_roi.begin, self.plan.context)
-        start = np.round((np.subtract(block.write_roi.begin, full_begin)) / vs).astype(int) + margin
-        size = np.round(np.asarray(block.write_roi.shape) / vs).astype(int)
-        pred = pred[(slice(None), *(slice(a, a + n) for a, n in zip(start, size, strict=True)))]
-        target = np.round(np.subtract(block.write_roi.begin, self.grid_roi.begin) / vs).astype(int)
-        index = (slice(None), *(slice(a, a + n) for a, n in zip(target, size, strict=True)))
-        out[index] = self.convert(pred)
-        return int(np.prod(size))
+        pred = predict_block(
+            module, raw, block, self.plan, self.normalize, self.pad_mode, self.mirror
+        )
+        region = _write_region(block, self.grid_roi.begin, self.plan.voxel_size)
+        pred = pred[(slice(None), *(slice(0, r.stop - r.start) for r in region))]
+        out[(slice(None), *region)] = self.convert(pred)
+        return int(np.prod(pred.shape[1:]))
 
     def convert(self, pred: np.ndarray) -> np.ndarray:
         """Cast to the output dtype (uint8: `value_range` scaled to 0..255)."""
@@ -274,6 +549,154 @@ class PredictResult:
     voxels_per_s: float
 
 
+@dataclass
+class PredictJob:
+    """A checked prediction, ready to run: nothing has been written yet.
+
+    Made by :func:`plan_prediction`; :meth:`run` creates the output and predicts.
+    """
+
+    predictor: BlockPredictor
+    module: RunModule
+    grid: BlockGrid
+    out_container: str
+    out_dataset: str
+    channels: int
+
+    @property
+    def plan(self) -> BlockPlan:
+        """The block shapes."""
+        return self.predictor.plan
+
+    @property
+    def roi(self) -> Roi:
+        """The world ROI predicted."""
+        return self.grid.roi
+
+    def create_output(self) -> zarr.Array:
+        """Create (or reopen, to resume) the output array."""
+        p = self.predictor
+        return open_output(
+            self.out_container,
+            self.out_dataset,
+            self.roi,
+            self.plan.voxel_size,
+            self.channels,
+            p.dtype,
+            self.plan.write_shape,
+            {"value_range": list(p.value_range), "dtype": p.dtype},
+        )
+
+    def run(
+        self, workers: int = 1, scheduler: str | None = None, progress: bool = True
+    ) -> PredictResult:
+        """Create the output and predict every block not yet done."""
+        self.create_output()
+        ledger = BlockLedger(Path(self.out_container) / LEDGER_DIR / self.out_dataset)
+        figures = run_blocks(
+            self.predictor, list(self.grid), ledger, workers, scheduler, "predict", progress
+        )
+        return PredictResult(
+            self.out_container,
+            self.out_dataset,
+            self.roi,
+            self.plan.voxel_size,
+            len(self.grid),
+            int(figures["blocks"]),
+            figures["seconds"],
+            figures["voxels_per_s"],
+        )
+
+
+def plan_prediction(
+    model: str | Path | RunModule,
+    raw_container: str | Path,
+    raw_dataset: str,
+    out_container: str | Path,
+    out_dataset: str,
+    roi: Roi | None = None,
+    dtype: str = "float32",
+    value_range: tuple[float, float] = (0.0, 1.0),
+    mirror: bool = False,
+    input_shape: Sequence[int] | None = None,
+    raw_voxel_size: Sequence[float] | None = None,
+    raw_offset: Sequence[float] | None = None,
+    overlap: float = 0.5,
+    block_shape: Sequence[int] | None = None,
+) -> PredictJob:
+    """Check a prediction's inputs and output and plan its blocks; writes nothing.
+
+    Arguments as :func:`predict`.
+
+    Raises:
+        FileNotFoundError: a missing checkpoint or input container.
+        KeyError: a missing input dataset.
+        ValueError: a wrong dtype, voxel size, dimensionality, ROI or shape, or an
+            output path holding a different array.
+
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype == "uint8" and not value_range[1] > value_range[0]:
+        raise ValueError(f"value_range {tuple(value_range)}: the upper end must exceed the lower")
+    if isinstance(model, RunModule):
+        module = model
+    else:
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"model checkpoint {str(model)!r} does not exist")
+        module = load_model(model)
+        model = str(Path(model).resolve())
+    cfg = module.hparams["config"]
+    meta = module.hparams["meta"]
+    raw = ZarrArray.open(raw_container, raw_dataset, voxel_size=raw_voxel_size, offset=raw_offset)
+    trained = tuple(float(v) for v in meta["voxel_size"])
+    if raw.dims != meta["dims"]:
+        raise ValueError(
+            f"input {raw.where} has {raw.dims} spatial axes; the model expects {meta['dims']}"
+        )
+    if not np.allclose(raw.voxel_size, trained):
+        raise ValueError(
+            f"input {raw.where} has voxel size {raw.voxel_size} nm; the model was trained on "
+            f"{trained} nm (pick the matching scale level, or resample the input)"
+        )
+    plan = BlockPlan.for_module(module, raw.voxel_size, input_shape, overlap, block_shape)
+    roi = roi or raw.roi
+    if roi.dims != raw.dims:
+        raise ValueError(f"roi {roi} has {roi.dims} axes; the input has {raw.dims}")
+    if roi.empty() or not raw.roi.contains(roi):
+        raise ValueError(
+            f"roi {roi} is not a non-empty box inside the input {raw.where} ({raw.roi})"
+        )
+    for r in (np.subtract(roi.begin, raw.offset), roi.shape):
+        steps = np.asarray(r) / raw.voxel_size
+        if not np.allclose(steps, np.round(steps)):
+            raise ValueError(f"roi {roi} is not on the input's voxel grid ({raw.voxel_size} nm)")
+    channels = module.task.num_channels
+    predictor = BlockPredictor(
+        model,
+        (str(raw_container), raw_dataset, raw_voxel_size, raw_offset),
+        (str(out_container), out_dataset),
+        plan,
+        roi,
+        Normalize.from_config(cfg["datasplit"]),
+        cfg["datasplit"].get("pad_mode", "reflect"),
+        dtype,
+        (float(value_range[0]), float(value_range[1])),
+        mirror,
+    )
+    check_output(
+        out_container,
+        out_dataset,
+        output_shape(roi, plan.voxel_size, channels),
+        dtype,
+        (channels, *plan.write_shape),
+        plan.voxel_size,
+        roi.begin,
+    )
+    grid = BlockGrid(roi, plan.block_size, plan.context)
+    return PredictJob(predictor, module, grid, str(out_container), out_dataset, channels)
+
+
 def predict(
     model: str | Path | RunModule,
     raw_container: str | Path,
@@ -290,6 +713,8 @@ def predict(
     raw_voxel_size: Sequence[float] | None = None,
     raw_offset: Sequence[float] | None = None,
     progress: bool = True,
+    overlap: float = 0.5,
+    block_shape: Sequence[int] | None = None,
 ) -> PredictResult:
     """Predict `raw` (or its `roi`) blockwise into an OME-NGFF zarr array.
 
@@ -309,77 +734,33 @@ def predict(
         workers: Dask LocalCluster workers (1: in this process).
         scheduler: a Dask scheduler address instead of a LocalCluster.
         mirror: average over mirrored inputs (test-time augmentation).
-        input_shape: block input shape in voxels (default: the architecture's eval shape).
+        input_shape: forward-pass input shape in voxels (default: the architecture's
+            eval shape); for 'same'-padding networks, the sliding window.
         raw_voxel_size: input voxel size where the file has no metadata.
         raw_offset: input offset where the file has no metadata.
         progress: show a progress bar.
+        overlap: sliding-window overlap for 'same'-padding networks (Gaussian blending).
+        block_shape: output voxels per block for 'same'-padding networks (see
+            :meth:`BlockPlan.for_module`).
 
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if isinstance(model, RunModule):
-        module = model
-    else:
-        if not Path(model).is_file():
-            raise FileNotFoundError(f"model checkpoint {str(model)!r} does not exist")
-        module = load_model(model)
-        model = str(Path(model).resolve())
-    cfg = module.hparams["config"]
-    meta = module.hparams["meta"]
-    raw = ZarrArray.open(raw_container, raw_dataset, voxel_size=raw_voxel_size, offset=raw_offset)
-    trained = tuple(float(v) for v in meta["voxel_size"])
-    if not np.allclose(raw.voxel_size, trained):
-        raise ValueError(
-            f"input {raw.where} has voxel size {raw.voxel_size} nm; the model was trained on "
-            f"{trained} nm (pick the matching scale level, or resample the input)"
-        )
-    if raw.dims != meta["dims"]:
-        raise ValueError(
-            f"input {raw.where} has {raw.dims} spatial axes; the model expects {meta['dims']}"
-        )
-    plan = BlockPlan.for_module(module, raw.voxel_size, input_shape)
-    roi = roi or raw.roi
-    if not raw.roi.contains(roi):
-        raise ValueError(f"roi {roi} is not inside the input {raw.where} ({raw.roi})")
-    for r in (roi.begin, roi.shape):
-        off = np.asarray(r) / plan.voxel_size
-        if not np.allclose(off, np.round(off)):
-            raise ValueError(f"roi {roi} is not on the output voxel grid ({plan.voxel_size} nm)")
-    array = open_output(
+    job = plan_prediction(
+        model,
+        raw_container,
+        raw_dataset,
         out_container,
         out_dataset,
         roi,
-        plan.voxel_size,
-        module.task.num_channels,
-        dtype,
-        plan.write_shape,
-    )
-    del array
-    ledger = BlockLedger(Path(out_container) / LEDGER_DIR / out_dataset)
-    grid = BlockGrid(roi, plan.block_size, plan.context)
-    predictor = BlockPredictor(
-        model,
-        (str(raw_container), raw_dataset, raw_voxel_size, raw_offset),
-        (str(out_container), out_dataset),
-        plan,
-        roi,
-        (cfg["datasplit"]["normalize"]["min"], cfg["datasplit"]["normalize"]["max"]),
-        cfg["datasplit"].get("pad_mode", "reflect"),
         dtype,
         value_range,
         mirror,
+        input_shape,
+        raw_voxel_size,
+        raw_offset,
+        overlap,
+        block_shape,
     )
-    figures = run_blocks(predictor, list(grid), ledger, workers, scheduler, "predict", progress)
-    return PredictResult(
-        str(out_container),
-        out_dataset,
-        roi,
-        plan.voxel_size,
-        len(grid),
-        int(figures["blocks"]),
-        figures["seconds"],
-        figures["voxels_per_s"],
-    )
+    return job.run(workers, scheduler, progress)
 
 
 def clear_ledger(out_container: str | Path, out_dataset: str) -> None:

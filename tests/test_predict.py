@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from monai.inferers import sliding_window_inference
 
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.synthetic import write_synthetic
-from dacapo_hydra.predict import LEDGER_DIR, load_model, predict
+from dacapo_hydra.module import RunModule
+from dacapo_hydra.predict import LEDGER_DIR, BlockPlan, load_model, predict, predict_roi
+from dacapo_hydra.run import build
 
 SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks
 
@@ -56,6 +59,99 @@ def test_blockwise_equals_whole_volume_pass(trained_3d: str, volume: Path, tmp_p
     raw = ZarrArray.open(volume, "validate/raw")
     assert written.roi == raw.roi and written.voxel_size == raw.voxel_size
     assert written.num_channels == 1
+
+
+def sliding_window_reference(
+    module: RunModule, raw: ZarrArray, plan: BlockPlan, blocks: tuple[int, ...]
+) -> np.ndarray:
+    """MONAI's Gaussian-blended sliding window over the whole volume, padded like training.
+
+    The padded volume starts `blend_margin` before the volume and spans whole blocks
+    plus the margin, so MONAI's windows lie on the grid blockwise prediction uses.
+    """
+    margin = np.asarray(plan.blend_margin)
+    vs = np.asarray(raw.voxel_size)
+    padded = Roi(
+        tuple(np.subtract(raw.roi.begin, margin * vs)),
+        tuple((np.multiply(blocks, plan.write_shape) + 2 * margin) * vs),
+    )
+    data = raw.read_padded(padded, "reflect").astype(np.float32) / 255
+    with torch.inference_mode():
+        out = sliding_window_inference(
+            torch.from_numpy(data)[None, None],
+            plan.input_shape,
+            1,
+            module.predict,
+            overlap=plan.overlap,
+            mode="gaussian",
+        )[0].numpy()
+    inside = zip(margin, raw.spatial_shape, strict=True)
+    return out[(slice(None), *(slice(m, m + s) for m, s in inside))]
+
+
+@pytest.mark.parametrize(
+    ("datasplit", "architecture", "overrides", "window", "overlap", "block"),
+    [
+        (
+            "synthetic_3d",
+            "unet_tiny",
+            ["architecture.padding=same", "architecture.num_fmaps=4"],
+            (16, 16, 16),
+            0.5,
+            (16, 16, 16),
+        ),
+        (
+            "synthetic_2d",
+            "monai_basic_unet",
+            ["architecture.network.features=[4,4,4,4,4,4]"],
+            (32, 32),
+            0.25,
+            (48, 48),
+        ),
+    ],
+)
+def test_same_padding_blends_like_a_whole_volume_sliding_window(
+    compose_tiny,
+    tmp_path: Path,
+    datasplit: str,
+    architecture: str,
+    overrides: list[str],
+    window: tuple[int, ...],
+    overlap: float,
+    block: tuple[int, ...],
+) -> None:
+    torch.manual_seed(0)
+    module = build(
+        compose_tiny(datasplit=datasplit, architecture=architecture, overrides=overrides)
+    ).module.eval()
+    shape = [20, 30, 24] if len(window) == 3 else [100, 90]
+    vs = module.hparams["meta"]["voxel_size"]
+    vol = write_synthetic(tmp_path / "vol.zarr", len(window), shape, vs, [0] * len(window))
+    raw = ZarrArray.open(vol, "validate/raw")
+    plan = BlockPlan.for_module(module, raw.voxel_size, window, overlap, block)
+    assert plan.blend and all(m > 0 for m in plan.blend_margin)
+    kwargs = {"input_shape": window, "overlap": overlap, "block_shape": block}
+    out = tmp_path / "out.zarr"
+    result = predict(
+        module,
+        vol,
+        "validate/raw",
+        out,
+        "p",
+        progress=False,
+        **kwargs,
+    )
+    blocks = tuple(int(np.ceil(s / b)) for s, b in zip(raw.spatial_shape, block, strict=True))
+    assert result.blocks == np.prod(blocks) > 3
+    written = zarr.open_group(str(out))["p/s0"][:]
+    reference = sliding_window_reference(module, raw, plan, blocks)
+    np.testing.assert_allclose(written, reference, atol=1e-5)
+    np.testing.assert_array_equal(
+        predict_roi(
+            module, raw, raw.roi, lambda x: x.astype(np.float32) / 255, "reflect", **kwargs
+        ),
+        written,
+    )
 
 
 def test_roi_dtype_and_mirroring(trained_3d: str, volume: Path, tmp_path: Path) -> None:
