@@ -1,9 +1,9 @@
 """Validation on whole volumes: predict, post-process over the task's grid, evaluate.
 
-Each validation dataset's labelled region is predicted blockwise with the same
-block geometry as `dacapo-predict` (:class:`~dacapo_hydra.predict.BlockPlan`,
-:class:`~dacapo_hydra.blockwise.BlockGrid`), in this process and in memory
-(validation volumes are small), optionally written to zarr for viewing. The
+Each validation dataset's labelled region is predicted blockwise by the code
+`dacapo-predict` runs (:func:`~dacapo_hydra.predict.predict_roi`: same plan, grid
+and blending), in this process and in memory (validation volumes are small),
+optionally written to zarr for viewing. The
 task post-processes the prediction with every parameter set of its grid and
 scores the result against the ground truth.
 """
@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from dacapo_hydra.blockwise import BlockGrid
-from dacapo_hydra.data.array import Array
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.module import RunModule
-from dacapo_hydra.predict import BlockPlan, open_output
+from dacapo_hydra.predict import BlockPlan, open_output, predict_roi
 from dacapo_hydra.tasks.base import Params, Task
 
 log = logging.getLogger(__name__)
@@ -63,44 +60,6 @@ class Best:
             "params": self.params,
             "per_dataset": self.per_dataset,
         }
-
-
-def predict_volume(
-    module: RunModule,
-    raw: Array,
-    normalize: Any,
-    roi: Roi,
-    pad_mode: str,
-    input_shape: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Activated prediction (C, *spatial) of `roi`, tile by tile, in memory.
-
-    The tiles are the blocks `dacapo-predict` uses (same plan and grid), so a
-    validation prediction equals what prediction writes for the same ROI.
-    """
-    plan = BlockPlan.for_module(module, raw.voxel_size, input_shape)
-    grid = BlockGrid(roi, plan.block_size, plan.context)
-    vs = np.asarray(plan.voxel_size)
-    shape = np.round(np.asarray(roi.shape) / vs).astype(int)
-    out = np.zeros((module.task.num_channels, *shape), np.float32)
-    device = next(module.parameters()).device
-    margin = np.subtract(plan.output_shape, plan.write_shape) // 2
-    with torch.inference_mode():
-        for block in grid:
-            data = raw.read_padded(block.read_roi, pad_mode)
-            if raw.num_channels is None:
-                data = data[None]
-            x = torch.from_numpy(np.ascontiguousarray(normalize(data)))[None].to(device)
-            pred = module.predict(x)[0].float().cpu().numpy()
-            full_begin = np.add(block.read_roi.begin, plan.context)
-            start = np.round(np.subtract(block.write_roi.begin, full_begin) / vs).astype(int)
-            start += margin
-            size = np.round(np.asarray(block.write_roi.shape) / vs).astype(int)
-            target = np.round(np.subtract(block.write_roi.begin, roi.begin) / vs).astype(int)
-            out[(slice(None), *(slice(t, t + n) for t, n in zip(target, size, strict=True)))] = (
-                pred[(slice(None), *(slice(s, s + n) for s, n in zip(start, size, strict=True)))]
-            )
-    return out
 
 
 class Validator:
@@ -142,8 +101,8 @@ class Validator:
         roi = self.roi(dataset, plan.voxel_size)
         if roi.empty():
             raise ValueError(f"validation dataset {dataset.name}: no labelled region inside raw")
-        pred = predict_volume(
-            module, dataset.raw, self.split.normalize, roi, self.split.pad_mode, self.input_shape
+        pred = predict_roi(
+            module, dataset.raw, roi, self.split.normalize, self.split.pad_mode, self.input_shape
         )
         if self.out_container is not None:
             name = f"{dataset.name}/prediction"
