@@ -51,35 +51,29 @@ def _roi(text: str | None) -> Roi | None:
         ) from None
 
 
-def predict_main(argv: list[str] | None = None) -> None:
-    """`dacapo-predict`: blockwise prediction of a zarr volume with a trained model."""
-    parser = argparse.ArgumentParser(
-        prog="dacapo-predict",
-        description="Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr.",
-    )
+def _model_arguments(parser: argparse.ArgumentParser, checkpoint_default: str | None) -> None:
+    """Arguments naming a model: a checkpoint, or an MLflow run."""
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", help="a Lightning checkpoint (.ckpt) of a dacapo-hydra run")
     model.add_argument(
         "--run-id", help="an MLflow run id; see --checkpoint-name and --tracking-uri"
     )
-    parser.add_argument(
-        "--checkpoint-name", default="last", help="with --run-id: last, best_<criterion>, ..."
-    )
+    if checkpoint_default is not None:
+        parser.add_argument(
+            "--checkpoint-name",
+            default=checkpoint_default,
+            help="with --run-id: last, best_<criterion>, ...",
+        )
     parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+
+
+def _prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...]) -> None:
+    """Arguments of blockwise prediction shared by dacapo-predict and dacapo-apply."""
     parser.add_argument("--input", nargs=2, required=True, metavar=("CONTAINER", "DATASET"))
-    parser.add_argument("--output", nargs=2, required=True, metavar=("CONTAINER", "DATASET"))
     parser.add_argument(
         "--roi", help="world ROI in nm: z0:z1,y0:y1,x0:x1 (default: the whole input)"
     )
-    parser.add_argument("--dtype", default="float32", choices=DTYPES)
-    parser.add_argument(
-        "--value-range",
-        nargs=2,
-        type=float,
-        default=(0.0, 1.0),
-        metavar=("LO", "HI"),
-        help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
-    )
+    parser.add_argument("--dtype", default="float32", choices=dtypes)
     parser.add_argument(
         "--workers", type=int, default=1, help="Dask LocalCluster workers (1: in process)"
     )
@@ -89,12 +83,45 @@ def predict_main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mirror", action="store_true", help="test-time augmentation: average over flips"
     )
-    parser.add_argument("--input-shape", nargs="+", type=int, help="block input shape, voxels")
+    parser.add_argument(
+        "--input-shape", nargs="+", type=int, help="forward-pass input shape, voxels"
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=0.5,
+        help="'same'-padding networks: sliding-window overlap, blended with Gaussian weights",
+    )
+    parser.add_argument(
+        "--block-shape",
+        nargs="+",
+        type=int,
+        help="'same'-padding networks: output voxels per block (a multiple of the stride)",
+    )
     parser.add_argument(
         "--input-voxel-size", nargs="+", type=float, help="where the input has no metadata"
     )
     parser.add_argument(
         "--input-offset", nargs="+", type=float, help="where the input has no metadata"
+    )
+
+
+def predict_main(argv: list[str] | None = None) -> None:
+    """`dacapo-predict`: blockwise prediction of a zarr volume with a trained model."""
+    parser = argparse.ArgumentParser(
+        prog="dacapo-predict",
+        description="Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr.",
+    )
+    _model_arguments(parser, "last")
+    _prediction_arguments(parser, DTYPES)
+    parser.add_argument("--output", nargs=2, required=True, metavar=("CONTAINER", "DATASET"))
+    parser.add_argument(
+        "--value-range",
+        nargs=2,
+        type=float,
+        default=(0.0, 1.0),
+        metavar=("LO", "HI"),
+        help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -118,6 +145,8 @@ def predict_main(argv: list[str] | None = None) -> None:
             input_shape=args.input_shape,
             raw_voxel_size=args.input_voxel_size,
             raw_offset=args.input_offset,
+            overlap=args.overlap,
+            block_shape=args.block_shape,
         )
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
         print(f"dacapo-predict: error: {err.args[0] if err.args else err}", file=sys.stderr)
@@ -126,6 +155,111 @@ def predict_main(argv: list[str] | None = None) -> None:
         f"dacapo-predict: wrote {result.container}/{result.dataset}/s0 ({result.roi}, voxel size "
         f"{result.voxel_size} nm): {result.blocks_done_now} of {result.blocks} blocks in "
         f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
+    )
+
+
+def _params(pairs: list[str] | None) -> dict[str, float | int | str] | None:
+    """`key=value` pairs as post-processing parameters (numbers where they parse)."""
+    if pairs is None:
+        return None
+    out: dict[str, float | int | str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--params {pair!r}: expected key=value, e.g. threshold=0.5")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def apply_main(argv: list[str] | None = None) -> None:
+    """`dacapo-apply`: predict blockwise, then post-process with the run's best parameters."""
+    parser = argparse.ArgumentParser(
+        prog="dacapo-apply",
+        description="Predict a zarr volume with an MLflow run's best checkpoint and post-process "
+        "it blockwise with the parameters validation found best, into OME-NGFF zarr.",
+    )
+    _model_arguments(parser, None)
+    parser.add_argument(
+        "--criterion", help="with --run-id: the score whose best to use (default: the task's)"
+    )
+    parser.add_argument(
+        "--params",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="with --checkpoint: post-processing parameters, e.g. threshold=0.5",
+    )
+    _prediction_arguments(parser, ("float32", "float16"))
+    parser.add_argument("--output", required=True, metavar="CONTAINER")
+    parser.add_argument("--prediction-dataset", default="prediction")
+    parser.add_argument("--labels-dataset", default="labels")
+    parser.add_argument(
+        "--labels-block-shape", nargs="+", type=int, help="post-processing block, voxels"
+    )
+    parser.add_argument(
+        "--context",
+        nargs="+",
+        type=int,
+        help="voxels post-processing reads beyond each block per side "
+        "(default: a quarter block for instances, 0 otherwise)",
+    )
+    parser.add_argument(
+        "--connected-components",
+        action="store_true",
+        help="label connected components of a binary output (instances of a semantic task)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from dacapo_hydra.apply import plan_apply
+
+        uri = tracking.resolve_store(args.tracking_uri, ".")[0] if args.run_id else ""
+        if args.run_id and args.params:
+            raise ConfigError("--params goes with --checkpoint; a run brings its best parameters")
+        job = plan_apply(
+            args.input[0],
+            args.input[1],
+            args.output,
+            run_id=args.run_id,
+            tracking_uri=uri,
+            criterion=args.criterion,
+            checkpoint=args.checkpoint,
+            params=_params(args.params),
+            prediction_dataset=args.prediction_dataset,
+            labels_dataset=args.labels_dataset,
+            roi=_roi(args.roi),
+            dtype=args.dtype,
+            mirror=args.mirror,
+            input_shape=args.input_shape,
+            overlap=args.overlap,
+            block_shape=args.block_shape,
+            labels_block_shape=args.labels_block_shape,
+            context=args.context,
+            connected_components=args.connected_components,
+            raw_voxel_size=args.input_voxel_size,
+            raw_offset=args.input_offset,
+        )
+        if job.model.criterion:
+            print(
+                f"dacapo-apply: {job.model.criterion} {job.model.score} at iteration "
+                f"{job.model.iteration}: parameters {job.model.params}"
+            )
+        result = job.run(args.workers, args.scheduler)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
+        print(f"dacapo-apply: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        sys.exit(2)
+    objects = f", {result.objects} objects" if result.objects is not None else ""
+    print(
+        f"dacapo-apply: wrote {args.output}/{result.prediction[1]}/s0 and "
+        f"{args.output}/{result.labels[1]}/s0 ({result.roi}, voxel size {result.voxel_size} nm, "
+        f"parameters {result.params}{objects}): prediction {result.predict_seconds:.1f}s, "
+        f"post-processing {result.labels_seconds:.1f}s"
     )
 
 

@@ -1,0 +1,104 @@
+"""dacapo-apply: a run's best checkpoint predicts, its best parameters post-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from mlflow.tracking import MlflowClient
+
+from dacapo_hydra import tracking
+from dacapo_hydra.api import compose
+from dacapo_hydra.apply import apply
+from dacapo_hydra.cli import apply_main
+from dacapo_hydra.data.synthetic import write_synthetic
+from dacapo_hydra.predict import load_model, predict
+from dacapo_hydra.run import TrainResult, train
+from tests.conftest import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> TrainResult:
+    """A validated unet_tiny distance run, recorded in MLflow."""
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose(
+        datasplit="synthetic_3d", task="distance", overrides=tiny_overrides("synthetic_3d", out)
+    )
+    result = train(cfg)
+    assert result.best_params is not None
+    return result
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic(
+        tmp_path_factory.mktemp("vol") / "vol.zarr", dims=3, shape=[30, 60, 60], offset=[0, 0, 0]
+    )
+
+
+def test_apply_predicts_with_the_best_checkpoint_and_post_processes_with_the_best_params(
+    run: TrainResult, volume: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.zarr"
+    result = apply(
+        volume,
+        "validate/raw",
+        out,
+        run_id=run.run_id,
+        tracking_uri=run.tracking_uri,
+        progress=False,
+    )
+    record = tracking.read_best(run.tracking_uri, run.run_id)
+    assert result.params == record["params"] and result.criterion == record["criterion"]
+    best = tracking.checkpoint_for_run(run.tracking_uri, run.run_id, f"best_{result.criterion}")
+    predict(best, volume, "validate/raw", out, "reference", progress=False)
+    group = zarr.open_group(str(out))
+    np.testing.assert_array_equal(group["prediction/s0"][:], group["reference/s0"][:])
+    task = load_model(best).task
+    expected = task.post_process(group["reference/s0"][:], record["params"])
+    labels = group["labels/s0"][:]
+    assert labels.dtype == expected.dtype
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_bad_input_is_refused_before_writing(
+    run: TrainResult, volume: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.zarr"
+    client = MlflowClient(run.tracking_uri)
+    unvalidated = client.create_run(client.get_run(run.run_id).info.experiment_id).info.run_id
+    args = ["--input", str(volume), "validate/raw", "--output", str(out)]
+    for model, message in (
+        (["--run-id", unvalidated], "no validation result"),
+        (["--run-id", "0123456789abcdef"], "no MLflow run"),
+        (["--checkpoint", str(tmp_path / "nope.ckpt"), "--params", "threshold=0"], "nope.ckpt"),
+        (["--checkpoint", run.checkpoint], "does not say which post-processing parameters"),
+        (["--run-id", run.run_id, "--criterion", "nonsense"], "no validation result"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            apply_main([*model, "--tracking-uri", run.tracking_uri, *args])
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        apply_main(
+            [
+                "--run-id",
+                run.run_id,
+                "--tracking-uri",
+                run.tracking_uri,
+                *args,
+                "--input-voxel-size",
+                "4",
+                "4",
+                "4",
+            ]
+        )
+    assert "trained on" in capsys.readouterr().err
+    assert not out.exists()
+    predict(run.checkpoint, volume, "validate/raw", out, "labels", dtype="float16", progress=False)
+    with pytest.raises(SystemExit):
+        apply_main(["--run-id", run.run_id, "--tracking-uri", run.tracking_uri, *args])
+    assert "already holds a different array" in capsys.readouterr().err
+    assert "prediction" not in zarr.open_group(str(out))
