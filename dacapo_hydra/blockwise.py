@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from tqdm.auto import tqdm
 from dacapo_hydra.data.roi import Roi
 
 log = logging.getLogger(__name__)
+
+# Blocks in flight when running in this process.
+IN_PROCESS_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -148,12 +152,25 @@ def run_blocks(
     voxels = 0
     bar = tqdm(total=len(todo), desc=description, unit="block", disable=not progress)
     if scheduler is None and workers <= 1:
-        for block in todo:
-            voxels += process(block)
-            if ledger is not None:
-                ledger.mark_done(block)
-            bar.update()
-            bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
+        # Two blocks in flight on threads: one reads or writes zarr (codecs release the
+        # GIL) while the other computes, so I/O hides behind the forward pass.
+        with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool:
+            pending = [pool.submit(process, b) for b in todo[:IN_PROCESS_THREADS]]
+            block_of = dict(zip(pending, todo, strict=False))
+            queue = iter(todo[IN_PROCESS_THREADS:])
+            while block_of:
+                done, _ = wait(list(block_of), return_when=FIRST_COMPLETED)
+                for future in done:
+                    voxels += future.result()
+                    if ledger is not None:
+                        ledger.mark_done(block_of.pop(future))
+                    else:
+                        block_of.pop(future)
+                    bar.update()
+                    bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
+                    following = next(queue, None)
+                    if following is not None:
+                        block_of[pool.submit(process, following)] = following
     else:
         from dask.distributed import Client, LocalCluster, as_completed
 

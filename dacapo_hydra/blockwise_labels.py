@@ -611,7 +611,7 @@ def plan_labels(
     full = tuple(
         int(round(s / v)) for s, v in zip(source.roi.shape, source.voxel_size, strict=True)
     )
-    check_output(
+    exists = check_output(
         out_container,
         out_dataset,
         (channels, *full) if channel_axis else full,
@@ -620,6 +620,14 @@ def plan_labels(
         source.voxel_size,
         source.roi.begin,
     )
+    if exists:
+        attrs = zarr.open_group(str(out_container), mode="r")[out_dataset].attrs.asdict()
+        made_with = attrs.get("dacapo", {}).get("post_process")
+        if made_with != json.loads(json.dumps(dict(params))):
+            raise ValueError(
+                f"output {out_container}:{out_dataset} holds labels made with parameters "
+                f"{made_with}, not {dict(params)}; choose another output or delete it"
+            )
     grid = BlockGrid(
         source.roi,
         tuple(b * v for b, v in zip(block, source.voxel_size, strict=True)),

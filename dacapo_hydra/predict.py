@@ -435,6 +435,8 @@ def open_output(
         chunk_shape = (channels, *chunk_shape)
     if check_output(container, dataset, shape, dtype, chunk_shape, voxel_size, roi.begin):
         return zarr.open_group(str(container), mode="r+")[f"{dataset}/s0"]
+    # A ledger without its array belongs to an output deleted since: forget it.
+    shutil.rmtree(Path(container) / LEDGER_DIR / dataset, ignore_errors=True)
     root = zarr.open_group(str(container), mode="a", zarr_format=3)
     group = root.create_group(dataset)
     array = group.create_array("s0", shape=shape, chunks=chunk_shape, dtype=dtype, fill_value=0)

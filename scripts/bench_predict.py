@@ -17,6 +17,7 @@ synthetic data. Not a test: figures depend on the machine. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -61,7 +62,8 @@ def train_model(work: Path, iterations: int) -> str:
             f"paths.output_dir={work / 'run'}",
         ],
     )
-    return train(cfg).checkpoint
+    with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
+        return train(cfg).checkpoint
 
 
 def write_volume(path: Path, edge: int, chunk: int = 64) -> None:

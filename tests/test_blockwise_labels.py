@@ -184,6 +184,17 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
             BLOCK,
             progress=False,
         )
+    with pytest.raises(ValueError, match="made with parameters"):
+        post_process_blockwise(
+            task,
+            {"seed_distance": 24.0},
+            pred_path,
+            "prediction",
+            out,
+            "labels",
+            BLOCK,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="seed_distance"):
         post_process_blockwise(
             task, {"bias": 0.5}, pred_path, "prediction", out, "other", BLOCK, progress=False
