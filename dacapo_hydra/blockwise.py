@@ -134,7 +134,8 @@ def run_blocks(
             means the (idempotent) block is done again.
         blocks: all blocks; finished ones (per `ledger`) are skipped.
         ledger: the record of finished blocks, or None to do them all.
-        workers: 1 runs in this process; more start a Dask LocalCluster.
+        workers: 1 runs in this process, two blocks in flight on threads (so `process`
+            must be thread-safe for distinct blocks); more start a Dask LocalCluster.
         scheduler: address of a running Dask scheduler (overrides `workers`).
         description: progress-bar label.
         progress: show a progress bar with blocks done and voxels/s.
