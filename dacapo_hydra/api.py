@@ -36,6 +36,7 @@ def compose(
     trainer: str | None = None,
     overrides: Sequence[str] = (),
     config_name: str = "config",
+    return_hydra: bool = False,
 ) -> DictConfig:
     """Compose a run config from group options and Hydra overrides.
 
@@ -46,6 +47,7 @@ def compose(
         trainer: option of the `trainer` group.
         overrides: further overrides, as on the command line (`iterations=100`).
         config_name: the primary config.
+        return_hydra: keep Hydra's own node (`hydra.*`: sweeper, launcher, ...).
 
     Returns:
         The composed config, with the chosen options under `choices`.
@@ -63,7 +65,8 @@ def compose(
         cfg = hydra_compose(config_name, overrides=args, return_hydra_config=True)
     choices = {g: cfg.hydra.runtime.choices.get(g) for g in groups}
     with open_dict(cfg):
-        del cfg["hydra"]
+        if not return_hydra:
+            del cfg["hydra"]
         cfg.choices = choices
     return cfg
 

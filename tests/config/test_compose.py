@@ -52,6 +52,12 @@ def test_experiment_option_composes() -> None:
         assert cfg.iterations > 0
 
 
+def test_hparams_search_composes_an_optuna_sweep() -> None:
+    cfg = compose(overrides=["hparams_search=optuna"], return_hydra=True)
+    assert "optuna" in cfg.hydra.sweeper._target_.lower()
+    assert set(cfg.hydra.sweeper.params) == {"trainer.optimizer.lr", "architecture.num_fmaps"}
+
+
 def test_unknown_key_names_the_key() -> None:
     with pytest.raises(ConfigCompositionException) as err:
         compose(overrides=["architecture.num_fmapz=3"])
