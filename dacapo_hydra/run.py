@@ -179,6 +179,37 @@ def _resume_point(cfg: DictConfig, uri: str, name: str) -> tuple[str, Path, int]
     return run_id, checkpoint, step
 
 
+def _checkpoint_criteria(cfg: DictConfig, task: Task) -> list[str]:
+    """The criteria that keep a best checkpoint (default: the task's), checked."""
+    criteria = list(cfg.validation_criteria or [task.criterion])
+    directions = task.score_directions()
+    for criterion in criteria:
+        if criterion not in directions:
+            raise ConfigError(
+                f"validation_criteria: {criterion!r} is not a score of the task; "
+                f"expected some of {sorted(directions)}"
+            )
+    return criteria
+
+
+def _new_run_logger(
+    cfg: DictConfig, uri: str, artifacts: str, name: str, choices: dict[str, str], run_dir: Path
+) -> MLFlowLogger:
+    """A logger for a new MLflow run, tagged with the group choices (and sweep parent)."""
+    tags = {**choices, "run_dir": str(run_dir.resolve())}
+    parent = tracking.parent_run_id()
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return MLFlowLogger(
+        experiment_name=cfg.mlflow.experiment_name,
+        run_name=name,
+        tracking_uri=uri,
+        tags=tags,
+        log_model=False,
+        artifact_location=artifacts,
+    )
+
+
 def train(cfg: DictConfig) -> TrainResult:
     """Train the run `cfg` describes, recorded as one MLflow run; return its figures.
 
@@ -198,14 +229,7 @@ def train(cfg: DictConfig) -> TrainResult:
     )
     built = build(cfg, data_seed=data_seed, tracking_uri=uri)
     task = built.task
-    criteria = list(cfg.validation_criteria or [task.criterion])
-    directions = task.score_directions()
-    for criterion in criteria:
-        if criterion not in directions:
-            raise ConfigError(
-                f"validation_criteria: {criterion!r} is not a score of the task; "
-                f"expected some of {sorted(directions)}"
-            )
+    criteria = _checkpoint_criteria(cfg, task)
     experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
     if resume is not None:
         run_id, resume_checkpoint, _ = resume
@@ -214,18 +238,7 @@ def train(cfg: DictConfig) -> TrainResult:
     else:
         resume_checkpoint = None
         run_dir = _run_dir(cfg, name)
-        tags = {**choices, "run_dir": str(run_dir.resolve())}
-        parent = tracking.parent_run_id()
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        logger = MLFlowLogger(
-            experiment_name=cfg.mlflow.experiment_name,
-            run_name=name,
-            tracking_uri=uri,
-            tags=tags,
-            log_model=False,
-            artifact_location=artifacts,
-        )
+        logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
     run_id = logger.run_id
     client = logger.experiment
     try:
