@@ -77,6 +77,25 @@ def test_sweep_gives_child_runs_under_one_parent(tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" for r in children)
 
 
+def test_parallel_sweep_shares_one_parent(tmp_path: Path) -> None:
+    args = [
+        "-m",
+        "hydra/launcher=parallel",
+        "task=distance,affinities",
+        "datasplit=synthetic_2d",
+        *tiny_overrides("synthetic_2d"),
+        "iterations=2",
+        "validation_interval=1",
+    ]
+    proc = run_train(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    all_runs = runs(tmp_path)
+    (parent,) = [r for r in all_runs if r.data.tags.get("dacapo.kind") == "sweep"]
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["task"] for r in children) == ["affinities", "distance"]
+    assert all(r.info.status == "FINISHED" for r in [parent, *children])
+
+
 @pytest.mark.parametrize(
     ("override", "culprit"),
     [
