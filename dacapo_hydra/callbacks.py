@@ -27,10 +27,11 @@ class WholeVolumeValidation(pl.Callback):
     Every score of every (dataset, parameter set) is logged as
     `validation/<dataset>/<params>/<score>`, and per criterion the best parameter
     set's mean over datasets as `validation/<score>`, all at step = iteration.
-    When a criterion improves, its record goes to the tag `best.<criterion>`
-    (iteration, score, parameters) and the metric `best/<criterion>`; for the
-    criteria in `checkpoint_criteria` the checkpoint is saved as
-    `best_<criterion>.ckpt` and logged. The best records live in Lightning's
+    When a score improves, its best value goes to the metric `best/<score>`; for
+    the task's criterion and those in `checkpoint_criteria`, the record (iteration,
+    score, parameters) also goes to the tag `best.<criterion>`, and for those in
+    `checkpoint_criteria` the checkpoint is saved as `best_<criterion>.ckpt` and
+    logged (what `dacapo-apply` uses). The best records live in Lightning's
     checkpoints, so a resumed run keeps them.
 
     Args:
@@ -84,6 +85,8 @@ class WholeVolumeValidation(pl.Callback):
                 continue
             self.best[criterion] = candidate
             metrics.append(Metric(f"best/{criterion}", candidate.score, now, iteration))
+            if criterion not in self.checkpoint_criteria and criterion != self.default_criterion:
+                continue
             tracking.record_best(
                 self.client,
                 self.run_id,

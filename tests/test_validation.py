@@ -43,6 +43,9 @@ def test_validation_logs_scores_and_keeps_the_best(compose_tiny: Callable[..., D
     assert sorted(m.step for m in history) == [2, 4, 6]
     best_logged = max(history, key=lambda m: (m.value, -m.step))
     record = json.loads(run.data.tags[f"best.{criterion}"])
+    # Every score has its best as a metric; only checkpointed criteria get a record tag.
+    assert {"best/dice", "best/jaccard", "best/hausdorff"} <= set(run.data.metrics)
+    assert [t for t in run.data.tags if t.startswith("best.")] == ["best.dice"]
     assert record["iteration"] == best_logged.step == result.best_iteration
     assert record["score"] == pytest.approx(best_logged.value)
     per_params = [k for k in run.data.metrics if k.startswith("validation/synthetic_2d_validate/")]
