@@ -269,8 +269,10 @@ def predict_block(
     data = raw.read_padded(block.read_roi, pad_mode)
     if raw.num_channels is None:
         data = data[None]
-    device = next(module.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(normalize(data)))[None].to(device)
+    weight = next(module.parameters())
+    # The input follows the weights' device and dtype (a half-precision model included).
+    x = torch.from_numpy(np.ascontiguousarray(normalize(data)))[None]
+    x = x.to(weight.device, dtype=weight.dtype if weight.is_floating_point() else None)
     forward = _mirrored(module) if mirror else module.predict
     with torch.inference_mode():
         if plan.blend_margin is None:

@@ -19,8 +19,15 @@ from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.synthetic import write_synthetic
 from dacapo_hydra.module import RunModule
-from dacapo_hydra.predict import LEDGER_DIR, BlockPlan, load_model, predict, predict_roi
-from dacapo_hydra.run import build
+from dacapo_hydra.predict import (
+    LEDGER_DIR,
+    BlockPlan,
+    Normalize,
+    load_model,
+    predict,
+    predict_roi,
+)
+from dacapo_hydra.run import build, module_from_checkpoint
 
 SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks
 
@@ -245,3 +252,15 @@ def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_
     with pytest.raises(ValueError, match="already holds a different array"):
         predict(trained_3d, volume, "validate/raw", out, "p", dtype="float32", progress=False)
     np.testing.assert_array_equal(zarr.open_group(str(out))["p/s0"][:], before)
+
+
+def test_half_precision_model_predicts(trained_3d: str, volume: Path) -> None:
+    module = module_from_checkpoint(trained_3d)
+    raw = ZarrArray.open(volume, "validate/raw")
+    normalize = Normalize.from_config(module.hparams["config"]["datasplit"])
+    full = predict_roi(module, raw, raw.roi, normalize, "reflect", input_shape=SMALL)
+    half = predict_roi(
+        module.to(torch.bfloat16), raw, raw.roi, normalize, "reflect", input_shape=SMALL
+    )
+    assert half.dtype == np.float32 and np.isfinite(half).all()
+    assert np.abs(half - full).max() < 0.05
