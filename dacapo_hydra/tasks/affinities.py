@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -10,8 +10,11 @@ import torch.nn.functional as F
 
 from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
 from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
+from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION
+from dacapo_hydra.tasks.instances.agglomeration import agglomerate, fragments
+from dacapo_hydra.tasks.instances.mutex_watershed import mutex_watershed
+from dacapo_hydra.tasks.instances.size_filter import min_size_grid, remove_small
 from dacapo_hydra.tasks.lsds import local_shape_descriptors, num_lsd_channels
-from dacapo_hydra.tasks.post_processing import mutex_watershed
 from dacapo_hydra.tasks.shifts import shifted_pairs
 
 
@@ -24,8 +27,16 @@ class AffinitiesTask(Task):
     unannotated voxels weigh 0; the rest are class-balanced per channel. With
     `lsds`, local shape descriptors (sigma = `num_lsd_voxels` times the largest
     voxel size, as DaCapo) follow the affinities as auxiliary channels, weighted
-    by foreground balance and the mask. Post-processing is mutex watershed with a
-    grid of biases; the output is instance labels (*spatial) uint64.
+    by foreground balance and the mask.
+
+    Post-processing has two routes, both swept at validation and ending with a
+    size filter (objects under `min_size` voxels go), the output being instance
+    labels (*spatial) uint64:
+
+    - `{"route": "mutex", "bias": b, "min_size": m}`: mutex watershed (DaCapo's);
+    - `{"route": "agglomeration", "threshold": t, "min_size": m}`: watershed
+      fragments merged hierarchically while their mean affinity exceeds t (the
+      waterz/LSD pipeline; :mod:`~dacapo_hydra.tasks.instances.agglomeration`).
 
     Args:
         neighborhood: offsets in voxels; default one step back along each axis.
@@ -38,12 +49,18 @@ class AffinitiesTask(Task):
         lsds_to_affs_weight_ratio: weight of the LSD loss relative to the affinities'.
         lsd_clip_min: lower clip of the foreground frequency for the LSD weights.
         lsd_clip_max: upper clip.
-        biases: affinities at which edges turn attractive, swept in post-processing.
-        criterion: score that picks the best iteration and bias.
+        biases: mutex watershed: affinities at which edges turn attractive, swept.
+        merge_thresholds: agglomeration: mean affinities at which merging stops, swept
+            (empty: no agglomeration route).
+        min_sizes: voxels; the minimum object sizes swept. None: 0 and 5, 15 and
+            30 % of the typical object's volume (measured on the training labels).
+        criterion: score that picks the best iteration and parameters.
+        object_radius: nm, the typical object's inscribed radius (see Task).
 
     """
 
-    criterion = "voi"
+    criterion = INSTANCE_CRITERION
+    instances = True
 
     def __init__(
         self,
@@ -59,10 +76,13 @@ class AffinitiesTask(Task):
         lsds_to_affs_weight_ratio: float = 1.0,
         lsd_clip_min: float = 0.05,
         lsd_clip_max: float = 0.95,
-        biases: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
+        biases: Sequence[float] = (0.3, 0.5, 0.7),
+        merge_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
+        min_sizes: Sequence[int] | None = None,
         criterion: str | None = None,
+        object_radius: float | None = None,
     ) -> None:
-        super().__init__(dims, voxel_size)
+        super().__init__(dims, voxel_size, object_radius)
         if neighborhood is None:
             neighborhood = [[-1 if i == d else 0 for i in range(dims)] for d in range(dims)]
         self.neighborhood = [tuple(int(v) for v in off) for off in neighborhood]
@@ -80,6 +100,12 @@ class AffinitiesTask(Task):
         self.biases = [float(b) for b in biases]
         if not self.biases or not all(0 < b < 1 for b in self.biases):
             raise ValueError(f"task.biases: need values in (0, 1), got {self.biases}")
+        self.merge_thresholds = [float(t) for t in merge_thresholds]
+        if not all(0 < t < 1 for t in self.merge_thresholds):
+            raise ValueError(
+                f"task.merge_thresholds: need values in (0, 1), got {self.merge_thresholds}"
+            )
+        self.min_sizes = min_size_grid(min_sizes, self.object_radius, self.voxel_size)
         self.balancer = ClassBalancer(len(self.neighborhood), 2, clip_min, clip_max)
         self.background_as_object = background_as_object
         self.lsds = lsds
@@ -143,20 +169,53 @@ class AffinitiesTask(Task):
         return torch.sigmoid(prediction)
 
     def parameter_grid(self) -> list[Params]:
-        """One parameter set per mutex watershed bias."""
-        return [{"bias": b} for b in self.biases]
+        """Mutex watershed biases, then agglomeration thresholds, each with every size."""
+        return [
+            {"route": "mutex", "bias": b, "min_size": m}
+            for b in self.biases
+            for m in self.min_sizes
+        ] + [
+            {"route": "agglomeration", "threshold": t, "min_size": m}
+            for t in self.merge_thresholds
+            for m in self.min_sizes
+        ]
+
+    def _segment(self, affinities: np.ndarray, params: Params) -> np.ndarray:
+        route = params.get("route", "mutex")
+        if route == "mutex":
+            return mutex_watershed(affinities, self.neighborhood, float(params["bias"]))
+        if route == "agglomeration":
+            threshold = float(params["threshold"])
+            frags = fragments(affinities, self.neighborhood, self.voxel_size)
+            return agglomerate(frags, affinities, self.neighborhood, [threshold])[threshold]
+        raise KeyError(f"affinities: route must be 'mutex' or 'agglomeration', got {route!r}")
 
     def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
-        """Instances (*spatial) uint64 by mutex watershed on the affinity channels."""
-        return mutex_watershed(
-            prediction[: self.num_affinities], self.neighborhood, float(params["bias"])
-        )
+        """Instances (*spatial) uint64 by the route `params` names, size-filtered."""
+        labels = self._segment(prediction[: self.num_affinities], params)
+        return remove_small(labels, int(params.get("min_size", 0)))
+
+    def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
+        """Every parameter set with its instances; fragments and merging run once."""
+        affinities = prediction[: self.num_affinities]
+        for b in self.biases:
+            labels = mutex_watershed(affinities, self.neighborhood, b)
+            for m in self.min_sizes:
+                yield {"route": "mutex", "bias": b, "min_size": m}, remove_small(labels, m)
+        if not self.merge_thresholds:
+            return
+        frags = fragments(affinities, self.neighborhood, self.voxel_size)
+        merged = agglomerate(frags, affinities, self.neighborhood, self.merge_thresholds)
+        for t in self.merge_thresholds:
+            for m in self.min_sizes:
+                params = {"route": "agglomeration", "threshold": t, "min_size": m}
+                yield params, remove_small(merged[t], m)
 
     def evaluate(
         self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
     ) -> dict[str, float]:
         """Instance scores of the segmentation against the ground-truth instances."""
-        return instance_scores(output, gt, mask)
+        return instance_scores(output, gt, mask, self.voxel_size)
 
     def score_directions(self) -> dict[str, bool]:
         """Instance score directions."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,21 +23,30 @@ class Task(ABC):
     `criterion` names the score that picks the best iteration and parameters.
 
     Targets are made at the ground truth's voxel size (`target_voxel_size`), the
-    voxel size of the network's output.
+    voxel size of the network's output. Tasks whose output is instance labels set
+    `instances`; their parameter sets may hold `min_size` (voxels), the size filter
+    that blockwise post-processing applies globally rather than per block.
 
     Args:
         dims: spatial dimensions of the data.
         voxel_size: ground-truth voxel size in nm (z, y, x).
+        object_radius: nm; the typical object's inscribed radius measured on the
+            training labels (:func:`~dacapo_hydra.data.statistics.typical_object_radius`),
+            from which tasks derive the lengths and sizes the user leaves unset.
 
     """
 
     criterion: str = "dice"
+    instances: bool = False
 
-    def __init__(self, dims: int, voxel_size: Sequence[float]) -> None:
+    def __init__(
+        self, dims: int, voxel_size: Sequence[float], object_radius: float | None = None
+    ) -> None:
         self.dims = dims
         self.voxel_size = tuple(float(v) for v in voxel_size)
         if len(self.voxel_size) != dims:
             raise ValueError(f"task: voxel_size {self.voxel_size} does not have {dims} entries")
+        self.object_radius = float(object_radius) if object_radius else None
 
     @property
     @abstractmethod
@@ -83,6 +92,11 @@ class Task(ABC):
         Returns binary masks (C, *spatial), class indices (*spatial) or instance
         labels, as the task's docstring says; `evaluate` takes exactly that.
         """
+
+    def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
+        """Every parameter set of the grid with its output (tasks may share work between sets)."""
+        for params in self.parameter_grid():
+            yield params, self.post_process(prediction, params)
 
     @abstractmethod
     def evaluate(

@@ -13,8 +13,12 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt, find_objects
 
+from dacapo_hydra.config.units import Length, to_nm
 from dacapo_hydra.tasks.base import ClassBalancer, Task
 from dacapo_hydra.tasks.classes import ClassMap
+
+# Without a measured object size, the scale follows the voxel: 6 voxels (48 nm at 8 nm).
+FALLBACK_SCALE_VOXELS = 6.0
 
 
 def signed_distance(
@@ -105,12 +109,13 @@ class ScaledDistanceOptions(TypedDict, total=False):
 
     channels: Sequence[str]
     class_ids: Sequence[Sequence[int]] | None
-    scale_factor: float
-    clip_distance: float
-    tol_distance: float
+    scale_factor: Length | None
+    clip_distance: Length | None
+    tol_distance: Length | None
     mask_distances: bool
     clip_min: float
     clip_max: float
+    object_radius: float | None
 
 
 class ScaledDistanceTask(Task):
@@ -124,17 +129,25 @@ class ScaledDistanceTask(Task):
     to each class's boundary unless a subclass says otherwise. Subclasses take these
     settings as keyword arguments (:class:`ScaledDistanceOptions`) and pass them on.
 
+    Lengths are nm or strings with a unit (`"6vx"`, `"1.5um"`, see
+    :mod:`dacapo_hydra.config.units`). Left unset they follow the data: the scale is
+    the typical object's inscribed radius measured on the training labels (so the
+    target still varies at the centre of a typical object, at 4 nm as at 250 nm),
+    or 6 voxels without a measurement; the clip is twice the scale and the
+    tolerance 0.8 times it (DaCapo's 50/100/40 nm at 8 nm).
+
     Args:
         dims: spatial dimensions of the data.
         voxel_size: ground-truth voxel size in nm (z, y, x).
         channels: one name per class (output channel).
         class_ids: per class, its label ids (see :class:`~dacapo_hydra.tasks.classes.ClassMap`).
-        scale_factor: nm; the tanh's scale.
-        clip_distance: nm; distances are clipped to this.
-        tol_distance: nm of slack when deciding whether a distance is known.
+        scale_factor: the tanh's scale; at least a voxel.
+        clip_distance: distances are clipped to this; at least a voxel.
+        tol_distance: slack when deciding whether a distance is known.
         mask_distances: whether to weigh unknowable distances 0.
         clip_min: lower clip of the foreground frequency for class balancing.
         clip_max: upper clip of the foreground frequency.
+        object_radius: nm, the typical object's inscribed radius (see :class:`Task`).
 
     """
 
@@ -144,23 +157,33 @@ class ScaledDistanceTask(Task):
         voxel_size: Sequence[float],
         channels: Sequence[str] = ("foreground",),
         class_ids: Sequence[Sequence[int]] | None = None,
-        scale_factor: float = 50.0,
-        clip_distance: float = 100.0,
-        tol_distance: float = 40.0,
+        scale_factor: Length | None = None,
+        clip_distance: Length | None = None,
+        tol_distance: Length | None = None,
         mask_distances: bool = True,
         clip_min: float = 0.05,
         clip_max: float = 0.95,
+        object_radius: float | None = None,
     ) -> None:
-        super().__init__(dims, voxel_size)
-        if scale_factor <= 0 or clip_distance <= 0 or tol_distance < 0:
-            raise ValueError(
-                f"task: scale_factor ({scale_factor}) and clip_distance ({clip_distance}) "
-                f"must be positive, tol_distance ({tol_distance}) not negative"
-            )
+        super().__init__(dims, voxel_size, object_radius)
+        vs = self.voxel_size
+        derived = self.object_radius or FALLBACK_SCALE_VOXELS * min(vs)
+        self.scale_factor = (
+            max(derived, min(vs))
+            if scale_factor is None
+            else to_nm(scale_factor, vs, "task.scale_factor", min_voxels=1)
+        )
+        self.clip_distance = (
+            2 * self.scale_factor
+            if clip_distance is None
+            else to_nm(clip_distance, vs, "task.clip_distance", min_voxels=1)
+        )
+        self.tol_distance = (
+            0.8 * self.scale_factor
+            if tol_distance is None
+            else to_nm(tol_distance, vs, "task.tol_distance", min_voxels=0)
+        )
         self.classes = ClassMap(channels, class_ids)
-        self.scale_factor = scale_factor
-        self.clip_distance = clip_distance
-        self.tol_distance = tol_distance
         self.mask_distances = mask_distances
         self.balancer = ClassBalancer(len(self.classes), 2, clip_min, clip_max)
 
@@ -186,6 +209,11 @@ class ScaledDistanceTask(Task):
     def scale(self, distance: np.ndarray | float) -> np.ndarray:
         """A distance (nm) in target units: `tanh(d / scale_factor)`."""
         return np.tanh(np.asarray(distance, np.float64) / self.scale_factor)
+
+    def unscale(self, target: np.ndarray) -> np.ndarray:
+        """Target units back to nm (float32): `scale_factor * artanh(t)`, |t| clipped below 1."""
+        clipped = np.clip(target, -0.999999, 0.999999)
+        return (self.scale_factor * np.arctanh(clipped)).astype(np.float32)
 
     def known(self, mask: np.ndarray, distance: np.ndarray) -> np.ndarray:
         """Where `distance` (C, *spatial) may be trained on: known, or just annotated."""

@@ -20,8 +20,10 @@ class DummyTask(Task):
 
     criterion = "dice"
 
-    def __init__(self, dims: int, voxel_size: Sequence[float]) -> None:
-        super().__init__(dims, voxel_size)
+    def __init__(
+        self, dims: int, voxel_size: Sequence[float], object_radius: float | None = None
+    ) -> None:
+        super().__init__(dims, voxel_size, object_radius)
 
     @property
     def num_channels(self) -> int:

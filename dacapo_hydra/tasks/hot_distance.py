@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Unpack
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dacapo_hydra.config.units import Length, to_nm
 from dacapo_hydra.tasks.base import ClassBalancer, Params
 from dacapo_hydra.tasks.binary import BinaryEvaluation
+from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION, DistanceInstances
 from dacapo_hydra.tasks.distances import ScaledDistanceOptions, ScaledDistanceTask
 
 
-class HotDistanceTask(BinaryEvaluation, ScaledDistanceTask):
+class HotDistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
     """Learn, per class, a binary mask (first C channels) and `tanh(d / scale)` (last C).
 
     The mask channels train with weighted binary cross-entropy on logits (sigmoid at
@@ -23,12 +25,18 @@ class HotDistanceTask(BinaryEvaluation, ScaledDistanceTask):
     are class-balanced; distance weights are also 0 where a distance can't be known.
     Post-processing uses either head: `{"source": "hot", "threshold": p}` thresholds
     the mask probability, `{"source": "distance", "threshold": nm}` the distance;
-    the output is binary masks (C, *spatial) uint8, scored per class.
+    the output is binary masks (C, *spatial) uint8, scored per class. With
+    `instances: true` the distance head gives instances as
+    :class:`~dacapo_hydra.tasks.distance.DistanceTask` does (h-maxima seeded
+    watershed inside the predicted mask, then a size filter).
 
     Args:
         hot_thresholds: probabilities swept on the mask head.
-        thresholds: nm; distances swept on the distance head. None: -1, -0.5, 0, 0.5
-            and 1 times the smallest voxel size.
+        thresholds: distances swept on the distance head (nm or e.g. "1vx"). None:
+            -1, -0.5, 0, 0.5 and 1 voxel.
+        instances: whether post-processing gives instance labels.
+        seed_h: instances: the h-maxima dynamics swept (see DistanceTask).
+        min_sizes: instances: voxels; None: derived from the typical object's volume.
         criterion: score that picks the best iteration and parameters.
         **options: `channels`, `class_ids`, `scale_factor`, `clip_distance`,
             `tol_distance`, `mask_distances`, `clip_min` (for both heads) and
@@ -45,7 +53,10 @@ class HotDistanceTask(BinaryEvaluation, ScaledDistanceTask):
         voxel_size: Sequence[float],
         *,
         hot_thresholds: Sequence[float] = (0.5,),
-        thresholds: Sequence[float] | None = None,
+        thresholds: Sequence[Length] | None = None,
+        instances: bool = False,
+        seed_h: Sequence[Length] | None = None,
+        min_sizes: Sequence[int] | None = None,
         criterion: str | None = None,
         **options: Unpack[ScaledDistanceOptions],
     ) -> None:
@@ -60,9 +71,13 @@ class HotDistanceTask(BinaryEvaluation, ScaledDistanceTask):
             raise ValueError(
                 f"task.hot_thresholds: need values in (0, 1), got {self.hot_thresholds}"
             )
-        self.thresholds = self.voxel_grid(thresholds, (-1, -0.5, 0, 0.5, 1))
-        if criterion is not None:
-            self.criterion = criterion
+        self.thresholds = [
+            to_nm(t, self.voxel_size, "task.thresholds")
+            for t in (thresholds or self.voxel_grid(None, (-1, -0.5, 0, 0.5, 1)))
+        ]
+        self.instances = bool(instances)
+        self.init_instances(seed_h, (1, 2), min_sizes, None, 0.0)
+        self.criterion = criterion or (INSTANCE_CRITERION if self.instances else "dice")
         self.check_criterion()
 
     @property
@@ -98,7 +113,9 @@ class HotDistanceTask(BinaryEvaluation, ScaledDistanceTask):
         return torch.cat([torch.sigmoid(prediction[:, :n]), prediction[:, n:]], dim=1)
 
     def parameter_grid(self) -> list[Params]:
-        """Thresholds of the mask head, then of the distance head (nm)."""
+        """Instances: h and size sets; else thresholds of the mask head, then the distance head."""
+        if self.instances:
+            return self.instance_grid()
         return [{"source": "hot", "threshold": p} for p in self.hot_thresholds] + [
             {"source": "distance", "threshold": t} for t in self.thresholds
         ]
@@ -106,6 +123,8 @@ class HotDistanceTask(BinaryEvaluation, ScaledDistanceTask):
     def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
         """Binary masks (C, *spatial) uint8 from the head `params["source"]` names."""
         n = len(self.classes)
+        if self.instances:
+            return self.filter_sizes(self.segment(prediction[n:], params), params)
         threshold = float(params["threshold"])
         if params["source"] == "hot":
             return (prediction[:n] > threshold).astype(np.uint8)
@@ -114,3 +133,23 @@ class HotDistanceTask(BinaryEvaluation, ScaledDistanceTask):
         raise KeyError(
             f"hot_distance: source must be 'hot' or 'distance', got {params['source']!r}"
         )
+
+    def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
+        """Every parameter set with its output (instances: one watershed per h)."""
+        if self.instances:
+            return self.instance_grid_outputs(prediction[len(self.classes) :])
+        return super().post_process_grid(prediction)
+
+    def evaluate(
+        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
+    ) -> dict[str, float]:
+        """Instance scores (instances) or binary scores per class."""
+        if self.instances:
+            return self.evaluate_instances(output, gt, mask)
+        return BinaryEvaluation.evaluate(self, output, gt, mask)
+
+    def score_directions(self) -> dict[str, bool]:
+        """Instance or binary score directions."""
+        if self.instances:
+            return self.instance_directions()
+        return BinaryEvaluation.score_directions(self)

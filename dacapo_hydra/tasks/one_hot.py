@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dacapo_hydra.config.units import Length, to_nm
 from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
 from dacapo_hydra.tasks.binary import BinaryEvaluation
 from dacapo_hydra.tasks.classes import ClassMap
@@ -29,8 +30,9 @@ class OneHotTask(BinaryEvaluation, Task):
             :class:`~dacapo_hydra.tasks.classes.ClassMap`).
         clip_min: lower clip of a class frequency for class balancing.
         clip_max: upper clip.
-        tol_distance: nm; tolerance of the `*_with_tolerance` scores.
-        clip_distance: nm; clip of the `*_clipped` distance scores.
+        tol_distance: tolerance of the `*_with_tolerance` scores (nm, or e.g. "5vx").
+        clip_distance: clip of the `*_clipped` distance scores (nm, or e.g. "12.5vx").
+        object_radius: nm, measured on the training labels (unused).
         criterion: score that picks the best iteration.
 
     """
@@ -45,11 +47,12 @@ class OneHotTask(BinaryEvaluation, Task):
         class_ids: Sequence[Sequence[int]] | None = None,
         clip_min: float = 0.05,
         clip_max: float = 0.95,
-        tol_distance: float = 40.0,
-        clip_distance: float = 100.0,
+        tol_distance: Length = "5vx",
+        clip_distance: Length = "12.5vx",
         criterion: str | None = None,
+        object_radius: float | None = None,
     ) -> None:
-        super().__init__(dims, voxel_size)
+        super().__init__(dims, voxel_size, object_radius)
         if len(classes) < 2:
             raise ValueError(
                 f"task.classes: need a background and at least one class, got {list(classes)}"
@@ -57,8 +60,10 @@ class OneHotTask(BinaryEvaluation, Task):
         self.background = str(classes[0])
         self.classes = ClassMap(classes[1:], class_ids)
         self.balancer = ClassBalancer(1, len(classes), clip_min, clip_max)
-        self.tol_distance = tol_distance
-        self.clip_distance = clip_distance
+        self.tol_distance = to_nm(tol_distance, self.voxel_size, "task.tol_distance", min_voxels=0)
+        self.clip_distance = to_nm(
+            clip_distance, self.voxel_size, "task.clip_distance", min_voxels=1
+        )
         if criterion is not None:
             self.criterion = criterion
         self.check_criterion()

@@ -1,4 +1,4 @@
-"""From activated predictions to instance labels: seeded and mutex watershed."""
+"""Instances from affinities by mutex watershed (mwatershed)."""
 
 from __future__ import annotations
 
@@ -6,39 +6,9 @@ from collections.abc import Sequence
 
 import mwatershed
 import numpy as np
-from scipy.ndimage import label as connected_components
-from skimage.segmentation import watershed
 
+from dacapo_hydra.tasks.instances.size_filter import relabel
 from dacapo_hydra.tasks.shifts import shifted_pairs
-
-
-def relabel(segments: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Consecutive uint64 ids 1..n for the segments at `keep`; 0 elsewhere."""
-    out = np.zeros(segments.shape, np.uint64)
-    _, inverse = np.unique(segments[keep], return_inverse=True)
-    out[keep] = inverse.ravel() + 1
-    return out
-
-
-def seeded_watershed(
-    distance: np.ndarray, seed_threshold: float, foreground_threshold: float
-) -> np.ndarray:
-    """Instances grown from seeds over a distance-like map (higher = deeper inside).
-
-    Seeds are the connected components where `distance` > `seed_threshold`; they
-    grow down the map (scikit-image's watershed on its negative) over the voxels
-    where `distance` > `foreground_threshold`. Foreground no seed reaches stays 0.
-
-    Args:
-        distance: (*spatial) predicted distance into objects.
-        seed_threshold: level above which voxels are seeds.
-        foreground_threshold: level above which voxels belong to some object.
-
-    """
-    seeds, _ = connected_components(distance > seed_threshold)
-    foreground = distance > foreground_threshold
-    labels = watershed(-distance, markers=seeds, mask=foreground)
-    return labels.astype(np.uint64)
 
 
 def mutex_watershed(

@@ -1,0 +1,116 @@
+"""Instances from predicted distances, shared by the distance-type tasks.
+
+The route: the predicted distance (target units) goes back to nm, the foreground
+is where it exceeds `foreground_distance`, seeds are its h-maxima (parameter `h`,
+nm) or the regions above a seed distance (parameter `seed_distance`, nm), grown by
+watershed (:func:`~dacapo_hydra.tasks.instances.distance_watershed.distance_watershed`),
+and objects under `min_size` voxels go. Scored with the instance scores per class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from dacapo_hydra.config.units import Length, to_nm
+from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
+from dacapo_hydra.evaluation.per_class import class_score_directions, merge_class_scores
+from dacapo_hydra.tasks.base import Params
+from dacapo_hydra.tasks.classes import ClassMap
+from dacapo_hydra.tasks.instances.distance_watershed import distance_watershed
+from dacapo_hydra.tasks.instances.size_filter import min_size_grid, remove_small
+
+# The score that picks the best iteration and parameters of every instance task.
+INSTANCE_CRITERION = "detection_f1"
+
+
+class DistanceInstances:
+    """Mixin for a distance-type task: instance post-processing, grid and scores.
+
+    The task sets `classes`, `voxel_size`, `object_radius` and `unscale` (target
+    units to nm), then calls :meth:`init_instances`. `seed_key` names the grid's
+    seed parameter: `h` (h-maxima dynamic) or `seed_distance` (threshold).
+    List it before the task's base class, so that its methods take precedence.
+    """
+
+    classes: ClassMap
+    voxel_size: tuple[float, ...]
+    object_radius: float | None
+    instances = True
+    seed_key = "h"
+
+    def init_instances(
+        self,
+        seeds: Sequence[Length] | None,
+        default_seed_voxels: Sequence[float],
+        min_sizes: Sequence[int] | None,
+        foreground_distance: Length | None,
+        default_foreground: float,
+    ) -> None:
+        """Resolve the seed grid (nm), the size grid (voxels) and the foreground level (nm).
+
+        Unset seeds are `default_seed_voxels` voxels, plus 0.2 and 0.4 of the
+        measured object radius for `h` (a saddle shallower than that between two
+        maxima does not split an object).
+        """
+        vs = self.voxel_size
+        key = f"task.{self.seed_key}s" if self.seed_key == "h" else "task.seed_distances"
+        if seeds:
+            values = [to_nm(s, vs, key, min_voxels=0) for s in seeds]
+        else:
+            values = [v * min(vs) for v in default_seed_voxels]
+            if self.seed_key == "h" and self.object_radius:
+                values += [f * self.object_radius for f in (0.2, 0.4)]
+        self.seed_values = sorted({round(v, 6) for v in values})
+        self.min_sizes = min_size_grid(min_sizes, self.object_radius, vs)
+        self.foreground_distance = (
+            default_foreground
+            if foreground_distance is None
+            else to_nm(foreground_distance, vs, "task.foreground_distance")
+        )
+
+    def class_instances(self, gt: np.ndarray) -> np.ndarray:
+        """(C, *spatial): the ground-truth instances of each class, 0 elsewhere."""
+        return np.stack([np.where(m, gt, 0) for m in self.classes.masks(gt)])
+
+    def instance_grid(self) -> list[Params]:
+        """One parameter set per seed value and minimum size."""
+        return [{self.seed_key: s, "min_size": m} for s in self.seed_values for m in self.min_sizes]
+
+    def segment(self, distance: np.ndarray, params: Params) -> np.ndarray:
+        """Instances (C, *spatial) uint64 from target-unit distances (C, *spatial), unfiltered."""
+        seed = {self.seed_key: float(params[self.seed_key])}
+        return np.stack(
+            [
+                distance_watershed(d, d > self.foreground_distance, self.voxel_size, **seed)
+                for d in self.unscale(distance)
+            ]
+        )
+
+    def filter_sizes(self, labels: np.ndarray, params: Params) -> np.ndarray:
+        """Labels (C, *spatial) without objects under `min_size` voxels, ids 1..n per channel."""
+        return np.stack([remove_small(c, int(params.get("min_size", 0))) for c in labels])
+
+    def instance_grid_outputs(self, distance: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
+        """Every (parameter set, instances): one watershed per seed value, then each size."""
+        for params in self.instance_grid():
+            if params["min_size"] == self.min_sizes[0]:
+                labels = self.segment(distance, params)
+            yield params, self.filter_sizes(labels, params)
+
+    def evaluate_instances(
+        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
+    ) -> dict[str, float]:
+        """Instance scores per class, and their mean under the plain score names."""
+        truth = self.class_instances(gt)
+        return merge_class_scores(
+            {
+                name: instance_scores(output[c], truth[c], mask, self.voxel_size)
+                for c, name in enumerate(self.classes.names)
+            }
+        )
+
+    def instance_directions(self) -> dict[str, bool]:
+        """Instance score directions, per class when there are several."""
+        return class_score_directions(self.classes.names, INSTANCE_SCORE_DIRECTIONS)
