@@ -1,4 +1,11 @@
-"""Schema of the `trainer` group: batch, loader, optimiser, schedule, augmentations."""
+"""Schema of the `trainer` group: batch, loader, optimiser, schedule, augmentations.
+
+Augmentation lengths (elastic spacing and jitter, blur sigmas, misalignment
+shift) are lengths as :mod:`dacapo_hydra.config.units` reads them: a number is
+nm, a string has a unit (`"50nm"`, `"0.5um"`, `"12.5vx"`). The defaults are in
+voxels of the raw data (its smallest voxel size), so they suit 4 nm EM and 250 nm
+light microscopy alike; at 8 nm they equal the nm values tuned for EM.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,23 @@ from typing import Any
 
 @dataclass
 class ElasticConfig:
-    """Elastic deformation on a control-point grid (gunpowder's ElasticAugment)."""
+    """Elastic deformation on a control-point grid (gunpowder's ElasticAugment).
+
+    The warp is physical: it acts in world units, so one length is the same
+    number of nm along every axis. On anisotropic data a voxel length counts
+    voxels of the smallest size: at 1000 x 250 x 250 nm, `"12.5vx"` is 3125 nm
+    along z, y and x alike (3.1 sections in z). A list (z, y, x) gives one length
+    per axis, each in its own axis' voxels: `["2vx", "12.5vx", "12.5vx"]` is 2000,
+    3125, 3125 nm there. The spacing must be at least one voxel and fit inside
+    the raw crop (one length: its longest axis); the jitter may be small, not
+    negative.
+    """
 
     prob: float = 0.0
-    control_point_spacing: Any = 100.0  # nm between control points (number or per axis)
-    jitter_sigma: Any = 10.0  # nm, standard deviation of control point displacement
+    # Between control points: 100 nm at 8 nm, 3125 nm at 250 nm.
+    control_point_spacing: Any = "12.5vx"
+    # Standard deviation of a control point's displacement: 10 nm at 8 nm, 312.5 nm at 250 nm.
+    jitter_sigma: Any = "1.25vx"
 
 
 @dataclass
@@ -43,11 +62,11 @@ class NoiseConfig:
 
 @dataclass
 class BlurConfig:
-    """Gaussian blur of raw, sigma in nm drawn from [sigma_min, sigma_max]."""
+    """Gaussian blur of raw, sigma drawn from [sigma_min, sigma_max] (lengths, or one per axis)."""
 
     prob: float = 0.0
-    sigma_min: float = 4.0
-    sigma_max: float = 12.0
+    sigma_min: Any = "0.5vx"  # 4 nm at 8 nm, 125 nm at 250 nm
+    sigma_max: Any = "1.5vx"  # 12 nm at 8 nm, 375 nm at 250 nm
 
 
 @dataclass
@@ -60,10 +79,14 @@ class MissingSectionConfig:
 
 @dataclass
 class MisalignmentConfig:
-    """A z section (slip) or all from it on (translation) shifted in y,x (3D only)."""
+    """A z section (slip) or all from it on (translation) shifted in y,x (3D only).
+
+    `max_shift` is a length in y,x (voxels are in-plane ones), from one voxel to
+    the crop's extent; shifts are drawn in whole voxels.
+    """
 
     prob: float = 0.0
-    max_shift: float = 32.0  # nm
+    max_shift: Any = "4vx"  # 32 nm at 8 nm, 1000 nm at 250 nm
     mode: str = "slip"
 
 

@@ -105,3 +105,36 @@ def lengths_to_nm(
         to_nm(v, (s,), f"{key}[{i}]", min_voxels=min_voxels)
         for i, (v, s) in enumerate(zip(values, voxel_size, strict=True))
     ]
+
+
+def lengths_to_nm_within(
+    value: Length | Sequence[Length],
+    voxel_size: Sequence[float],
+    key: str,
+    extent: Sequence[float],
+    *,
+    min_voxels: float | None = None,
+) -> float | list[float]:
+    """`lengths_to_nm`, refusing lengths longer than a crop of `extent` nm per axis.
+
+    One length applies to every axis alike, so it must fit the crop's longest
+    axis (along a shorter axis it then spans the whole crop); one length per axis
+    must fit its own axis.
+
+    Examples:
+        >>> lengths_to_nm_within("10vx", (40.0, 8.0), "spacing", (400.0, 800.0))
+        80.0
+        >>> lengths_to_nm_within(["5vx", "10vx"], (40.0, 8.0), "spacing", (400.0, 800.0))
+        [200.0, 80.0]
+
+    """
+    if len(extent) != len(voxel_size):
+        raise ValueError(f"{key}: crop extent {list(extent)} does not match {list(voxel_size)}")
+    if isinstance(value, str | int | float):
+        return to_nm(value, voxel_size, key, min_voxels=min_voxels, max_nm=max(extent))
+    values = list(value)
+    lengths_to_nm(values, voxel_size, key)  # one length per axis, or an error naming the key
+    return [
+        to_nm(v, (s,), f"{key}[{i}]", min_voxels=min_voxels, max_nm=e)
+        for i, (v, s, e) in enumerate(zip(values, voxel_size, extent, strict=True))
+    ]

@@ -16,10 +16,12 @@ from typing import Any
 
 import monai.transforms as mt
 
+from dacapo_hydra.config.units import lengths_to_nm, lengths_to_nm_within, to_nm
 from dacapo_hydra.data.augmentations import RandMisalignmentd, RandMissingSectiond
 from dacapo_hydra.data.deform import Deformation
 
 SPATIAL_KEYS = ("raw", "gt", "mask")
+KEY = "trainer.augment"  # where the augment node sits in a run config, for messages
 
 
 def _get(cfg: Any, name: str) -> Any:
@@ -27,17 +29,61 @@ def _get(cfg: Any, name: str) -> Any:
     return getattr(cfg, name, None) if not isinstance(cfg, dict) else cfg.get(name)
 
 
-def build_deformation(cfg: Any, dims: int) -> Deformation | None:
-    """The elastic/rotation warp the sampler applies, or None if both are off."""
+def crop_extent(shape: Sequence[int], voxel_size: Sequence[float]) -> tuple[float, ...]:
+    """World extent (nm) of a crop of `shape` voxels."""
+    return tuple(float(n) * float(v) for n, v in zip(shape, voxel_size, strict=True))
+
+
+def build_deformation(
+    cfg: Any,
+    dims: int,
+    voxel_size: Sequence[float],
+    input_shape: Sequence[int],
+    key: str = KEY,
+) -> Deformation | None:
+    """The elastic/rotation warp the sampler applies, or None if both are off.
+
+    Control-point spacing and jitter are lengths (see :mod:`dacapo_hydra.config.units`)
+    turned into nm here, where the raw voxel size is known. The warp acts in world
+    units: one spacing or jitter is the same number of nm along every axis (a
+    scalar `"12.5vx"` at 1000 x 250 x 250 nm is 3125 nm in z, y and x alike), as a
+    physical deformation would be; a list gives one length per axis, each in its
+    own axis' voxels.
+
+    Args:
+        cfg: the trainer's `augment` node.
+        dims: spatial dimensions.
+        voxel_size: raw voxel size (nm).
+        input_shape: raw crop shape (voxels); the spacing must fit inside the crop.
+        key: the config key of `cfg`, for messages.
+
+    Raises:
+        ValueError: naming the key, for a spacing below one voxel or beyond the
+            crop, or a negative jitter.
+
+    """
     elastic, rotation = _get(cfg, "elastic"), _get(cfg, "rotation")
     elastic_prob = float(elastic.prob) if elastic is not None else 0.0
     rotation_prob = float(rotation.prob) if rotation is not None else 0.0
     if elastic_prob <= 0 and rotation_prob <= 0:
         return None
+    spacing: float | list[float] = 1.0  # no elastic displacement: the grid is never used
+    jitter: float | list[float] = 0.0
+    if elastic is not None and elastic_prob > 0:
+        spacing = lengths_to_nm_within(
+            elastic.control_point_spacing,
+            voxel_size,
+            f"{key}.elastic.control_point_spacing",
+            crop_extent(input_shape, voxel_size),
+            min_voxels=1,
+        )
+        jitter = lengths_to_nm(
+            elastic.jitter_sigma, voxel_size, f"{key}.elastic.jitter_sigma", min_voxels=0
+        )
     deformation = Deformation(
         dims,
-        control_point_spacing=_list(elastic.control_point_spacing) if elastic else 100.0,
-        jitter_sigma=_list(elastic.jitter_sigma) if elastic else 0.0,
+        control_point_spacing=spacing,
+        jitter_sigma=jitter,
         rotation_max=float(rotation.max_degrees) if rotation else 0.0,
         rotation_planes=str(rotation.planes) if rotation else "yx",
         elastic_prob=elastic_prob,
@@ -46,8 +92,30 @@ def build_deformation(cfg: Any, dims: int) -> Deformation | None:
     return deformation if deformation.active else None
 
 
-def _list(value: Any) -> float | list[float]:
-    return float(value) if isinstance(value, int | float) else [float(v) for v in value]
+def _per_axis(nm: float | list[float], dims: int) -> list[float]:
+    return [nm] * dims if isinstance(nm, float) else nm
+
+
+def _blur_sigmas(
+    blur: Any, voxel_size: Sequence[float], key: str
+) -> dict[str, tuple[float, float]]:
+    """MONAI's per-axis sigma ranges (voxels) from the blur lengths (nm or voxels)."""
+    dims = len(voxel_size)
+    low = _per_axis(
+        lengths_to_nm(blur.sigma_min, voxel_size, f"{key}.sigma_min", min_voxels=0), dims
+    )
+    high = _per_axis(
+        lengths_to_nm(blur.sigma_max, voxel_size, f"{key}.sigma_max", min_voxels=0), dims
+    )
+    if any(lo > hi for lo, hi in zip(low, high, strict=True)):
+        raise ValueError(
+            f"{key}: sigma_min {blur.sigma_min!r} is more than sigma_max {blur.sigma_max!r}"
+        )
+    # MONAI names the spatial axes x, y, z in array order (ours: z, y, x).
+    return {
+        f"sigma_{name}": (lo / v, hi / v)
+        for name, lo, hi, v in zip("xyz", low, high, voxel_size, strict=False)
+    }
 
 
 def build_augment(
@@ -57,11 +125,15 @@ def build_augment(
     output_shape: Sequence[int],
     voxel_size: Sequence[float],
     output_voxel_size: Sequence[float] | None = None,
+    key: str = KEY,
 ) -> mt.Compose:
     """A MONAI `Compose` over dict samples with keys raw, gt, mask (channels first).
 
     Transposes (random 90° rotations) are applied only in planes whose two axes
-    have the same voxel sizes and crop shapes, so the crops stay aligned.
+    have the same voxel sizes and crop shapes, so the crops stay aligned. Blur
+    sigmas and the misalignment shift are lengths (nm, or e.g. `"4vx"`; see
+    :mod:`dacapo_hydra.config.units`), turned into voxels here; a blur sigma per
+    axis is allowed, one sigma is the same number of nm along every axis.
 
     Args:
         cfg: the trainer's `augment` node.
@@ -70,6 +142,11 @@ def build_augment(
         output_shape: gt crop shape (voxels).
         voxel_size: raw voxel size (nm): converts blur sigma and shifts to voxels.
         output_voxel_size: gt voxel size (nm), the raw's by default.
+        key: the config key of `cfg`, for messages.
+
+    Raises:
+        ValueError: naming the key, for a negative blur sigma, sigma_min above
+            sigma_max, or a misalignment shift under one voxel or beyond the crop.
 
     """
     out_vs = tuple(output_voxel_size or voxel_size)
@@ -108,14 +185,19 @@ def build_augment(
         transforms.append(RandMissingSectiond("raw", prob=missing.prob, value=missing.value))
     slip = _get(cfg, "misalignment")
     if slip is not None and slip.prob > 0 and dims == 3:
-        shift = int(round(slip.max_shift / min(voxel_size[1:])))
+        plane = voxel_size[-2:]  # shifts are in y, x
+        max_nm = to_nm(
+            slip.max_shift,
+            plane,
+            f"{key}.misalignment.max_shift",
+            min_voxels=1,
+            max_nm=min(crop_extent(input_shape[-2:], plane)),
+        )
+        shift = int(round(max_nm / min(plane)))
         transforms.append(RandMisalignmentd("raw", prob=slip.prob, max_shift=shift, mode=slip.mode))
     blur = _get(cfg, "blur")
     if blur is not None and blur.prob > 0:
-        sigmas = {
-            f"sigma_{name}": (blur.sigma_min / v, blur.sigma_max / v)
-            for name, v in zip("xyz", voxel_size, strict=False)
-        }
+        sigmas = _blur_sigmas(blur, voxel_size, f"{key}.blur")
         transforms.append(mt.RandGaussianSmoothd("raw", prob=blur.prob, **sigmas))
     noise = _get(cfg, "noise")
     if noise is not None and noise.prob > 0:

@@ -160,7 +160,9 @@ class VolumeDataModule(pl.LightningDataModule):
             split.voxel_size,
             tuple(v / f for v, f in zip(split.voxel_size, factor, strict=True)),
         )
-        deformation = build_deformation(trainer.augment, split.dims)
+        deformation = build_deformation(
+            trainer.augment, split.dims, split.voxel_size, shapes.input_shape
+        )
         train_sampler = CropSampler(split.train, split, shapes, deformation)
         val_sampler = CropSampler(split.validate, split, shapes) if split.validate else None
         augment = build_augment(

@@ -9,6 +9,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from dacapo_hydra.api import compose, config_dir
+from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.run import build
 from tests.conftest import TINY_DATA
 
@@ -76,3 +77,29 @@ def test_unknown_option_names_the_option() -> None:
     with pytest.raises(ConfigCompositionException) as err:
         compose(task="distanse")
     assert "distanse" in str(err.value)
+
+
+def test_augment_lengths_in_voxels_compose_and_build(tmp_path: Path) -> None:
+    base = [*TINY_DATA["synthetic_2d"], f"paths.output_dir={tmp_path}"]
+    key = "trainer.augment.elastic.control_point_spacing"
+    cfg = compose(datasplit="synthetic_2d", overrides=[*base, f"{key}=20vx"])
+    assert cfg.trainer.augment.elastic.control_point_spacing == "20vx"
+    deformation = build(cfg).datamodule.train_data.sampler.deformation
+    assert deformation.spacing == (80.0, 80.0)  # 20 voxels of 4 nm
+    assert deformation.sigma == (5.0, 5.0)  # the default 1.25vx
+    per_axis = compose(datasplit="synthetic_2d", overrides=[*base, f"{key}=[5vx,100nm]"])
+    assert build(per_axis).datamodule.train_data.sampler.deformation.spacing == (20.0, 100.0)
+    too_fine = compose(datasplit="synthetic_2d", overrides=[*base, f"{key}=0.5vx"])
+    with pytest.raises(ConfigError, match=rf"{key}: '0.5vx' is 2 nm, below 1 voxel"):
+        build(too_fine)
+
+
+def test_em_defects_lengths_build_in_3d(tmp_path: Path) -> None:
+    cfg = compose(
+        datasplit="synthetic_3d",
+        trainer="em_defects",
+        overrides=[*TINY_DATA["synthetic_3d"], f"paths.output_dir={tmp_path}"],
+    )
+    augment = build(cfg).datamodule.train_data.augment
+    (slip,) = [t for t in augment.transforms if type(t).__name__ == "RandMisalignmentd"]
+    assert slip.max_shift == 6  # 6vx

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dacapo_hydra.config.units import lengths_to_nm, to_nm
+from dacapo_hydra.config.units import lengths_to_nm, lengths_to_nm_within, to_nm
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,18 @@ def test_per_axis_lengths_use_their_axis():
 @given(st.floats(0.1, 1e4), st.floats(0.5, 500))
 def test_voxels_scale_with_voxel_size(n, size):
     assert to_nm(f"{n}vx", (size * 3, size), "k") == pytest.approx(n * size)
+
+
+def test_lengths_within_a_crop():
+    # One length fits the longest axis (z holds only 400 nm, y 800 nm).
+    assert lengths_to_nm_within("100vx", (40.0, 8.0), "k", (400.0, 800.0)) == 800.0
+    with pytest.raises(ValueError, match=r"k: '101vx' is 808 nm, more than the crop's 800 nm"):
+        lengths_to_nm_within("101vx", (40.0, 8.0), "k", (400.0, 800.0))
+    # One length per axis fits its own axis, in its own voxels.
+    assert lengths_to_nm_within(["10vx", 800], (40.0, 8.0), "k", (400.0, 800.0)) == [400.0, 800.0]
+    with pytest.raises(ValueError, match=r"k\[0\]: '11vx' is 440 nm, more than the crop's 400"):
+        lengths_to_nm_within(["11vx", "1vx"], (40.0, 8.0), "k", (400.0, 800.0))
+    with pytest.raises(ValueError, match=r"k\[1\]: '0.5vx' is 4 nm, below 1 voxel"):
+        lengths_to_nm_within([40, "0.5vx"], (40.0, 8.0), "k", (400.0, 800.0), min_voxels=1)
+    with pytest.raises(ValueError, match="k: .* has 3 entries; give one length or 2"):
+        lengths_to_nm_within([1, 1, 1], (40.0, 8.0), "k", (400.0, 800.0))

@@ -36,8 +36,9 @@ def test_off_by_default_and_deformation_only_when_asked() -> None:
     crop = _crop()
     out = _run(_cfg(), crop)
     np.testing.assert_array_equal(out["raw"], crop["raw"])
-    assert build_deformation(_cfg(), 3) is None
-    deform = build_deformation(_cfg(elastic={"prob": 1.0, "jitter_sigma": [0, 10, 10]}), 3)
+    assert build_deformation(_cfg(), 3, (8.0,) * 3, SHAPE) is None
+    elastic = {"prob": 1.0, "jitter_sigma": [0, 10, 10]}
+    deform = build_deformation(_cfg(elastic=elastic), 3, (8.0,) * 3, SHAPE)
     assert deform is not None and deform.sigma == (0.0, 10.0, 10.0)
 
 
