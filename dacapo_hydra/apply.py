@@ -119,7 +119,7 @@ def plan_apply(
     checkpoint: str | Path | None = None,
     params: Params | None = None,
     prediction_dataset: str = "prediction",
-    labels_dataset: str = "labels",
+    labels_dataset: str | None = None,
     roi: Roi | None = None,
     dtype: str = "float32",
     mirror: bool = False,
@@ -149,10 +149,6 @@ def plan_apply(
                 "give params (e.g. threshold=0.5), or a run id"
             )
         model = BestModel(Path(checkpoint), dict(params), None, None, None)
-    if prediction_dataset == labels_dataset:
-        raise ValueError(
-            f"prediction and labels go to the same dataset {prediction_dataset!r}; name two"
-        )
     prediction = plan_prediction(
         str(model.checkpoint),
         raw_container,
@@ -169,6 +165,14 @@ def plan_apply(
         overlap,
         block_shape,
     )
+    task = prediction.module.task
+    if labels_dataset is None:
+        # A binary output is a mask, never a one-object "labels" image.
+        labels_dataset = "labels" if task.instances or connected_components else "mask"
+    if prediction_dataset == labels_dataset:
+        raise ValueError(
+            f"prediction and labels go to the same dataset {prediction_dataset!r}; name two"
+        )
     source = Source(
         str(out_container),
         prediction_dataset,
@@ -178,7 +182,7 @@ def plan_apply(
         prediction.plan.write_shape,
     )
     labels = plan_labels(
-        prediction.module.task,
+        task,
         model.params,
         source,
         out_container,
@@ -200,7 +204,7 @@ def apply(
     checkpoint: str | Path | None = None,
     params: Params | None = None,
     prediction_dataset: str = "prediction",
-    labels_dataset: str = "labels",
+    labels_dataset: str | None = None,
     roi: Roi | None = None,
     dtype: str = "float32",
     mirror: bool = False,
@@ -228,7 +232,9 @@ def apply(
         checkpoint: instead of a run: a checkpoint path, with `params`.
         params: with `checkpoint`: the post-processing parameters.
         prediction_dataset: output group of the prediction.
-        labels_dataset: output group of the labels.
+        labels_dataset: output group of the post-processed output (default: `labels`
+            for instances, from an instance task or `connected_components`; `mask` for
+            the binary masks of a semantic task).
         roi: world ROI (default: the whole input).
         dtype: prediction dtype, float32 or float16.
         mirror: test-time mirroring.

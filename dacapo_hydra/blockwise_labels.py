@@ -19,6 +19,12 @@ A fragment matches a neighbour's fragment when they share at least
 components (exact), a majority for watersheds, whose borders may shift by a
 voxel between two blocks' views. Every pass records finished blocks in a ledger,
 so a rerun after a kill does only what is missing.
+
+The size filter of instance routes (the parameter `min_size`) is not applied per
+block, where an object cut by a block border would look small: blocks label
+without it and save each fragment's voxel count, the merge sums the counts of
+each final object across blocks, and objects under `min_size` get id 0 there.
+Sizes are thus global and the filter gives the same result at any block size.
 """
 
 from __future__ import annotations
@@ -50,8 +56,13 @@ MIN_BLOCK = 64
 
 
 def is_instance_task(task: Task) -> bool:
-    """Whether the task's post-processing gives instances (it is scored by VOI)."""
-    return "voi" in task.score_directions()
+    """Whether the task's post-processing gives instance labels."""
+    return bool(task.instances)
+
+
+def block_params(params: Params) -> Params:
+    """The parameters each block post-processes with: all but the global `min_size`."""
+    return {k: v for k, v in params.items() if k != "min_size"}
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,7 @@ class BlockLabeller:
         faces_dir: Path | None,
     ) -> None:
         self.task = task
-        self.params = dict(params)
+        self.params = block_params(params) if instances else dict(params)
         self.source = source
         self.target = target
         self.grid = grid
@@ -211,9 +222,9 @@ class BlockLabeller:
             else:
                 out[target] = crop[0]
             return int(np.prod(crop.shape[1:]))
-        fragments, views, counts = self._fragments(block, labels, own)
+        fragments, views, counts, sizes = self._fragments(block, labels, own)
         out[(slice(None), *target)] = fragments
-        faces = {"counts": counts}
+        faces = {"counts": counts, "sizes": sizes}
         for axis in range(self.grid.roi.dims):
             faces[f"own_lo_{axis}"] = np.take(fragments, 0, axis=axis + 1)
             faces[f"own_hi_{axis}"] = np.take(fragments, -1, axis=axis + 1)
@@ -230,11 +241,16 @@ class BlockLabeller:
 
     def _fragments(
         self, block: Block, labels: np.ndarray, own: tuple[slice, ...]
-    ) -> tuple[np.ndarray, list[dict[str, np.ndarray]], np.ndarray]:
-        """Global fragment ids of the block's region, its views beyond each face, counts."""
+    ) -> tuple[np.ndarray, list[dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+        """Global fragment ids of the block's region, its views beyond each face, counts, sizes.
+
+        Sizes are the voxels of each fragment in the block's region, channel after
+        channel, in the order of their ids.
+        """
         fragments = np.zeros((labels.shape[0], *(s.stop - s.start for s in own)), np.uint64)
         views: list[dict[str, np.ndarray]] = [{} for _ in own]
         counts = np.zeros(labels.shape[0], np.int64)
+        sizes = []
         for c, channel in enumerate(labels):
             crop = channel[own]
             ids, inverse = np.unique(crop, return_inverse=True)
@@ -248,6 +264,7 @@ class BlockLabeller:
                 fragments[c] = base + 1 + inverse.astype(np.uint64)
             kept = ids[start:]
             counts[c] = len(kept)
+            sizes.append(np.bincount(inverse.ravel(), minlength=len(ids))[start:])
             for axis, s in enumerate(own):
                 for side, position in (("lo", s.start - 1), ("hi", s.stop)):
                     if not 0 <= position < channel.shape[axis]:
@@ -262,7 +279,7 @@ class BlockLabeller:
                     if side not in views[axis]:
                         views[axis][side] = np.zeros((labels.shape[0], *view.shape), np.uint64)
                     views[axis][side][c] = view
-        return fragments, views, counts
+        return fragments, views, counts, np.concatenate(sizes).astype(np.int64)
 
 
 def _face_pairs(view: np.ndarray, own: np.ndarray, merge_fraction: float) -> np.ndarray:
@@ -495,13 +512,15 @@ class LabelsJob:
                     loaded[block.name] = dict(f)
             return loaded[block.name]
 
-        ids = []
+        ids, sizes = [], []
         for block in self.grid:
             counts = face(block)["counts"]
+            sizes.append(face(block)["sizes"])
             for c, n in enumerate(counts):
                 base = labeller.offset(block, c)
                 ids.append(np.arange(base + 1, base + 1 + int(n), dtype=np.uint64))
         table = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
+        voxels = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
         pairs = []
         for lower, upper, axis in self.grid.neighbours():
             lo, up = face(lower), face(upper)
@@ -531,10 +550,18 @@ class LabelsJob:
             members = np.unique(merged)
             at = np.searchsorted(table, members)
             roots[at] = [sets[int(m)] for m in members.tolist()]
-        _, final = np.unique(roots, return_inverse=True)
-        final = (final.ravel() + 1).astype(np.uint64)
+        _, objects = np.unique(roots, return_inverse=True)
+        objects = objects.ravel()
+        # The global size filter: voxels summed over every fragment of an object.
+        object_sizes = np.bincount(
+            objects, weights=voxels, minlength=int(objects.max(initial=-1)) + 1
+        )
+        survive = object_sizes >= max(1, int(self.params.get("min_size", 0)))
+        new_ids = np.zeros(survive.size, np.uint64)
+        new_ids[survive] = np.arange(1, int(survive.sum()) + 1, dtype=np.uint64)
+        final = new_ids[objects]
         _atomic_savez(self.scratch / "mapping.npz", ids=table, final=final)
-        return int(final.max()) if len(final) else 0
+        return int(survive.sum())
 
 
 def plan_labels(

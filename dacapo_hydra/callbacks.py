@@ -22,17 +22,18 @@ log = logging.getLogger(__name__)
 
 
 class WholeVolumeValidation(pl.Callback):
-    """At each validation: validate on whole volumes, log every score, keep the best.
+    """At each validation: validate on whole volumes, report one parameter set, keep the best.
 
-    Every score of every (dataset, parameter set) is logged as
-    `validation/<dataset>/<params>/<score>`, and per criterion the best parameter
-    set's mean over datasets as `validation/<score>`, all at step = iteration.
-    When a score improves, its best value goes to the metric `best/<score>`; for
-    the task's criterion and those in `checkpoint_criteria`, the record (iteration,
-    score, parameters) also goes to the tag `best.<criterion>`, and for those in
-    `checkpoint_criteria` the checkpoint is saved as `best_<criterion>.ckpt` and
-    logged (what `dacapo-apply` uses). The best records live in Lightning's
-    checkpoints, so a resumed run keeps them.
+    The task's criterion picks, at each validation, the parameter set whose mean
+    over the datasets is best; `validation/<score>` are that set's scores (every
+    score, so they belong together) at step = iteration, and the numeric
+    parameters go to `validation/params/<name>`. When the criterion beats every
+    earlier validation, the same scores go to `best/<score>`, the record
+    (iteration, score, parameters, scores) to the tag `best.<criterion>`, and the
+    checkpoint to `best_<criterion>.ckpt` (what `dacapo-apply` uses). Each other
+    criterion in `checkpoint_criteria` keeps its own best record and checkpoint.
+    Every (dataset, parameter set) row goes to the artifact `validation/scores.csv`.
+    The best records live in Lightning's checkpoints, so a resumed run keeps them.
 
     Args:
         validator: validates a module.
@@ -63,36 +64,32 @@ class WholeVolumeValidation(pl.Callback):
         self.rows: list[tuple[int, ScoreRow]] = []
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Validate, log and keep the best."""
+        """Validate, log the chosen set's scores and keep the best."""
         if trainer.sanity_checking or not self.validator.split.validate:
             return
         iteration = trainer.global_step
         rows = self.validator.run(pl_module)
         self.rows += [(iteration, r) for r in rows]
         now = int(time.time() * 1000)
-        metrics = [
-            Metric(
-                f"validation/{r.dataset}/{params_key(r.params)}/{name}", float(v), now, iteration
-            )
-            for r in rows
-            for name, v in r.scores.items()
-            if np.isfinite(v)
-        ]
-        summary = self.validator.summarize(rows, iteration)
-        metrics += [Metric(f"validation/{c}", b.score, now, iteration) for c, b in summary.items()]
-        for criterion, candidate in summary.items():
-            if not self.validator.improves(criterion, candidate, self.best.get(criterion)):
+        metrics: list[Metric] = []
+        current: Best | None = None
+        for criterion in dict.fromkeys([self.default_criterion, *self.checkpoint_criteria]):
+            chosen = self.validator.best_set(rows, iteration, criterion)
+            if chosen is None:
                 continue
-            self.best[criterion] = candidate
-            metrics.append(Metric(f"best/{criterion}", candidate.score, now, iteration))
-            if criterion not in self.checkpoint_criteria and criterion != self.default_criterion:
+            default = criterion == self.default_criterion
+            if default:
+                current = chosen
+                metrics += _metrics("validation", chosen.scores, now, iteration)
+                numeric = {k: v for k, v in chosen.params.items() if isinstance(v, int | float)}
+                metrics += _metrics("validation/params", numeric, now, iteration)
+            if not self.validator.improves(criterion, chosen, self.best.get(criterion)):
                 continue
+            self.best[criterion] = chosen
+            if default:
+                metrics += _metrics("best", chosen.scores, now, iteration)
             tracking.record_best(
-                self.client,
-                self.run_id,
-                criterion,
-                candidate.as_record(),
-                default=criterion == self.default_criterion,
+                self.client, self.run_id, criterion, chosen.as_record(), default=default
             )
             if criterion in self.checkpoint_criteria:
                 path = self.checkpoint_dir / f"best_{criterion}.ckpt"
@@ -101,12 +98,8 @@ class WholeVolumeValidation(pl.Callback):
         for i in range(0, len(metrics), 500):
             self.client.log_batch(self.run_id, metrics=metrics[i : i + 500])
         self.client.log_text(self.run_id, self.table(), "validation/scores.csv")
-        if self.default_criterion in summary:
-            pl_module.log(
-                f"validation/{self.default_criterion}",
-                summary[self.default_criterion].score,
-                logger=False,
-            )
+        if current is not None:
+            pl_module.log(f"validation/{self.default_criterion}", current.score, logger=False)
 
     def table(self) -> str:
         """Every score logged so far, as CSV."""
@@ -126,10 +119,16 @@ class WholeVolumeValidation(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the best records from a checkpoint."""
-        self.best = {
-            c: Best(r["iteration"], r["score"], r["params"], r.get("per_dataset", {}))
-            for c, r in state_dict.get("best", {}).items()
-        }
+        self.best = {c: Best.from_record(r) for c, r in state_dict.get("best", {}).items()}
+
+
+def _metrics(prefix: str, values: dict[str, float], now: int, step: int) -> list[Metric]:
+    """MLflow metrics `<prefix>/<name>` for the finite values."""
+    return [
+        Metric(f"{prefix}/{name}", float(v), now, step)
+        for name, v in values.items()
+        if np.isfinite(v)
+    ]
 
 
 class Snapshots(pl.Callback):

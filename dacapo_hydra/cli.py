@@ -198,7 +198,12 @@ def apply_main(argv: list[str] | None = None) -> None:
     _prediction_arguments(parser, ("float32", "float16"))
     parser.add_argument("--output", required=True, metavar="CONTAINER")
     parser.add_argument("--prediction-dataset", default="prediction")
-    parser.add_argument("--labels-dataset", default="labels")
+    parser.add_argument(
+        "--labels-dataset",
+        default=None,
+        help="post-processed output group (default: labels for instances, mask for the binary "
+        "output of a semantic task)",
+    )
     parser.add_argument(
         "--labels-block-shape", nargs="+", type=int, help="post-processing block, voxels"
     )
@@ -313,6 +318,6 @@ def validate_main(argv: list[str] | None = None) -> None:
     print(f"checkpoint {path}")
     for line in [header, *table]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
-    best = validator.summarize(rows, 0).get(criterion)
+    best = validator.best_set(rows, 0, criterion)
     if best is not None:
         print(f"best {criterion}: {best.score:.4g} with {best.params}")

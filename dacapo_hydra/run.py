@@ -29,6 +29,7 @@ from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.callbacks import Snapshots, WholeVolumeValidation
 from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
+from dacapo_hydra.data.statistics import typical_object_radius
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.module import RunModule
 from dacapo_hydra.starts import load_weights
@@ -102,7 +103,10 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
     architecture: Architecture = hydra.utils.instantiate(
         cfg.architecture, dims=split.dims, in_channels=split.in_channels
     )
-    task: Task = hydra.utils.instantiate(cfg.task, dims=split.dims, voxel_size=split.gt_voxel_size)
+    radius = typical_object_radius([(d.gt, d.labelled_roi) for d in split.train])
+    task: Task = hydra.utils.instantiate(
+        cfg.task, dims=split.dims, voxel_size=split.gt_voxel_size, object_radius=radius
+    )
     optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
     scheduler = hydra.utils.instantiate(cfg.trainer.scheduler) if cfg.trainer.scheduler else None
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -111,6 +115,7 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
         "in_channels": split.in_channels,
         "voxel_size": list(split.voxel_size),
         "gt_voxel_size": list(split.gt_voxel_size),
+        "object_radius": radius,
     }
     module = RunModule(architecture, task, optimizer, scheduler, config=config, meta=meta)
     if cfg.start:
@@ -142,7 +147,12 @@ def module_from_checkpoint(path: str | Path) -> RunModule:
     architecture = hydra.utils.instantiate(
         cfg.architecture, dims=meta["dims"], in_channels=meta["in_channels"]
     )
-    task = hydra.utils.instantiate(cfg.task, dims=meta["dims"], voxel_size=meta["gt_voxel_size"])
+    task = hydra.utils.instantiate(
+        cfg.task,
+        dims=meta["dims"],
+        voxel_size=meta["gt_voxel_size"],
+        object_radius=meta.get("object_radius"),
+    )
     optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
     module = RunModule(architecture, task, optimizer, None, config=hparams["config"], meta=meta)
     module.load_state_dict(state["state_dict"])

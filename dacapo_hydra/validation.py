@@ -3,9 +3,13 @@
 Each validation dataset's labelled region is predicted blockwise by the code
 `dacapo-predict` runs (:func:`~dacapo_hydra.predict.predict_roi`: same plan, grid
 and blending), in this process and in memory (validation volumes are small),
-optionally written to zarr for viewing. The
-task post-processes the prediction with every parameter set of its grid and
-scores the result against the ground truth.
+optionally written to zarr for viewing. The task post-processes the prediction
+with every parameter set of its grid (:meth:`~dacapo_hydra.tasks.base.Task.post_process_grid`,
+which shares work between sets) and scores the result against the ground truth.
+
+What a validation reports is one parameter set: the one whose mean criterion over
+the datasets is best (:meth:`Validator.best_set`), with all of that set's scores,
+so the precision, recall and F1 shown together were reached together.
 """
 
 from __future__ import annotations
@@ -45,21 +49,43 @@ class ScoreRow:
 
 @dataclass
 class Best:
-    """The best result so far for one criterion."""
+    """One (iteration, parameter set) picked by a criterion, with all its scores.
+
+    Attributes:
+        iteration: the training iteration.
+        score: the criterion's mean over the validation datasets.
+        params: the post-processing parameter set.
+        per_dataset: the criterion on each dataset.
+        scores: every score of this set, each the mean over the datasets.
+
+    """
 
     iteration: int
     score: float
     params: Params
     per_dataset: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, Any]:
-        """A JSON-able record (for MLflow tags)."""
+        """A JSON-able record (for MLflow tags and checkpoints)."""
         return {
             "iteration": self.iteration,
             "score": self.score,
             "params": self.params,
             "per_dataset": self.per_dataset,
+            "scores": self.scores,
         }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Best:
+        """The inverse of :meth:`as_record`."""
+        return cls(
+            int(record["iteration"]),
+            float(record["score"]),
+            dict(record["params"]),
+            dict(record.get("per_dataset", {})),
+            dict(record.get("scores", {})),
+        )
 
 
 class Validator:
@@ -129,34 +155,38 @@ class Validator:
                 roi, pred = self.predict(module, dataset)
                 gt = dataset.gt.read(roi)
                 mask = dataset.mask.read(roi) if dataset.mask is not None else None
-                for params in self.task.parameter_grid():
-                    output = self.task.post_process(pred, params)
+                for params, output in self.task.post_process_grid(pred):
                     scores = self.task.evaluate(output, gt, mask)
                     rows.append(ScoreRow(dataset.name, dict(params), scores))
         finally:
             module.train(was_training)
         return rows
 
-    def summarize(self, rows: Sequence[ScoreRow], iteration: int) -> dict[str, Best]:
-        """Per criterion, the best parameter set by its mean score over datasets."""
+    def best_set(self, rows: Sequence[ScoreRow], iteration: int, criterion: str) -> Best | None:
+        """The parameter set with the best mean `criterion` over datasets, with all its scores.
+
+        Sets where the criterion is not finite on some dataset are passed over; ties
+        go to the first set in the task's grid. None if no set has a finite value.
+        """
+        higher = self.directions[criterion]
         by_params: dict[str, list[ScoreRow]] = {}
         for row in rows:
             by_params.setdefault(params_key(row.params), []).append(row)
-        best: dict[str, Best] = {}
-        for criterion, higher in self.directions.items():
-            for group in by_params.values():
-                values = [r.scores.get(criterion, math.nan) for r in group]
-                if any(not math.isfinite(v) for v in values):
-                    continue
-                mean = float(np.mean(values))
-                current = best.get(criterion)
-                if current is None or (mean > current.score if higher else mean < current.score):
-                    best[criterion] = Best(
-                        iteration,
-                        mean,
-                        group[0].params,
-                        {r.dataset: r.scores[criterion] for r in group},
-                    )
+        best: Best | None = None
+        for group in by_params.values():
+            values = [r.scores.get(criterion, math.nan) for r in group]
+            if any(not math.isfinite(v) for v in values):
+                continue
+            mean = float(np.mean(values))
+            if best is None or (mean > best.score if higher else mean < best.score):
+                names = set.intersection(*(set(r.scores) for r in group))
+                best = Best(
+                    iteration,
+                    mean,
+                    dict(group[0].params),
+                    {r.dataset: r.scores[criterion] for r in group},
+                    {n: float(np.mean([r.scores[n] for r in group])) for n in sorted(names)},
+                )
         return best
 
     def improves(self, criterion: str, new: Best, old: Best | None) -> bool:

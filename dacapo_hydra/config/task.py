@@ -1,6 +1,8 @@
 """Schemas of the `task` group, one per task.
 
-Distances and thresholds are in nm; neighbourhood offsets in voxels (z, y, x).
+Lengths (distances, thresholds, seeds) are nm or strings with a unit ("6vx", "1.5um");
+null lengths follow the data (see each task). Neighbourhood offsets are in voxels
+(z, y, x), minimum object sizes in voxels.
 `class_ids` null means: class i is label i + 1, or every non-zero label when there
 is a single class (instance ground truth). `criterion` null keeps the task's default.
 """
@@ -8,6 +10,7 @@ is a single class (instance ground truth). `criterion` null keeps the task's def
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -23,9 +26,9 @@ class ScaledDistanceTaskConfig:
     _target_: str = MISSING
     channels: list[str] = field(default_factory=lambda: ["foreground"])
     class_ids: list[list[int]] | None = None
-    scale_factor: float = 50.0
-    clip_distance: float = 100.0
-    tol_distance: float = 40.0
+    scale_factor: Any = None  # null: the typical object's radius (measured), else 6 voxels
+    clip_distance: Any = None  # null: 2 x scale_factor
+    tol_distance: Any = None  # null: 0.8 x scale_factor
     mask_distances: bool = True
     clip_min: float = 0.05
     clip_max: float = 0.95
@@ -36,7 +39,11 @@ class DistanceTaskConfig(ScaledDistanceTaskConfig):
     """Signed distance to class boundaries, tanh-scaled (DaCapo's DistanceTask)."""
 
     _target_: str = "dacapo_hydra.tasks.distance.DistanceTask"
-    thresholds: list[float] | None = None
+    thresholds: list[Any] | None = None
+    instances: bool = False
+    seed_h: list[Any] | None = None
+    min_sizes: list[int] | None = None
+    foreground_distance: Any = None
     criterion: str | None = None
 
 
@@ -55,7 +62,9 @@ class AffinitiesTaskConfig:
     lsds_to_affs_weight_ratio: float = 1.0
     lsd_clip_min: float = 0.05
     lsd_clip_max: float = 0.95
-    biases: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    biases: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
+    merge_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
+    min_sizes: list[int] | None = None
     criterion: str | None = None
 
 
@@ -68,8 +77,8 @@ class OneHotTaskConfig:
     class_ids: list[list[int]] | None = None
     clip_min: float = 0.05
     clip_max: float = 0.95
-    tol_distance: float = 40.0
-    clip_distance: float = 100.0
+    tol_distance: Any = "5vx"
+    clip_distance: Any = "12.5vx"
     criterion: str | None = None
 
 
@@ -78,8 +87,9 @@ class InnerDistanceTaskConfig(ScaledDistanceTaskConfig):
     """Distance from inside each object to its boundary, for seeded watershed."""
 
     _target_: str = "dacapo_hydra.tasks.inner_distance.InnerDistanceTask"
-    seed_distances: list[float] | None = None
-    foreground_distance: float | None = None
+    seed_distances: list[Any] | None = None
+    min_sizes: list[int] | None = None
+    foreground_distance: Any = None
     criterion: str | None = None
 
 
@@ -89,7 +99,10 @@ class HotDistanceTaskConfig(ScaledDistanceTaskConfig):
 
     _target_: str = "dacapo_hydra.tasks.hot_distance.HotDistanceTask"
     hot_thresholds: list[float] = field(default_factory=lambda: [0.5])
-    thresholds: list[float] | None = None
+    thresholds: list[Any] | None = None
+    instances: bool = False
+    seed_h: list[Any] | None = None
+    min_sizes: list[int] | None = None
     criterion: str | None = None
 
 

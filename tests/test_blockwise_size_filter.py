@@ -1,0 +1,49 @@
+"""The size filter of instance routes is global: the same labels at any block size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from dacapo_hydra.blockwise_labels import Source, post_process_blockwise
+from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
+from tests.test_blockwise_labels import VOXEL, objects, same_partition, write_prediction
+
+
+def volume() -> np.ndarray:
+    gt = objects()
+    gt[11:13, 23:25, 23:25] = 0
+    gt[0:2, 23:25, 23:25] = 6  # 8 voxels, 1 in each of the 8 blocks of 12^3 around a corner
+    gt[22:23, 40:41, 2:5] = 7  # 3 voxels inside one block
+    return gt
+
+
+@pytest.fixture(scope="module")
+def prediction(tmp_path_factory: pytest.TempPathFactory) -> tuple[InnerDistanceTask, Path]:
+    task = InnerDistanceTask(3, VOXEL, min_sizes=[0, 5])
+    path = tmp_path_factory.mktemp("sizes") / "pred.zarr"
+    write_prediction(path, task.scale(task.distances(volume())).astype(np.float32))
+    return task, path
+
+
+@pytest.mark.parametrize("block", [(12, 12, 12), (24, 24, 24)])
+def test_blockwise_size_filter_equals_whole_volume(
+    prediction: tuple[InnerDistanceTask, Path], block: tuple[int, ...], tmp_path: Path
+) -> None:
+    task, path = prediction
+    params = {"seed_distance": 5.0, "min_size": 5}
+    source = Source.open(path, "prediction")
+    whole = task.post_process(source.read(source.array(), source.roi), params)
+    gt = volume()
+    assert whole[0][gt == 7].max() == 0  # 3 voxels: filtered
+    assert np.unique(whole[0][gt == 6]).size == 1 and whole[0][gt == 6][0] != 0  # 8 kept
+    result = post_process_blockwise(
+        task, params, path, "prediction", tmp_path / "out.zarr", "labels", block, progress=False
+    )
+    labels = zarr.open_group(str(tmp_path / "out.zarr"))["labels/s0"][:]
+    assert same_partition(labels, whole)
+    assert result.objects == len(np.unique(whole)) - 1 == 6
+    assert sorted(np.unique(labels)) == list(range(result.objects + 1))
