@@ -72,9 +72,14 @@ class LayoutConfig:
 
 @dataclass
 class SyntheticConfig:
-    """Generate the container with the synthetic generator when it is missing."""
+    """Generate the container with the synthetic generator when it is missing.
+
+    `kind` picks the generator: `em` (EM-like cells, uint8) or `nuclei` (light-microscopy
+    nuclei, uint16); shape and voxel size default to the kind's own when null.
+    """
 
     container: str = MISSING
+    kind: str = "em"
     dims: int = 3
     shape: list[int] | None = None
     voxel_size: list[float] | None = None

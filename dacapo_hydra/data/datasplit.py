@@ -201,6 +201,7 @@ def _synthetic_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         "offset": cfg.get("offset"),
         "seed": cfg.get("seed", 0),
         "chunk": cfg.get("chunk", 32),
+        "kind": cfg.get("kind", "em"),
     }
 
 

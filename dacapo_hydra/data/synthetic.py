@@ -1,11 +1,15 @@
-"""Synthetic EM-like volumes written to zarr v3 with OME-NGFF 0.5 metadata.
+"""Synthetic volumes written to zarr v3 with OME-NGFF 0.5 metadata: EM-like or nuclei.
 
-Each container holds `train/` and `validate/` groups, each with multiscale
-`raw` (uint8), `labels` (uint64 cell instances), `organelles` (uint64 blob
+Each container holds `train/` and `validate/` groups. The `em` kind (the default) has
+multiscale `raw` (uint8), `labels` (uint64 cell instances), `organelles` (uint64 blob
 instances) and `mask` (uint8, 1 where annotated). Cells are warped Voronoi
 regions separated by bright membranes; organelle-like blobs sit inside cells;
 the image is blurred and noisy. A slab at the far end of the last axis is left
 unannotated (labels 0, mask 0), as in real partially annotated data.
+
+The `nuclei` kind imitates light-microscopy nuclei (see
+dacapo_hydra.data.synthetic_nuclei): `raw` (uint16 counts), `labels` (uint64 touching
+nuclei) and `mask` (all 1), with 250 nm pixels (1000 nm along z in 3D) by default.
 """
 
 from __future__ import annotations
@@ -27,10 +31,16 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import find_boundaries
 
 from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
+from dacapo_hydra.data.synthetic_nuclei import DEFAULT_VOXEL_SIZE, generate_nuclei
 
 log = logging.getLogger(__name__)
 
 PARAMS_KEY = "dacapo_synthetic"
+KINDS = ("em", "nuclei")
+DEFAULT_SHAPE = {
+    "em": {2: [256, 256], 3: [96, 96, 96]},
+    "nuclei": {2: [256, 256], 3: [32, 160, 160]},
+}
 
 
 def generate_volume(
@@ -101,20 +111,22 @@ def write_synthetic(
     offset: Sequence[float] | None = None,
     seed: int = 0,
     chunk: int = 32,
+    kind: str = "em",
 ) -> Path:
     """Write a train and a validate volume to a new zarr v3 container at `path`.
 
     The container is built under a temporary name and renamed into place, so a
     reader never sees a half-written container and concurrent writers do not clash.
+    `kind` picks the generator: `em` (EM-like cells) or `nuclei` (fluorescence nuclei).
     """
-    params = _params(dims, shape, voxel_size, offset, seed, chunk)
+    params = _params(dims, shape, voxel_size, offset, seed, chunk, kind)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         root.attrs[PARAMS_KEY] = params
         for split, split_seed in (("train", params["seed"]), ("validate", params["seed"] + 1000)):
-            volume = generate_volume(params["shape"], split_seed)
+            volume = _generate(params, split_seed)
             group = root.create_group(split)
             for name, data in volume.items():
                 _write_multiscale(group, name, data, params)
@@ -132,7 +144,11 @@ def write_synthetic(
 
 
 def ensure_synthetic(path: str | Path, **kwargs: Any) -> Path:
-    """Create the synthetic container at `path` unless one with the same parameters exists."""
+    """Create the synthetic container at `path` unless one with the same parameters exists.
+
+    The parameters (the kind included) are stored on the container, so asking for
+    different ones regenerates it instead of silently reusing stale data.
+    """
     path = Path(path)
     wanted = _params(**kwargs)
     if path.exists():
@@ -155,11 +171,16 @@ def _params(
     offset: Sequence[float] | None = None,
     seed: int = 0,
     chunk: int = 32,
+    kind: str = "em",
 ) -> dict[str, Any]:
+    if kind not in KINDS:
+        raise ValueError(f"synthetic data: kind must be one of {KINDS}, got {kind!r}")
     if dims not in (2, 3):
         raise ValueError(f"synthetic data: dims must be 2 or 3, got {dims}")
-    shape = list(shape) if shape is not None else [96] * dims if dims == 3 else [256, 256]
-    voxel_size = list(voxel_size) if voxel_size is not None else [8.0] * dims
+    shape = list(shape) if shape is not None else DEFAULT_SHAPE[kind][dims]
+    if voxel_size is None:
+        voxel_size = [8.0] * dims if kind == "em" else DEFAULT_VOXEL_SIZE[dims]
+    voxel_size = list(voxel_size)
     offset = list(offset) if offset is not None else [0.0] * dims
     for key, value in (("shape", shape), ("voxel_size", voxel_size), ("offset", offset)):
         if len(value) != dims:
@@ -167,6 +188,7 @@ def _params(
                 f"synthetic data: {key} {value} must have {dims} entries (dims={dims})"
             )
     return {
+        "kind": kind,
         "dims": int(dims),
         "shape": [int(s) for s in shape],
         "voxel_size": [float(v) for v in voxel_size],
@@ -174,6 +196,13 @@ def _params(
         "seed": int(seed),
         "chunk": int(chunk),
     }
+
+
+def _generate(params: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+    """One volume of the container's kind; nuclei need the voxel size for physical sizes."""
+    if params["kind"] == "nuclei":
+        return generate_nuclei(params["shape"], seed, params["voxel_size"])
+    return generate_volume(params["shape"], seed)
 
 
 def _write_multiscale(
@@ -211,9 +240,10 @@ def _write_multiscale(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: write a synthetic container (`dacapo-synthetic OUT.zarr --dims 3`)."""
+    """Command line: write a synthetic container (`dacapo-synthetic OUT.zarr --kind nuclei`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="output zarr container")
+    parser.add_argument("--kind", default="em", choices=KINDS, help="EM-like cells or nuclei")
     parser.add_argument("--dims", type=int, default=3, choices=(2, 3))
     parser.add_argument("--shape", type=int, nargs="+")
     parser.add_argument("--voxel-size", type=float, nargs="+")
@@ -229,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         offset=args.offset,
         seed=args.seed,
         chunk=args.chunk,
+        kind=args.kind,
     )
     print(json.dumps({"path": str(out), **zarr.open_group(str(out)).attrs[PARAMS_KEY]}))
 
