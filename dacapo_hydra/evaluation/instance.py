@@ -19,7 +19,8 @@ Which voxels each score counts:
   where the ground truth is an object (scikit-image's `adapted_rand_error(gt, pred)`,
   default `ignore_labels=(0,)`; predicted background counts as one more predicted
   label there). As in scikit-image, the precision falls with false splits and the
-  recall with false merges; fragments on true background are not seen.
+  recall with false merges; fragments on true background are not seen, nor is a true
+  object predicted wholly as background (one predicted label covering one object).
 - Detection (`detection_*`, `mean_matched_iou`, `false_positives`, `false_negatives`,
   `average_precision_50`, `mean_average_precision`, `object_count_ratio_error`):
   objects, each counting once whatever its size, so a 3-voxel fragment is a false
@@ -36,8 +37,10 @@ Matching conventions:
   graph of overlapping pairs). Above t = 0.5 an object overlaps at most one other that
   much, so the matching is unique; at exactly 0.5 (an object split into two halves)
   the assignment picks one. AP_t = TP / (TP + FP + FN) (StarDist's "accuracy", the
-  Data Science Bowl's "average precision"); `mean_average_precision` averages it over
-  t = 0.5, 0.55, ..., 0.95.
+  Data Science Bowl's "average precision",
+  https://www.kaggle.com/c/data-science-bowl-2018#evaluation); `mean_average_precision`
+  averages it over t = 0.5, 0.55, ..., 0.95. StarDist scores two empty images 0;
+  here they score 1.
 - CellMap segmentation challenge (janelia-cellmap/cellmap-segmentation-challenge,
   `src/cellmap_segmentation_challenge/utils/eval_utils/`: `scoring.score_instance`,
   `instance_matching.match_instances`, `distance.py`, `aggregation.combine_scores`):
@@ -47,12 +50,15 @@ Matching conventions:
   the volume's shortest side) or the cap if unmatched, and each unmatched predicted
   object the cap; `hausdorff_distance` is the mean of that pool,
   `normalized_hausdorff_distance` the mean of `1.01 ** (-d / ||voxel_size||)` over it,
-  and `combined_score` = sqrt(instance_f1 * normalized_hausdorff_distance).
-  The challenge scored `mean_accuracy` (voxel accuracy after relabelling matched
-  predictions to their ground-truth ids) in place of F1 until April 2026 (commit
-  8d21deb); it is kept as `instance_accuracy`. Unlike the challenge, predicted objects
-  are not split into connected components first (its own TODO is to drop that step):
-  every score here sees the same objects.
+  and `combined_score` = sqrt(instance_f1 * normalized_hausdorff_distance), all for
+  one volume (the challenge then pools counts and distances over a class's crops).
+  `hausdorff_distance_95` pools the challenge's "percentile" variant the same way: per
+  pair, the larger of the two directed distances' 95th percentiles, over all voxels.
+  The challenge scored `mean_accuracy` in place of F1 until April 2026 (commit
+  8d21deb); it is kept as `instance_accuracy`: the fraction of voxels where both are
+  background or the predicted object is the match of the true one. Unlike the
+  challenge, predicted objects are not split into connected components first (its own
+  TODO is to drop that step): every score here sees the same objects.
 
 Ratios with nothing to count (0 / 0) are 1 when neither segmentation has an object and
 0 otherwise (for detection); the adapted Rand ratios, which scikit-image leaves NaN
@@ -257,15 +263,13 @@ def instance_scores(
           `combined_score`, the CellMap challenge's.
 
     """
-    table = overlaps(gt, pred, mask)
-    ndim = table.gt_labels.ndim
-    if voxel_size is None:
-        voxel_size = (1.0,) * ndim
-    voxel_size = tuple(float(v) for v in voxel_size)
+    ndim = np.ndim(gt)
+    voxel_size = (1.0,) * ndim if voxel_size is None else tuple(float(v) for v in voxel_size)
     if len(voxel_size) != ndim or min(voxel_size, default=1.0) <= 0:
         raise ValueError(
             f"evaluation: voxel_size needs {ndim} positive values, got {list(voxel_size)}"
         )
+    table = overlaps(gt, pred, mask)
 
     split, merge = _variation_of_information(table.rows, table.cols, table.counts)
     foreground = table.rows > 0

@@ -121,8 +121,8 @@ def compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     flat = labels.ravel()
     top = int(flat.max()) if flat.size else 0
-    if top <= max(4 * flat.size, 1 << 16):
-        # Small label values: a lookup table, linear time.
+    if top <= max(flat.size, 1 << 16):
+        # Small label values: a lookup table (no bigger than the labels), linear time.
         flat = flat.astype(np.intp, copy=False)
         present = np.bincount(flat, minlength=top + 1) > 0
         present[0] = True
