@@ -24,7 +24,7 @@ def _reference(a: np.ndarray, b: np.ndarray, voxel_size: tuple[float, ...]) -> t
     return max(to_b.max(), to_a.max()), max(np.percentile(to_b, 95), np.percentile(to_a, 95))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(
     st.integers(0, 2**32),
     st.sampled_from([(1.0, 1.0), (4.0, 4.0), (40.0, 4.0, 4.0), (8.0, 8.0, 8.0), (2.0, 3.0, 5.0)]),

@@ -119,7 +119,7 @@ label_images = st.integers(1, 3).flatmap(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(label_images)
 def test_random_label_images_equal_skimage(images: tuple[np.ndarray, ...]) -> None:
     gt, pred, mask = images
@@ -128,7 +128,7 @@ def test_random_label_images_equal_skimage(images: tuple[np.ndarray, ...]) -> No
         _assert_equal_to_skimage(pred, gt, mask)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(label_images, st.integers(0, 2**32))
 def test_label_ids_do_not_matter(images: tuple[np.ndarray, ...], seed: int) -> None:
     gt, pred, mask = images
@@ -344,3 +344,40 @@ def test_bad_inputs_are_named() -> None:
         instance_scores(gt, gt, iou_threshold=0.0)
     # Integral floats (labels read from float arrays) are accepted.
     assert instance_scores(gt.astype(np.float32), gt)["voi"] == 0.0
+
+
+def _stardist_tp(gt: np.ndarray, pred: np.ndarray, threshold: float) -> tuple[int, int, int]:
+    """TP, n_gt, n_pred as StarDist's `matching` computes them (dense IoU, its costs)."""
+    from scipy.optimize import linear_sum_assignment
+
+    _, g = np.unique(gt, return_inverse=True)
+    _, p = np.unique(pred, return_inverse=True)
+    g = g.ravel() + (0 if (gt == 0).any() else 1)
+    p = p.ravel() + (0 if (pred == 0).any() else 1)
+    overlap = np.zeros((g.max() + 1, p.max() + 1))
+    np.add.at(overlap, (g, p), 1)
+    union = overlap.sum(0, keepdims=True) + overlap.sum(1, keepdims=True) - overlap
+    iou = (overlap / np.maximum(union, 1))[1:, 1:]
+    n_true, n_pred = iou.shape
+    n_matched = min(n_true, n_pred)
+    if n_matched == 0 or not np.any(iou >= threshold):
+        return 0, n_true, n_pred
+    costs = -(iou >= threshold).astype(float) - iou / (2 * n_matched)
+    rows, cols = linear_sum_assignment(costs)
+    return int(np.count_nonzero(iou[rows, cols] >= threshold)), n_true, n_pred
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(label_images)
+def test_average_precision_equals_stardist(images: tuple[np.ndarray, ...]) -> None:
+    gt, pred, _ = images
+    s = instance_scores(pred, gt)
+    precisions = []
+    for t in AP_THRESHOLDS:
+        tp, n_true, n_pred = _stardist_tp(gt, pred, t)
+        both_empty = n_true == 0 and n_pred == 0
+        precisions.append(1.0 if both_empty else tp / (n_true + n_pred - tp))
+        if t == 0.5:
+            assert s["false_positives"] == n_pred - tp and s["false_negatives"] == n_true - tp
+    assert s["average_precision_50"] == pytest.approx(precisions[0])
+    assert s["mean_average_precision"] == pytest.approx(np.mean(precisions))

@@ -63,7 +63,7 @@ weights = st.integers(1, 7).flatmap(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(weights)
 def test_matching_is_optimal(w: np.ndarray) -> None:
     rows, cols = np.nonzero(w)
