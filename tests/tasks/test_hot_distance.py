@@ -10,7 +10,7 @@ from dacapo_hydra.tasks.hot_distance import HotDistanceTask
 
 
 def test_targets_loss_and_both_heads() -> None:
-    task = HotDistanceTask(2, (10.0, 10.0), clip_distance=100.0)
+    task = HotDistanceTask(2, (10.0, 10.0), scale_factor=50.0, clip_distance=100.0)
     gt = np.zeros((12, 16), np.uint64)
     gt[:, 4:10] = 2
     mask = np.ones(gt.shape, np.uint8)
