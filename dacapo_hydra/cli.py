@@ -285,6 +285,7 @@ def validate_main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     try:
         from dacapo_hydra.data.datasplit import DataSplit
+        from dacapo_hydra.data.normalize import Normalizer
         from dacapo_hydra.run import module_from_checkpoint
         from dacapo_hydra.validation import Validator, params_key
 
@@ -296,7 +297,10 @@ def validate_main(argv: list[str] | None = None) -> None:
             )
             path = tracking.resolve_start(start, uri)
         module = module_from_checkpoint(path)
-        split = DataSplit.from_config(module.hparams["config"]["datasplit"])
+        # The checkpoint's normalisation, as in training: nothing is re-measured.
+        split = DataSplit.from_config(
+            module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
+        )
         if not split.validate:
             raise ValueError(f"the datasplit of {path} has no validation datasets")
         validator = Validator(split, module.task)

@@ -8,7 +8,8 @@ The folder holds:
 - `model.torchscript.pt`: the same as TorchScript (`torch.jit.load`), which
   bioimage.io and older tools read.
 - `model.json`: axes, channels, input/output shapes and voxel sizes (nm), the
-  context, the normalisation raw needs, the activation, and the file names.
+  context, the normalisation raw needs (the run's stored `Normalizer`: raw maps
+  to `(x - lo) / (hi - lo)`), the activation, and the file names.
 - `config.yaml`: the composed run config the model was trained with.
 - `sample_input.npy` / `sample_output.npy`: a test pair (raw intensities in,
   prediction out).
@@ -35,6 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.run import module_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -125,15 +127,10 @@ def write_bioimageio(
     if not metadata["files"]["torchscript"]:
         raise ValueError("export: bioimage.io needs TorchScript weights, which failed to save")
     spatial = "zyx"[3 - metadata["dims"] :]
-    norm = metadata["normalize"]
-    lo, hi = _norm_range(norm)
+    norm = Normalizer.from_dict(metadata["normalize"])
     preprocessing = (
-        [
-            bio.ScaleLinearDescr(
-                kwargs=bio.ScaleLinearKwargs(gain=1 / (hi - lo), offset=-lo / (hi - lo))
-            )
-        ]
-        if norm
+        [bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=norm.gain, offset=norm.offset))]
+        if norm.mode != "none"
         else []
     )
     readme = folder / "README.md"
@@ -215,13 +212,6 @@ def write_bioimageio(
     return path
 
 
-def _norm_range(normalize: Any) -> tuple[float, float]:
-    """The raw range mapped to [0, 1] ((0, 1): raw is used as it is)."""
-    if normalize and normalize.get("min") is not None and normalize.get("max") is not None:
-        return float(normalize["min"]), float(normalize["max"])
-    return 0.0, 1.0
-
-
 def export_model(
     checkpoint: str | Path,
     folder: str | Path,
@@ -265,12 +255,12 @@ def export_model(
     config = module.hparams["config"]
     meta = module.hparams["meta"]
     network = InferenceNetwork(architecture, module.head, module.task).eval()
-    normalize = (config.get("datasplit") or {}).get("normalize")
-    lo, hi = _norm_range(normalize)
+    normalizer = Normalizer.from_hparams(module.hparams)
+    lo, hi = normalizer.lo, normalizer.hi
     generator = torch.Generator().manual_seed(0)
     unit = torch.rand(1, architecture.in_channels, *shape, generator=generator)
     sample_raw = (unit * (hi - lo) + lo).numpy().astype(np.float32)
-    example = torch.from_numpy(((sample_raw - lo) / (hi - lo)).astype(np.float32))
+    example = torch.from_numpy(normalizer(sample_raw))
     with torch.no_grad():
         sample_output = network(example)
     program_error, dynamic_batch = _export_program(network, example, folder / "model.pt2")
@@ -312,11 +302,7 @@ def export_model(
         "input_voxel_size": voxel_size,
         "output_voxel_size": [v / u for v, u in zip(voxel_size, upsample, strict=True)],
         "gt_voxel_size": [float(v) for v in meta["gt_voxel_size"]],
-        "normalize": (
-            {"min": normalize.get("min"), "max": normalize.get("max"), "to": [0.0, 1.0]}
-            if normalize
-            else None
-        ),
+        "normalize": normalizer.to_dict(),
         "pad_mode": (config.get("datasplit") or {}).get("pad_mode", "reflect"),
         "architecture": (config.get("architecture") or {}).get("_target_"),
         "task": (config.get("task") or {}).get("_target_"),

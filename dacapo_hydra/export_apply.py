@@ -38,12 +38,15 @@ def load(folder: str | Path = HERE) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 def normalize(raw: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """Map raw linearly from [min, max] to [0, 1] (float32), as the model was trained."""
-    raw = raw.astype(np.float32)
-    norm = meta.get("normalize")
-    if norm and norm.get("min") is not None and norm.get("max") is not None:
-        raw = (raw - norm["min"]) / (norm["max"] - norm["min"])
-    return raw.astype(np.float32)
+    """Raw as the model was trained on it: `(raw - lo) / (hi - lo)` as float32.
+
+    `lo`/`hi` are the training run's values, from `model.json` (every mode of
+    the package's `Normalizer` reduces to this map; mode `none` has lo 0, hi 1).
+    """
+    # The same one line as dacapo_hydra.data.normalize.Normalizer, not imported:
+    # this script must run with numpy and torch alone, without the package.
+    lo, hi = float(meta["normalize"]["lo"]), float(meta["normalize"]["hi"])
+    return ((raw.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
 def predict(

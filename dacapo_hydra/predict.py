@@ -36,6 +36,7 @@ from monai.inferers import sliding_window_inference
 
 from dacapo_hydra.blockwise import Block, BlockGrid, BlockLedger, run_blocks
 from dacapo_hydra.data.array import Array, ZarrArray
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.module import RunModule
@@ -60,32 +61,6 @@ def load_model(checkpoint: str | Path) -> RunModule:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         _MODELS[key] = module.to(device).eval()
     return _MODELS[key]
-
-
-@dataclass(frozen=True)
-class Normalize:
-    """Raw intensities mapped linearly from [lo, hi] to [0, 1] as float32 (None: as read).
-
-    The datasplit's rule (:meth:`~dacapo_hydra.data.datasplit.DataSplit.normalize`),
-    as a small picklable object for Dask workers.
-    """
-
-    lo: float | None
-    hi: float | None
-
-    @classmethod
-    def from_config(cls, datasplit: dict[str, Any]) -> Normalize:
-        """The normalisation of a composed `datasplit` node (as stored in checkpoints)."""
-        if "normalize" in datasplit and datasplit["normalize"] is None:
-            return cls(None, None)
-        norm = datasplit.get("normalize") or {}
-        return cls(float(norm.get("min", 0.0)), float(norm.get("max", 255.0)))
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        """Normalised float32 copy of `raw`."""
-        if self.lo is None or self.hi is None:
-            return raw.astype(np.float32, copy=False)
-        return ((raw.astype(np.float32) - self.lo) / (self.hi - self.lo)).astype(np.float32)
 
 
 def _blend_margin(window: int, stride: int) -> int:
@@ -682,7 +657,8 @@ def plan_prediction(
         (str(out_container), out_dataset),
         plan,
         roi,
-        Normalize.from_config(cfg["datasplit"]),
+        # The training's stored values, never re-measured on the volume predicted.
+        Normalizer.from_hparams(module.hparams),
         cfg["datasplit"].get("pad_mode", "reflect"),
         dtype,
         (float(value_range[0]), float(value_range[1])),

@@ -29,6 +29,7 @@ from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.callbacks import Snapshots, WholeVolumeValidation
 from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.statistics import typical_object_radius
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.module import RunModule
@@ -116,6 +117,8 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
         "voxel_size": list(split.voxel_size),
         "gt_voxel_size": list(split.gt_voxel_size),
         "object_radius": radius,
+        # Measured once here; validation, prediction and export read these values back.
+        "normalize": split.normalize.to_dict(),
     }
     module = RunModule(architecture, task, optimizer, scheduler, config=config, meta=meta)
     if cfg.start:
@@ -131,7 +134,10 @@ def module_from_checkpoint(path: str | Path) -> RunModule:
     """Rebuild a trained module from a checkpoint alone (no data is opened).
 
     The checkpoint holds the composed config and the data facts the network was
-    built for (dims, channels, voxel sizes); the weights are loaded strictly.
+    built for (dims, channels, voxel sizes, and the raw normalisation in
+    `meta["normalize"]`); the weights are loaded strictly. A checkpoint from
+    before the normalisation was stored gets its config's min/max there
+    (:meth:`Normalizer.from_hparams`), so every reader finds `meta["normalize"]`.
     """
     path = Path(path)
     if not path.is_file():
@@ -143,7 +149,10 @@ def module_from_checkpoint(path: str | Path) -> RunModule:
             f"{path} is not a dacapo-hydra checkpoint (no config/meta hyper-parameters)"
         )
     cfg = OmegaConf.create(hparams["config"])
-    meta = hparams["meta"]
+    meta = dict(hparams["meta"])
+    if "normalize" not in meta:
+        meta["normalize"] = Normalizer.from_hparams(hparams).to_dict()
+        log.info("%s stores no normalisation: using its config's %s", path, meta["normalize"])
     architecture = hydra.utils.instantiate(
         cfg.architecture, dims=meta["dims"], in_channels=meta["in_channels"]
     )

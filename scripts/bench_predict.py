@@ -106,12 +106,13 @@ def child_memory(checkpoint: str, volume: Path) -> dict:
     """In a fresh process: the forward pass alone over the same tiles, held in memory."""
     from dacapo_hydra.blockwise import BlockGrid
     from dacapo_hydra.data.array import ZarrArray
-    from dacapo_hydra.predict import BlockPlan, Normalize, load_model
+    from dacapo_hydra.data.normalize import Normalizer
+    from dacapo_hydra.predict import BlockPlan, load_model
 
     module = load_model(checkpoint)
     raw = ZarrArray.open(volume, "raw")
     plan = BlockPlan.for_module(module, raw.voxel_size)
-    normalize = Normalize.from_config(module.hparams["config"]["datasplit"])
+    normalize = Normalizer.from_hparams(module.hparams)
     grid = BlockGrid(raw.roi, plan.block_size, plan.context)
     tiles = [
         torch.from_numpy(normalize(raw.read_padded(b.read_roi, "reflect")))[None, None]

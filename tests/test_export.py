@@ -36,7 +36,14 @@ def test_exported_model_matches_live(trained, tmp_path):
     assert meta == exported.metadata
     assert meta["input_shape"] == [84, 84] and meta["output_shape"] == [68, 68]
     assert meta["context"] == [8, 8] and meta["axes"] == ["b", "c", "y", "x"]
-    assert meta["normalize"] == {"min": 0.0, "max": 255.0, "to": [0.0, 1.0]}
+    assert meta["normalize"] == {
+        "mode": "minmax",
+        "lo": 0.0,
+        "hi": 255.0,
+        "min": 0.0,
+        "max": 255.0,
+        "measured": False,
+    }
     assert meta["input_voxel_size"] == meta["output_voxel_size"] == [4.0, 4.0]
     assert OmegaConf.load(exported.folder / "config.yaml").architecture.input_shape == 44
     live = module_from_checkpoint(trained)
@@ -65,7 +72,7 @@ def test_apply_predicts_blockwise_like_one_pass(trained, tmp_path):
     # Blocks of 68 tile a 136 x 136 output; the valid U-Net is translation equivariant,
     # so one pass over the whole padded array gives the same values.
     padded = np.pad(
-        normalize(raw, {"normalize": {"min": 0, "max": 255}}), [(8, 44), (8, 74)], mode="reflect"
+        normalize(raw, {"normalize": {"lo": 0, "hi": 255}}), [(8, 44), (8, 74)], mode="reflect"
     )
     live = module_from_checkpoint(trained)
     with torch.no_grad():

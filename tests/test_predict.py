@@ -16,13 +16,13 @@ import zarr
 from monai.inferers import sliding_window_inference
 
 from dacapo_hydra.data.array import ZarrArray
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.synthetic import write_synthetic
 from dacapo_hydra.module import RunModule
 from dacapo_hydra.predict import (
     LEDGER_DIR,
     BlockPlan,
-    Normalize,
     load_model,
     predict,
     predict_roi,
@@ -257,7 +257,7 @@ def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_
 def test_half_precision_model_predicts(trained_3d: str, volume: Path) -> None:
     module = module_from_checkpoint(trained_3d)
     raw = ZarrArray.open(volume, "validate/raw")
-    normalize = Normalize.from_config(module.hparams["config"]["datasplit"])
+    normalize = Normalizer.from_hparams(module.hparams)
     full = predict_roi(module, raw, raw.roi, normalize, "reflect", input_shape=SMALL)
     half = predict_roi(
         module.to(torch.bfloat16), raw, raw.roi, normalize, "reflect", input_shape=SMALL

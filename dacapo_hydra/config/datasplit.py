@@ -43,10 +43,30 @@ class DatasetConfig:
 
 @dataclass
 class NormalizeConfig:
-    """Raw intensities map linearly from [min, max] to [0, 1]."""
+    """How raw intensities become network input: one affine map `(x - lo) / (hi - lo)`.
 
-    min: float = 0.0
-    max: float = 255.0
+    `mode` picks how `lo`/`hi` are found; values left null are measured once, on
+    a bounded sample of the training raw (2**21 voxels by default, spread over
+    every training volume), when the run is built, and stored with the
+    checkpoint (see dacapo_hydra.data.normalize):
+
+    - `percentile` (default): the `lower` (1.0) and `upper` (99.8) percentiles;
+      fits uint8 and uint16 data alike.
+    - `minmax`: `min` and `max` (the sample's where null); a `max` far below
+      the data (e.g. 255 on uint16) is refused.
+    - `meanstd`: `mean` maps to 0 and `mean + std` to 1 (measured where null).
+
+    Options of another mode are refused, naming the key.
+    """
+
+    mode: str = "percentile"
+    min: float | None = None
+    max: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    sample_voxels: int = 2**21
 
 
 @dataclass

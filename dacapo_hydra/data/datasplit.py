@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from dacapo_hydra.data.array import PAD_MODES, Array
 from dacapo_hydra.data.array_spec import build_array
 from dacapo_hydra.data.layout import layout_datasets
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi, as_tuple
 from dacapo_hydra.data.synthetic import ensure_synthetic
 
@@ -76,15 +77,16 @@ class Dataset:
 class DataSplit:
     """The datasets a run trains and validates on, how raw is normalised and padded.
 
-    `norm_min`/`norm_max` None leaves raw as it is read (as float32): use that
+    `normalize` maps raw to network input (`split.normalize(raw)`): the one
+    :class:`~dacapo_hydra.data.normalize.Normalizer` training, validation and
+    prediction share. Its mode `none` leaves raw as read (as float32): use that
     when the raw spec normalises itself with a `normalize` transform.
     """
 
     dims: int
     train: list[Dataset]
     validate: list[Dataset]
-    norm_min: float | None
-    norm_max: float | None
+    normalize: Normalizer
     pad_mode: str
     sampling: Sampling = field(default_factory=Sampling)
 
@@ -103,21 +105,22 @@ class DataSplit:
         """Raw channels (1 for a raw array without a channel axis)."""
         return self.train[0].raw.num_channels or 1
 
-    def normalize(self, raw: np.ndarray) -> np.ndarray:
-        """Map raw intensities linearly from [min, max] to [0, 1] (float32)."""
-        if self.norm_min is None or self.norm_max is None:
-            return raw.astype(np.float32, copy=False)
-        return ((raw.astype(np.float32) - self.norm_min) / (self.norm_max - self.norm_min)).astype(
-            np.float32
-        )
-
     @classmethod
-    def from_config(cls, cfg: DictConfig | dict[str, Any]) -> DataSplit:
+    def from_config(
+        cls, cfg: DictConfig | dict[str, Any], normalizer: Normalizer | None = None
+    ) -> DataSplit:
         """Open every array named in `cfg` (a `datasplit` node) and check they fit together.
 
         The synthetic container, if the config names one, is generated first when
         missing; a `layout` folder adds its datasets to those listed. Raises
         ValueError/FileNotFoundError/KeyError naming the dataset and key at fault.
+
+        Args:
+            cfg: the `datasplit` node.
+            normalizer: the normalisation to use, e.g. a checkpoint's
+                (:meth:`Normalizer.from_hparams`); None measures it as
+                `cfg.normalize` asks, on a sample of the training raw.
+
         """
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -137,7 +140,6 @@ class DataSplit:
         pad_mode = cfg.get("pad_mode", "reflect")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"datasplit.pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
-        lo, hi = _norm_range(cfg)
         sampling = Sampling(**(cfg.get("sampling") or {}))
         scales = {
             "raw": _voxel_size(cfg.get("input_voxel_size"), "datasplit.input_voxel_size"),
@@ -169,17 +171,12 @@ class DataSplit:
                     raise ValueError(
                         f"{key} ({ds.name}): sampling strategy {sampling.strategy!r} needs a mask"
                     )
-        return cls(dims, train, validate, lo, hi, pad_mode, sampling)
-
-
-def _norm_range(cfg: dict[str, Any]) -> tuple[float | None, float | None]:
-    if "normalize" in cfg and cfg["normalize"] is None:
-        return None, None
-    norm = cfg.get("normalize") or {}
-    lo, hi = float(norm.get("min", 0.0)), float(norm.get("max", 255.0))
-    if hi <= lo:
-        raise ValueError(f"datasplit.normalize: max ({hi}) must exceed min ({lo})")
-    return lo, hi
+        if normalizer is None:
+            normalizer = Normalizer.from_config(
+                cfg.get("normalize", {}),
+                {f"{key} ({ds.name})": ds.raw for key, ds in _keyed(train, [])},
+            )
+        return cls(dims, train, validate, normalizer, pad_mode, sampling)
 
 
 def _voxel_size(value: Any, key: str) -> tuple[float, ...] | None:

@@ -16,6 +16,7 @@ from dacapo_hydra.data.augment import build_augment
 from dacapo_hydra.data.datamodule import TrainCrops
 from dacapo_hydra.data.datasplit import Dataset, DataSplit, Sampling
 from dacapo_hydra.data.deform import Deformation, Warp
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.tasks.distance import DistanceTask
@@ -46,7 +47,9 @@ def test_sampler_reads_only_the_chunks_a_crop_touches(tmp_path: Path) -> None:
         zarr.open_array(logging_store, path="raw"), (4.0,) * 3, (40.0, 80.0, 120.0), "raw"
     )
     gt = ZarrArray(zarr.open_array(logging_store, path="gt"), (4.0,) * 3, (40.0, 80.0, 120.0), "gt")
-    split = DataSplit(3, [Dataset("big", raw, gt, None, 1.0)], [], 0.0, 255.0, "reflect")
+    split = DataSplit(
+        3, [Dataset("big", raw, gt, None, 1.0)], [], Normalizer("minmax", 0.0, 255.0), "reflect"
+    )
     shapes = CropShapes((24, 24, 24), (8, 8, 8), (4.0, 4.0, 4.0))
     sampler = CropSampler(split.train, split, shapes)
     rng = np.random.default_rng(0)
@@ -68,7 +71,9 @@ def test_crop_at_known_world_roi(tmp_path: Path) -> None:
     _write_volume(path, shape, 8, offset)
     raw = ZarrArray.open(path, "raw")
     gt = ZarrArray.open(path, "gt")
-    split = DataSplit(3, [Dataset("small", raw, gt, None, 1.0)], [], 0.0, 1.0, "constant")
+    split = DataSplit(
+        3, [Dataset("small", raw, gt, None, 1.0)], [], Normalizer.identity(), "constant"
+    )
     shapes = CropShapes((6, 6, 6), (2, 2, 2), (4.0, 4.0, 4.0))
     sampler = CropSampler(split.train, split, shapes)
 
@@ -103,8 +108,7 @@ def _split(datasets: list[Dataset], strategy: str = "uniform", **kw: float) -> D
         len(datasets[0].raw.voxel_size),
         datasets,
         [],
-        0.0,
-        1.0,
+        Normalizer.identity(),
         "reflect",
         Sampling(strategy, **kw),
     )
@@ -201,7 +205,9 @@ def _aligned_volume(dims: int = 3) -> tuple[DataSplit, CropShapes]:
     labels = _blocks(shape, 5)
     raw = memory_array((labels * 20).astype(np.uint8), (8.0,) * dims, (0.0,) * dims, chunk=16)
     gt = memory_array(labels, (8.0,) * dims, (0.0,) * dims, chunk=16)
-    split = DataSplit(dims, [Dataset("v", raw, gt, None, 1.0)], [], 0.0, 1.0, "reflect")
+    split = DataSplit(
+        dims, [Dataset("v", raw, gt, None, 1.0)], [], Normalizer.identity(), "reflect"
+    )
     return split, CropShapes((20,) * dims, (12,) * dims, (8.0,) * dims)
 
 

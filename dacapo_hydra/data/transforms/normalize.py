@@ -1,10 +1,11 @@
-"""Intensity normalisation: min/max to [0, 1], or mean/std."""
+"""Intensity normalisation of one array: min/max to [0, 1], or mean/std, with given values."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from dacapo_hydra.data.array import Array
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.transforms.wrapped import WrappedArray
 
 MODES = ("minmax", "meanstd")
@@ -14,7 +15,9 @@ class NormalizeArray(WrappedArray):
     """Intensities as float32: `(v - min) / (max - min)` or `(v - mean) / std`.
 
     The statistics are given, not measured, so every crop is normalised alike
-    without reading the whole volume.
+    without reading the whole volume. The arithmetic is the datasplit's
+    :class:`~dacapo_hydra.data.normalize.Normalizer` (`meanstd` is its map with
+    `lo = mean`, `hi = mean + std`), so the two can't drift apart.
 
     Args:
         source: the raw array.
@@ -41,11 +44,11 @@ class NormalizeArray(WrappedArray):
         if mode == "minmax":
             if max <= min:
                 raise ValueError(f"{self.where}: normalize max ({max}) must exceed min ({min})")
-            self.shift, self.scale = float(min), float(max - min)
+            self.normalizer = Normalizer(mode, float(min), float(max))
         else:
             if std <= 0:
                 raise ValueError(f"{self.where}: normalize std must be positive, got {std}")
-            self.shift, self.scale = float(mean), float(std)
+            self.normalizer = Normalizer(mode, float(mean), float(mean) + float(std))
 
     @property
     def dtype(self) -> np.dtype:
@@ -54,4 +57,4 @@ class NormalizeArray(WrappedArray):
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Shift and scale to float32."""
-        return ((data.astype(np.float32) - self.shift) / self.scale).astype(np.float32)
+        return self.normalizer(data)
