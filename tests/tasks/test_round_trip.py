@@ -48,6 +48,11 @@ def test_round_trip_is_perfect(name: str, dims: int) -> None:
     voxel_size = (8.0, 4.0, 4.0)[-dims:]
     task: Task = hydra.utils.instantiate(cfg.task, dims=dims, voxel_size=voxel_size)
     gt = _labels(dims)
+    if name == "distance_instances":
+        # The distance to the foreground has no saddle between two boxes sharing a whole
+        # face, so nothing can split them (inner_distance can): leave a one-voxel gap.
+        first = np.indices(gt.shape)[1] == (12 if dims == 3 else 18)
+        gt[(gt == 12) & first] = 0
     mask = np.ones(gt.shape, np.uint8)
     target, weight = task.targets(gt, mask)
     assert target.shape == weight.shape == (target.shape[0], *gt.shape)
