@@ -30,7 +30,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt, find_objects
 from scipy.spatial import cKDTree
 
-# Most (points x offsets) gathered at once before falling back to a distance transform.
+# Most (points x offsets) gathered in one round before the k-d tree or transform takes over.
 _GATHER_BUDGET = 1 << 18
 # Offsets tried per round: the first rounds resolve nearly every voxel of a good match.
 _ROUNDS = (8, 32, 128, 512, 2048)
