@@ -12,12 +12,13 @@ side of the volume, in nm). `normalize_distance` maps a distance d to
 `1.01 ** (-d / ||voxel_size||)`.
 
 The distances are exact but cheaper than a distance transform of each pair's
-bounding box (what the challenge computes, with scipy's `distance_transform_edt`):
-the nearest voxel of B is searched first among the offsets of a small ellipsoid,
-sorted by length in nm so that the first hit is the nearest, which resolves nearly
-every voxel of a well-matched pair; the voxels farther than the ellipsoid query a
-k-d tree of B's boundary voxels (the nearest voxel of B always has a face neighbour
-outside B). Tests check both against `distance_transform_edt(..., sampling=...)`.
+bounding box (what the challenge computes, with scipy's `distance_transform_edt`)
+when the pair matches well: the nearest voxel of B is searched first among the
+offsets of a small ellipsoid, sorted by length in nm so that the first hit is the
+nearest, which resolves nearly every voxel of a good match. The voxels farther than
+the ellipsoid query a k-d tree of B's boundary voxels (the nearest voxel of B always
+has a face neighbour outside B) when they are few, and read a distance transform of
+the box when they are many. Tests check all three against `distance_transform_edt`.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import find_objects
+from scipy.ndimage import distance_transform_edt, find_objects
 from scipy.spatial import cKDTree
 
-# Most (points x offsets) gathered at once before falling back to a distance transform.
+# Most (points x offsets) gathered in one round before the k-d tree or transform takes over.
 _GATHER_BUDGET = 1 << 18
 # Offsets tried per round: the first rounds resolve nearly every voxel of a good match.
 _ROUNDS = (8, 32, 128, 512, 2048)
+# A k-d tree query costs about as much as this many voxels of a distance transform.
+_TRANSFORM_SHARE = 6
 
 
 def max_distance(voxel_size: Sequence[float], shape: Sequence[int]) -> float:
@@ -132,10 +135,16 @@ def _directed(source: np.ndarray, target: np.ndarray, stencil: Stencil) -> np.nd
         distances[todo[found]] = stencil.lengths[start + hits[found].argmax(axis=1)]
         todo = todo[~found]
         start = stop
-    if todo.size:
-        # Farther than the stencil: the nearest voxel of the target has a face neighbour
-        # outside it (a step from it towards the point gets closer), so a search among
-        # the target's boundary voxels is exact.
+        if todo.size * _TRANSFORM_SHARE > target.size:
+            break
+    if todo.size * _TRANSFORM_SHARE > target.size:
+        # Many voxels far away: one distance transform of the box is cheaper.
+        field = distance_transform_edt(~target, sampling=stencil.voxel_size)
+        distances[todo] = field.ravel()[points[todo]]
+    elif todo.size:
+        # A few voxels farther than the stencil: the nearest voxel of the target has a
+        # face neighbour outside it (a step from it towards the point gets closer), so a
+        # search among the target's boundary voxels is exact.
         surface = np.argwhere(_boundary(target)) * stencil.voxel_size
         where = np.stack(np.unravel_index(points[todo], target.shape), axis=-1)
         distances[todo] = cKDTree(surface).query(where * stencil.voxel_size)[0]
@@ -209,6 +218,18 @@ def pair_hausdorff(
     return _pair(_pad(a, stencil.extent), _pad(b, stencil.extent), stencil, percentile)
 
 
+def _boxes(labels: np.ndarray, wanted: np.ndarray) -> list[tuple[slice, ...]]:
+    """Bounding box of each label in `wanted` (distinct, present), in that order."""
+    top = int(wanted.max())
+    if top <= 2 * wanted.size + 64:
+        boxes = find_objects(labels, max_label=top)
+        return [boxes[i - 1] for i in wanted.tolist()]
+    # Thousands of labels, few wanted: number the wanted ones 1..n first.
+    lookup = np.zeros(int(labels.max()) + 1, np.int32)
+    lookup[wanted] = np.arange(1, wanted.size + 1, dtype=np.int32)
+    return find_objects(lookup[labels], max_label=wanted.size)
+
+
 def matched_hausdorff(
     gt_labels: np.ndarray,
     pred_labels: np.ndarray,
@@ -236,10 +257,10 @@ def matched_hausdorff(
     if gt_index.size == 0:
         return hd, hd_q
     stencil = Stencil.for_voxel_size(voxel_size)
-    gt_boxes = find_objects(gt_labels, max_label=int(gt_index.max()))
-    pred_boxes = find_objects(pred_labels, max_label=int(pred_index.max()))
+    gt_boxes = _boxes(gt_labels, gt_index)
+    pred_boxes = _boxes(pred_labels, pred_index)
     for k, (i, j) in enumerate(zip(gt_index.tolist(), pred_index.tolist(), strict=True)):
-        box_a, box_b = gt_boxes[i - 1], pred_boxes[j - 1]
+        box_a, box_b = gt_boxes[k], pred_boxes[k]
         box = tuple(
             slice(min(u.start, v.start), max(u.stop, v.stop))
             for u, v in zip(box_a, box_b, strict=True)

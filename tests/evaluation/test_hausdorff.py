@@ -73,3 +73,33 @@ def test_stencil_is_sorted_and_complete() -> None:
     inside = {tuple(o) for o in stencil.offsets.tolist()}
     assert {(1, 0, 0), (-1, 0, 0), (0, 10, 0), (0, 6, 8)} <= inside
     assert (1, 1, 0) not in inside
+
+
+@pytest.mark.parametrize(
+    ("far_rows", "path"),
+    [(0, None), (1, "cKDTree"), (9, "distance_transform_edt")],
+)
+def test_every_search_path_is_exact(
+    far_rows: int, path: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shifted square (stencil), plus a few (k-d tree) or many (transform) far voxels."""
+    import dacapo_hydra.evaluation.hausdorff as hausdorff
+
+    used = []
+    for name in ("cKDTree", "distance_transform_edt"):
+        original = getattr(hausdorff, name)
+
+        def spy(*args: object, _name: str = name, _original: object = original, **kw: object):
+            used.append(_name)
+            return _original(*args, **kw)
+
+        monkeypatch.setattr(hausdorff, name, spy)
+    voxel_size = (8.0, 4.0)
+    target = np.zeros((40, 40), bool)
+    target[5:30, 5:30] = True
+    source = np.roll(target, 1, axis=1)
+    source[40 - far_rows :] = True  # rows 31-39 lie beyond the 8 nm stencil
+    got = directed_distances(source, target, Stencil.for_voxel_size(voxel_size))
+    field = ndimage.distance_transform_edt(~target, sampling=voxel_size)
+    np.testing.assert_allclose(got, field[source & ~target])
+    assert used == ([] if path is None else [path])

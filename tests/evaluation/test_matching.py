@@ -25,6 +25,8 @@ from dacapo_hydra.evaluation.matching import (
         np.array([3, 2**40, 2**63 + 7, 3], np.uint64),  # huge ids: the sorting path
         np.array([4, 4, 9], np.int64),  # no background
         np.zeros(0, np.int64),
+        # Very many distinct huge ids: the argsort path.
+        np.random.default_rng(0).integers(2**40, 2**41, 70_000, dtype=np.uint64),
     ],
 )
 def test_compact_round_trips(labels: np.ndarray) -> None:
@@ -91,7 +93,7 @@ def test_assignment_finds_more_matches_than_greedy() -> None:
     pred = np.zeros(20, np.int64)
     pred[3:15], pred[0:3] = 7, 8
     table = overlaps(gt, pred)
-    rows, cols, _, iou = table.object_pairs()
+    rows, cols, _, iou = table.pairs
     dense = np.zeros((3, 3))
     dense[rows, cols] = iou
     assert dense[1, 1] == pytest.approx(7 / 15)  # A-P, the best pair
