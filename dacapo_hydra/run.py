@@ -108,6 +108,8 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
     task: Task = hydra.utils.instantiate(
         cfg.task, dims=split.dims, voxel_size=split.gt_voxel_size, object_radius=radius
     )
+    output_shape = architecture.output_shape(architecture.input_shape)
+    task.check_crop([s * v for s, v in zip(output_shape, split.gt_voxel_size, strict=True)])
     optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
     scheduler = hydra.utils.instantiate(cfg.trainer.scheduler) if cfg.trainer.scheduler else None
     config = OmegaConf.to_container(cfg, resolve=True)

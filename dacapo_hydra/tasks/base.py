@@ -93,6 +93,14 @@ class Task(ABC):
         labels, as the task's docstring says; `evaluate` takes exactly that.
         """
 
+    def check_crop(self, extent: Sequence[float]) -> None:
+        """Raise ValueError naming the key if a length of the task does not fit a training crop.
+
+        Args:
+            extent: nm per axis of the network's output crop.
+
+        """
+
     def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
         """Every parameter set of the grid with its output (tasks may share work between sets)."""
         for params in self.parameter_grid():

@@ -192,6 +192,15 @@ class ScaledDistanceTask(Task):
         """One channel per class."""
         return len(self.classes)
 
+    def check_crop(self, extent: Sequence[float]) -> None:
+        """The tanh scale must fit the output crop: a larger one leaves a flat target."""
+        if self.scale_factor > max(extent):
+            raise ValueError(
+                f"task.scale_factor: {self.scale_factor:g} nm is more than the training "
+                f"crop's {max(extent):g} nm (output shape x voxel size); give a smaller "
+                "length (e.g. '6vx') or a larger architecture.input_shape"
+            )
+
     def voxel_grid(self, values: Sequence[float] | None, factors: Sequence[float]) -> list[float]:
         """`values` as floats; None (or empty): `factors` times the smallest voxel size."""
         step = min(self.voxel_size)

@@ -105,3 +105,27 @@ def test_size_grid_follows_the_objects(vs: tuple[float, ...], radius: float) -> 
     assert min_size_grid([5, 10], radius, vs) == [5, 10]
     with pytest.raises(ValueError, match="task.min_sizes"):
         min_size_grid([-1], radius, vs)
+
+
+def test_lengths_below_a_voxel_or_above_the_crop_name_the_key() -> None:
+    with pytest.raises(ValueError, match="task.scale_factor: '0.5vx' is 4 nm, below 1 voxel"):
+        DistanceTask(2, (8.0, 8.0), scale_factor="0.5vx")
+    task = DistanceTask(2, (250.0, 250.0), scale_factor="40vx")
+    with pytest.raises(ValueError, match="task.scale_factor: 10000 nm is more than the training"):
+        task.check_crop((7000.0, 7000.0))
+    task.check_crop((20000.0, 20000.0))
+
+
+@pytest.mark.parametrize("voxel", [4.0, 250.0])
+def test_distance_defaults_follow_the_measured_objects(voxel: float) -> None:
+    radius = 12 * voxel  # the same objects, imaged at either voxel size
+    task = DistanceTask(2, (voxel, voxel), object_radius=radius)
+    assert task.scale_factor == radius and task.clip_distance == 2 * radius
+    assert task.tol_distance == pytest.approx(0.8 * radius)
+    gt = touching_discs()
+    target = task.scale(task.distances(gt))[0]
+    # Inside a disc of radius 10 voxels the target still varies: not flat, not binary.
+    inside = target[gt > 0]
+    assert inside.min() < 0.1 and 0.55 < inside.max() < 0.8
+    fallback = DistanceTask(2, (voxel, voxel))
+    assert fallback.scale_factor == 6 * voxel
