@@ -100,6 +100,7 @@ class Task(ABC):
             extent: nm per axis of the network's output crop.
 
         """
+        del extent  # a task without lengths has nothing to check
 
     def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
         """Every parameter set of the grid with its output (tasks may share work between sets)."""

@@ -97,7 +97,9 @@ def test_agglomeration_merges_more_at_lower_thresholds() -> None:
     assert counts[0] >= counts[1] >= counts[2] and counts[1] == 2
 
 
-@pytest.mark.parametrize(("vs", "radius"), [((8.0, 8.0, 8.0), 64.0), ((1000.0, 250.0, 250.0), 3000.0)])
+@pytest.mark.parametrize(
+    ("vs", "radius"), [((8.0, 8.0, 8.0), 64.0), ((1000.0, 250.0, 250.0), 3000.0)]
+)
 def test_size_grid_follows_the_objects(vs: tuple[float, ...], radius: float) -> None:
     sizes = min_size_grid(None, radius, vs)
     volume = 4 / 3 * np.pi * radius**3 / np.prod(vs)
