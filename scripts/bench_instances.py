@@ -86,7 +86,7 @@ def baseline(
     return watershed(-distance, markers, mask=foreground).astype(np.uint64)
 
 
-def run_one(dims: int, task: str, iterations: int, work: Path) -> dict:
+def run_one(dims: int, task: str, iterations: int, work: Path, extra: list[str]) -> dict:
     from mlflow.tracking import MlflowClient
 
     from dacapo_hydra.api import compose
@@ -103,6 +103,7 @@ def run_one(dims: int, task: str, iterations: int, work: Path) -> dict:
             f"iterations={iterations}",
             f"validation_interval={interval}",
             "write_validation=false",
+            *extra,
         ],
     )
     started = time.perf_counter()
@@ -144,11 +145,15 @@ def main() -> None:
     parser.add_argument("--iterations-2d", type=int, default=3000)
     parser.add_argument("--iterations-3d", type=int, default=1500)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides for every run, e.g. architecture=unet_small"
+    )
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_instances_"))
     report: dict = {
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "goals": {"detection_f1_2d": 0.85, "detection_f1_3d": 0.75, "vs_baseline": 2.0},
+        "overrides": args.overrides,
         "results": {},
     }
     for dims in args.dims:
@@ -156,7 +161,7 @@ def main() -> None:
         for task in args.tasks:
             key = f"{dims}d/{task}"
             with contextlib.redirect_stdout(sys.stderr):  # the JSON alone on stdout
-                report["results"][key] = run_one(dims, task, iterations, work)
+                report["results"][key] = run_one(dims, task, iterations, work, args.overrides)
             print(f"bench_instances: {key} done", file=sys.stderr)
         from dacapo_hydra.data.statistics import object_radii
 

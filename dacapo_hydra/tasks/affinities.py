@@ -18,6 +18,29 @@ from dacapo_hydra.tasks.lsds import local_shape_descriptors, num_lsd_channels
 from dacapo_hydra.tasks.shifts import shifted_pairs
 
 
+def default_neighborhood(
+    dims: int, voxel_size: Sequence[float], object_radius: float | None
+) -> list[list[int]]:
+    """Nearest neighbours, and per axis a step of half the object radius (2 to 8 voxels).
+
+    Examples:
+        >>> default_neighborhood(2, (250.0, 250.0), 3000.0)
+        [[-1, 0], [0, -1], [-6, 0], [0, -6]]
+        >>> default_neighborhood(3, (1000.0, 250.0, 250.0), 3000.0)[3:]
+        [[-2, 0, 0], [0, -6, 0], [0, 0, -6]]
+        >>> len(default_neighborhood(3, (8.0, 8.0, 8.0), None))
+        3
+
+    """
+    offsets = [[-1 if i == d else 0 for i in range(dims)] for d in range(dims)]
+    if object_radius:
+        for d, size in enumerate(voxel_size):
+            step = min(8, round(0.5 * object_radius / size))
+            if step >= 2:
+                offsets.append([-step if i == d else 0 for i in range(dims)])
+    return offsets
+
+
 class AffinitiesTask(Task):
     """Learn whether each voxel and its neighbour at each offset share an object.
 
@@ -39,7 +62,10 @@ class AffinitiesTask(Task):
       waterz/LSD pipeline; :mod:`~dacapo_hydra.tasks.instances.agglomeration`).
 
     Args:
-        neighborhood: offsets in voxels; default one step back along each axis.
+        neighborhood: offsets in voxels. None: one step back along each axis, plus a
+            long-range step per axis of half the typical object's radius (2 to 8 voxels;
+            none where that is under 2), so that mutex watershed has repulsive edges
+            across the boundary between touching objects.
         clip_min: lower clip of the affinity frequency for class balancing.
         clip_max: upper clip.
         background_as_object: treat background as one more object.
@@ -84,7 +110,7 @@ class AffinitiesTask(Task):
     ) -> None:
         super().__init__(dims, voxel_size, object_radius)
         if neighborhood is None:
-            neighborhood = [[-1 if i == d else 0 for i in range(dims)] for d in range(dims)]
+            neighborhood = default_neighborhood(dims, self.voxel_size, self.object_radius)
         self.neighborhood = [tuple(int(v) for v in off) for off in neighborhood]
         for off in self.neighborhood:
             if len(off) != dims or not any(off):

@@ -70,8 +70,9 @@ def agglomerate(
 ) -> dict[float, np.ndarray]:
     """Segmentations (*spatial) uint64, ids 1..n, one per merge threshold.
 
-    Fragments merge, strongest first, while the mean affinity of all edges
-    (every offset channel) between them exceeds the threshold; a lower threshold
+    Fragments merge, strongest first, while the mean affinity of the nearest-
+    neighbour edges between them (long-range channels would join fragments that do
+    not touch) exceeds the threshold; a lower threshold
     merges more. The merging runs once, from the highest threshold down, and each
     threshold's state is read off on the way.
 
@@ -85,7 +86,9 @@ def agglomerate(
     compact = relabel(fragment_ids).astype(np.int64)
     n = int(compact.max())
     keys, sums, counts = [], [], []
-    for channel, offset in zip(affinities, offsets, strict=True):
+    nearest = _nearest(offsets) or list(range(len(offsets)))
+    for c in nearest:
+        channel, offset = affinities[c], offsets[c]
         here, there = shifted_pairs(compact.shape, offset)
         a, b = compact[here].ravel(), compact[there].ravel()
         edge = (a != b) & (a != 0) & (b != 0)
