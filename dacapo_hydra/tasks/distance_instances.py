@@ -5,6 +5,14 @@ is where it exceeds `foreground_distance`, seeds are its h-maxima (parameter `h`
 nm) or the regions above a seed distance (parameter `seed_distance`, nm), grown by
 watershed (:func:`~dacapo_hydra.tasks.instances.distance_watershed.distance_watershed`),
 and objects under `min_size` voxels go. Scored with the instance scores per class.
+
+Tasks that learn the distance to the boundary of the foreground as a whole
+(`distance`, `hot_distance`) also sweep `seeds: mask`: the same watershed on the
+distance transform of the predicted foreground. A network sees only its field of
+view, so its predicted distance levels off inside objects wider than that, and the
+neck between two such touching objects disappears from it; the distance transform
+of the predicted mask keeps the neck (the classic shape-based split). Validation
+picks whichever scores better.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from dacapo_hydra.config.units import Length, to_nm
 from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
@@ -39,6 +48,9 @@ class DistanceInstances:
     object_radius: float | None
     instances = True
     seed_key = "h"
+    # Seed sources swept: the predicted distance, and (for distances to the foreground's
+    # boundary) the distance transform of the predicted mask.
+    seed_sources: tuple[str, ...] = ("prediction", "mask")
 
     def init_instances(
         self,
@@ -75,18 +87,30 @@ class DistanceInstances:
         return np.stack([np.where(m, gt, 0) for m in self.classes.masks(gt)])
 
     def instance_grid(self) -> list[Params]:
-        """One parameter set per seed value and minimum size."""
-        return [{self.seed_key: s, "min_size": m} for s in self.seed_values for m in self.min_sizes]
+        """One parameter set per seed source, seed value and minimum size."""
+        sources = [{"seeds": s} for s in self.seed_sources] if len(self.seed_sources) > 1 else [{}]
+        return [
+            {**source, self.seed_key: s, "min_size": m}
+            for source in sources
+            for s in self.seed_values
+            for m in self.min_sizes
+        ]
 
     def segment(self, distance: np.ndarray, params: Params) -> np.ndarray:
         """Instances (C, *spatial) uint64 from target-unit distances (C, *spatial), unfiltered."""
         seed = {self.seed_key: float(params[self.seed_key])}
-        return np.stack(
-            [
-                distance_watershed(d, d > self.foreground_distance, self.voxel_size, **seed)
-                for d in self.unscale(distance)
-            ]
-        )
+        source = params.get("seeds", "prediction")
+        if source not in ("prediction", "mask"):
+            raise KeyError(
+                f"{type(self).__name__}: seeds must be 'prediction' or 'mask', got {source!r}"
+            )
+        out = []
+        for d in self.unscale(distance):
+            foreground = d > self.foreground_distance
+            if source == "mask":
+                d = distance_transform_edt(foreground, sampling=self.voxel_size)
+            out.append(distance_watershed(d, foreground, self.voxel_size, **seed))
+        return np.stack(out)
 
     def filter_sizes(self, labels: np.ndarray, params: Params) -> np.ndarray:
         """Labels (C, *spatial) without objects under `min_size` voxels, ids 1..n per channel."""

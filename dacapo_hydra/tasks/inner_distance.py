@@ -40,6 +40,8 @@ class InnerDistanceTask(DistanceInstances, ScaledDistanceTask):
 
     criterion = INSTANCE_CRITERION
     seed_key = "seed_distance"
+    # Each object has its own boundary in the target: the prediction is the seed source.
+    seed_sources = ("prediction",)
 
     def __init__(
         self,
