@@ -64,6 +64,7 @@ class AffinitiesTaskConfig:
     lsd_clip_max: float = 0.95
     biases: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
     merge_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
+    seed_h: list[Any] | None = None
     min_sizes: list[int] | None = None
     criterion: str | None = None
 

@@ -8,10 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dacapo_hydra.config.units import Length
 from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
 from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
 from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION
 from dacapo_hydra.tasks.instances.agglomeration import agglomerate, fragments
+from dacapo_hydra.tasks.instances.distance_watershed import h_grid, mask_watershed
 from dacapo_hydra.tasks.instances.mutex_watershed import mutex_watershed
 from dacapo_hydra.tasks.instances.size_filter import min_size_grid, remove_small
 from dacapo_hydra.tasks.lsds import local_shape_descriptors, num_lsd_channels
@@ -59,7 +61,13 @@ class AffinitiesTask(Task):
     - `{"route": "mutex", "bias": b, "min_size": m}`: mutex watershed (DaCapo's);
     - `{"route": "agglomeration", "threshold": t, "min_size": m}`: watershed
       fragments merged hierarchically while their mean affinity exceeds t (the
-      waterz/LSD pipeline; :mod:`~dacapo_hydra.tasks.instances.agglomeration`).
+      waterz/LSD pipeline; :mod:`~dacapo_hydra.tasks.instances.agglomeration`);
+    - `{"route": "mask", "h": h, "min_size": m}`: the foreground (mean nearest-
+      neighbour affinity above 0.5) split at its necks by a watershed from the
+      h-maxima (nm) of its distance transform
+      (:func:`~dacapo_hydra.tasks.instances.distance_watershed.mask_watershed`),
+      for objects wider than the network's field of view, whose boundaries with
+      their neighbours the affinities cannot show.
 
     Args:
         neighborhood: offsets in voxels. None: one step back along each axis, plus a
@@ -78,6 +86,9 @@ class AffinitiesTask(Task):
         biases: mutex watershed: affinities at which edges turn attractive, swept.
         merge_thresholds: agglomeration: mean affinities at which merging stops, swept
             (empty: no agglomeration route).
+        seed_h: mask route: the h-maxima dynamics swept (nm or e.g. "0.5vx"); None: see
+            :func:`~dacapo_hydra.tasks.instances.distance_watershed.h_grid`; empty: no
+            mask route.
         min_sizes: voxels; the minimum object sizes swept. None: 0 and 5, 15 and
             30 % of the typical object's volume (measured on the training labels).
         criterion: score that picks the best iteration and parameters.
@@ -104,6 +115,7 @@ class AffinitiesTask(Task):
         lsd_clip_max: float = 0.95,
         biases: Sequence[float] = (0.3, 0.5, 0.7),
         merge_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
+        seed_h: Sequence[Length] | None = None,
         min_sizes: Sequence[int] | None = None,
         criterion: str | None = None,
         object_radius: float | None = None,
@@ -132,6 +144,11 @@ class AffinitiesTask(Task):
                 f"task.merge_thresholds: need values in (0, 1), got {self.merge_thresholds}"
             )
         self.min_sizes = min_size_grid(min_sizes, self.object_radius, self.voxel_size)
+        self.seed_h = (
+            []
+            if seed_h is not None and len(seed_h) == 0
+            else h_grid(seed_h, self.voxel_size, self.object_radius)
+        )
         self.balancer = ClassBalancer(len(self.neighborhood), 2, clip_min, clip_max)
         self.background_as_object = background_as_object
         self.lsds = lsds
@@ -196,15 +213,28 @@ class AffinitiesTask(Task):
 
     def parameter_grid(self) -> list[Params]:
         """Mutex watershed biases, then agglomeration thresholds, each with every size."""
-        return [
-            {"route": "mutex", "bias": b, "min_size": m}
-            for b in self.biases
-            for m in self.min_sizes
-        ] + [
-            {"route": "agglomeration", "threshold": t, "min_size": m}
-            for t in self.merge_thresholds
-            for m in self.min_sizes
-        ]
+        return (
+            [
+                {"route": "mutex", "bias": b, "min_size": m}
+                for b in self.biases
+                for m in self.min_sizes
+            ]
+            + [
+                {"route": "agglomeration", "threshold": t, "min_size": m}
+                for t in self.merge_thresholds
+                for m in self.min_sizes
+            ]
+            + [
+                {"route": "mask", "h": h, "min_size": m}
+                for h in self.seed_h
+                for m in self.min_sizes
+            ]
+        )
+
+    def foreground(self, affinities: np.ndarray) -> np.ndarray:
+        """Where the mean nearest-neighbour affinity exceeds 0.5 (background has 0 to all)."""
+        nearest = [i for i, o in enumerate(self.neighborhood) if sum(map(abs, o)) == 1]
+        return affinities[nearest or list(range(len(self.neighborhood)))].mean(axis=0) > 0.5
 
     def _segment(self, affinities: np.ndarray, params: Params) -> np.ndarray:
         route = params.get("route", "mutex")
@@ -214,7 +244,13 @@ class AffinitiesTask(Task):
             threshold = float(params["threshold"])
             frags = fragments(affinities, self.neighborhood, self.voxel_size)
             return agglomerate(frags, affinities, self.neighborhood, [threshold])[threshold]
-        raise KeyError(f"affinities: route must be 'mutex' or 'agglomeration', got {route!r}")
+        if route == "mask":
+            return mask_watershed(
+                self.foreground(affinities), self.voxel_size, h=float(params["h"])
+            )
+        raise KeyError(
+            f"affinities: route must be 'mutex', 'agglomeration' or 'mask', got {route!r}"
+        )
 
     def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
         """Instances (*spatial) uint64 by the route `params` names, size-filtered."""
@@ -228,14 +264,18 @@ class AffinitiesTask(Task):
             labels = mutex_watershed(affinities, self.neighborhood, b)
             for m in self.min_sizes:
                 yield {"route": "mutex", "bias": b, "min_size": m}, remove_small(labels, m)
-        if not self.merge_thresholds:
-            return
-        frags = fragments(affinities, self.neighborhood, self.voxel_size)
-        merged = agglomerate(frags, affinities, self.neighborhood, self.merge_thresholds)
-        for t in self.merge_thresholds:
+        if self.merge_thresholds:
+            frags = fragments(affinities, self.neighborhood, self.voxel_size)
+            merged = agglomerate(frags, affinities, self.neighborhood, self.merge_thresholds)
+            for t in self.merge_thresholds:
+                for m in self.min_sizes:
+                    params = {"route": "agglomeration", "threshold": t, "min_size": m}
+                    yield params, remove_small(merged[t], m)
+        foreground = self.foreground(affinities)
+        for h in self.seed_h:
+            labels = mask_watershed(foreground, self.voxel_size, h=h)
             for m in self.min_sizes:
-                params = {"route": "agglomeration", "threshold": t, "min_size": m}
-                yield params, remove_small(merged[t], m)
+                yield {"route": "mask", "h": h, "min_size": m}, remove_small(labels, m)
 
     def evaluate(
         self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None

@@ -20,14 +20,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from dacapo_hydra.config.units import Length, to_nm
 from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
 from dacapo_hydra.evaluation.per_class import class_score_directions, merge_class_scores
 from dacapo_hydra.tasks.base import Params
 from dacapo_hydra.tasks.classes import ClassMap
-from dacapo_hydra.tasks.instances.distance_watershed import distance_watershed
+from dacapo_hydra.tasks.instances.distance_watershed import (
+    distance_watershed,
+    h_grid,
+    mask_watershed,
+)
 from dacapo_hydra.tasks.instances.size_filter import min_size_grid, remove_small
 
 # The score that picks the best iteration and parameters of every instance task.
@@ -62,19 +65,21 @@ class DistanceInstances:
     ) -> None:
         """Resolve the seed grid (nm), the size grid (voxels) and the foreground level (nm).
 
-        Unset seeds are `default_seed_voxels` voxels, plus 0.2 and 0.4 of the
-        measured object radius for `h` (a saddle shallower than that between two
-        maxima does not split an object).
+        Unset h values come from :func:`~dacapo_hydra.tasks.instances.distance_watershed.h_grid`;
+        unset seed distances are `default_seed_voxels` voxels plus 0.25 and 0.5 of
+        the measured object radius.
         """
         vs = self.voxel_size
-        key = f"task.{self.seed_key}s" if self.seed_key == "h" else "task.seed_distances"
-        if seeds:
-            values = [to_nm(s, vs, key, min_voxels=0) for s in seeds]
+        if self.seed_key == "h":
+            self.seed_values = h_grid(seeds, vs, self.object_radius)
+        elif seeds:
+            values = [to_nm(s, vs, "task.seed_distances", min_voxels=0) for s in seeds]
+            self.seed_values = sorted({round(v, 6) for v in values})
         else:
             values = [v * min(vs) for v in default_seed_voxels]
-            if self.seed_key == "h" and self.object_radius:
-                values += [f * self.object_radius for f in (0.2, 0.4)]
-        self.seed_values = sorted({round(v, 6) for v in values})
+            if self.object_radius:
+                values += [f * self.object_radius for f in (0.25, 0.5)]
+            self.seed_values = sorted({round(v, 6) for v in values})
         self.min_sizes = min_size_grid(min_sizes, self.object_radius, vs)
         self.foreground_distance = (
             default_foreground
@@ -108,8 +113,9 @@ class DistanceInstances:
         for d in self.unscale(distance):
             foreground = d > self.foreground_distance
             if source == "mask":
-                d = distance_transform_edt(foreground, sampling=self.voxel_size)
-            out.append(distance_watershed(d, foreground, self.voxel_size, **seed))
+                out.append(mask_watershed(foreground, self.voxel_size, **seed))
+            else:
+                out.append(distance_watershed(d, foreground, self.voxel_size, **seed))
         return np.stack(out)
 
     def filter_sizes(self, labels: np.ndarray, params: Params) -> np.ndarray:

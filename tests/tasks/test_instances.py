@@ -73,7 +73,7 @@ def test_affinity_routes_recover_noisy_discs() -> None:
     grid = list(task.post_process_grid(noisy))
     assert len(grid) == len(task.parameter_grid())
     routes = {p["route"] for p, _ in grid}
-    assert routes == {"mutex", "agglomeration"}
+    assert routes == {"mutex", "agglomeration", "mask"}
     for params, output in grid:
         np.testing.assert_array_equal(output, task.post_process(noisy, params))
     f1 = {
@@ -82,7 +82,7 @@ def test_affinity_routes_recover_noisy_discs() -> None:
         )
         for p, _ in grid
     }
-    assert f1 == {"mutex": 1.0, "agglomeration": 1.0}
+    assert f1 == {"mutex": 1.0, "agglomeration": 1.0, "mask": 1.0}
 
 
 def test_agglomeration_merges_more_at_lower_thresholds() -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 from scipy.ndimage import label as connected_components
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
+
+from dacapo_hydra.config.units import Length, to_nm
 
 # Distances are quantised to this fraction of the smallest voxel for h-maxima, which
 # is exact on integers (scikit-image warns that it is imprecise on floats).
@@ -67,3 +70,42 @@ def distance_watershed(
         extra = np.isin(parts, unseeded)
         markers[extra] = n + np.searchsorted(unseeded, parts[extra]) + 1
     return watershed(-distance, markers=markers, mask=foreground).astype(np.uint64)
+
+
+def mask_watershed(foreground: np.ndarray, voxel_size: Sequence[float], h: float) -> np.ndarray:
+    """Instances (*spatial) uint64 of a foreground mask split at its necks.
+
+    The classic shape-based route: seeds at the h-maxima of the distance (nm) from
+    each foreground voxel to the background, grown by watershed. It separates
+    touching objects wherever the mask narrows between them, however far apart
+    their centres are, so it complements a network whose field of view is smaller
+    than the objects.
+    """
+    foreground = foreground.astype(bool)
+    distance = distance_transform_edt(foreground, sampling=voxel_size)
+    return distance_watershed(distance, foreground, voxel_size, h=h)
+
+
+def h_grid(
+    values: Sequence[Length] | None, voxel_size: Sequence[float], object_radius: float | None
+) -> list[float]:
+    """The h-maxima dynamics (nm) swept: the given lengths, or voxel and object multiples.
+
+    Unset: 0.25, 0.5, 1 and 2 voxels (a neck a quarter voxel deep splits), plus 0.1
+    and 0.25 of the typical object's radius when it was measured (large objects at
+    fine voxel sizes have rough masks whose spurious maxima are deeper than a voxel).
+
+    Examples:
+        >>> h_grid(None, (250.0, 250.0), None)
+        [62.5, 125.0, 250.0, 500.0]
+        >>> h_grid(["1vx", 300], (250.0, 250.0), 3000.0)
+        [250.0, 300.0]
+
+    """
+    if values:
+        found = [to_nm(v, voxel_size, "task.seed_h", min_voxels=0) for v in values]
+    else:
+        found = [f * float(min(voxel_size)) for f in (0.25, 0.5, 1, 2)]
+        if object_radius:
+            found += [f * object_radius for f in (0.1, 0.25)]
+    return sorted({round(v, 6) for v in found})
