@@ -131,3 +131,14 @@ def test_distance_defaults_follow_the_measured_objects(voxel: float) -> None:
     assert inside.min() < 0.1 and 0.55 < inside.max() < 0.8
     fallback = DistanceTask(2, (voxel, voxel))
     assert fallback.scale_factor == 6 * voxel
+
+
+def test_mask_seeds_split_objects_wider_than_the_network_sees() -> None:
+    task = DistanceTask(2, (250.0, 250.0), instances=True, object_radius=2500.0)
+    gt = touching_discs()
+    # A network with a small field of view: its distance levels off 2 voxels in.
+    saturated = task.scale(np.minimum(task.distances(gt), 500.0)).astype(np.float32)
+    by_prediction = task.post_process(saturated, {"seeds": "prediction", "h": 125.0})
+    by_mask = task.post_process(saturated, {"seeds": "mask", "h": 125.0})
+    assert by_prediction.max() == 1  # the plateau hides the neck
+    assert by_mask.max() == 2 and task.evaluate(by_mask, gt, None)["detection_f1"] == 1.0
