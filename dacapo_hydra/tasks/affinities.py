@@ -89,8 +89,8 @@ class AffinitiesTask(Task):
         seed_h: mask route: the h-maxima dynamics swept (nm or e.g. "0.5vx"); None: see
             :func:`~dacapo_hydra.tasks.instances.distance_watershed.h_grid`; empty: no
             mask route.
-        min_sizes: voxels; the minimum object sizes swept. None: 0 and 5, 15 and
-            30 % of the typical object's volume (measured on the training labels).
+        min_sizes: voxels; the minimum object sizes swept. None: 0 and 10 and
+            25 % of the typical object's volume (measured on the training labels).
         criterion: score that picks the best iteration and parameters.
         object_radius: nm, the typical object's inscribed radius (see Task).
 

@@ -28,17 +28,18 @@ class DistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
       distance (a grid of thresholds in nm); the output is binary masks
       (C, *spatial), scored with the binary metrics per class (criterion: dice).
     - `instances: true`: seeded watershed from the h-maxima of the predicted
-      distance over the voxels inside the boundary (d > `foreground_distance`),
-      so touching objects with a neck between them separate, then a size filter;
-      grid: h (nm) and minimum sizes (voxels); the output is instance labels
+      distance (or of the distance transform of the predicted mask) over the
+      voxels inside the boundary (d > `foreground_distance`), so touching objects
+      with a neck between them separate, then a size filter; grid: seed source,
+      h (nm) and minimum sizes (voxels); the output is instance labels
       (C, *spatial) uint64, scored with the instance scores (criterion: detection_f1).
 
     Args:
         thresholds: semantic output: the distances swept as foreground thresholds
             (nm, or e.g. "1vx"). None: -1, -0.5, 0, 0.5 and 1 voxel.
         instances: whether post-processing gives instance labels.
-        seed_h: instances: the h-maxima dynamics swept (nm or "2vx"). None: 1 and 2
-            voxels and 0.2 and 0.4 of the typical object's radius.
+        seed_h: instances: the h-maxima dynamics swept (nm or "0.5vx"). None: see
+            :func:`~dacapo_hydra.tasks.instances.distance_watershed.h_grid`.
         min_sizes: instances: voxels; None: derived from the typical object's volume.
         foreground_distance: instances: the predicted boundary level (default 0 nm).
         criterion: score that picks the best iteration and parameters.

@@ -26,8 +26,8 @@ class InnerDistanceTask(DistanceInstances, ScaledDistanceTask):
     Args:
         seed_distances: the seed distances swept (nm, or e.g. "2vx"). None: 1, 1.5,
             2, 3 and 4 voxels.
-        min_sizes: voxels; the minimum object sizes swept. None: 0 and 5, 15 and
-            30 % of the typical object's volume (measured on the training labels).
+        min_sizes: voxels; the minimum object sizes swept. None: 0 and 10 and
+            25 % of the typical object's volume (measured on the training labels).
         foreground_distance: predicted distances above it are foreground. None: a
             quarter of the smallest voxel (object voxels are at least half a voxel in).
         criterion: score that picks the best iteration and parameters.

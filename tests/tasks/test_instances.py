@@ -103,7 +103,7 @@ def test_agglomeration_merges_more_at_lower_thresholds() -> None:
 def test_size_grid_follows_the_objects(vs: tuple[float, ...], radius: float) -> None:
     sizes = min_size_grid(None, radius, vs)
     volume = 4 / 3 * np.pi * radius**3 / np.prod(vs)
-    assert sizes[0] == 0 and sizes[-1] == round(0.3 * volume)
+    assert sizes[0] == 0 and sizes[-1] == round(0.25 * volume)
     assert min_size_grid([5, 10], radius, vs) == [5, 10]
     with pytest.raises(ValueError, match="task.min_sizes"):
         min_size_grid([-1], radius, vs)

@@ -91,13 +91,13 @@ def h_grid(
 ) -> list[float]:
     """The h-maxima dynamics (nm) swept: the given lengths, or voxel and object multiples.
 
-    Unset: 0.25, 0.5, 1 and 2 voxels (a neck a quarter voxel deep splits), plus 0.1
-    and 0.25 of the typical object's radius when it was measured (large objects at
-    fine voxel sizes have rough masks whose spurious maxima are deeper than a voxel).
+    Unset: 0.25, 0.5 and 1 voxel (a neck a quarter voxel deep splits), plus 0.1 of
+    the typical object's radius when it was measured (large objects at fine voxel
+    sizes have rough masks whose spurious maxima are deeper than a voxel).
 
     Examples:
         >>> h_grid(None, (250.0, 250.0), None)
-        [62.5, 125.0, 250.0, 500.0]
+        [62.5, 125.0, 250.0]
         >>> h_grid(["1vx", 300], (250.0, 250.0), 3000.0)
         [250.0, 300.0]
 
@@ -105,7 +105,7 @@ def h_grid(
     if values:
         found = [to_nm(v, voxel_size, "task.seed_h", min_voxels=0) for v in values]
     else:
-        found = [f * float(min(voxel_size)) for f in (0.25, 0.5, 1, 2)]
+        found = [f * float(min(voxel_size)) for f in (0.25, 0.5, 1)]
         if object_radius:
-            found += [f * object_radius for f in (0.1, 0.25)]
+            found.append(0.1 * object_radius)
     return sorted({round(v, 6) for v in found})

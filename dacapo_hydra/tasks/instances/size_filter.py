@@ -56,9 +56,9 @@ def min_size_grid(
     """The minimum object sizes (voxels) that validation sweeps.
 
     Given sizes are used as they are. Otherwise they follow the typical object
-    (`radius`, nm, measured on the training labels): 0, 5 %, 15 % and 30 % of its
+    (`radius`, nm, measured on the training labels): 0, 10 % and 25 % of its
     volume, so that fragments of a few voxels go at any voxel size; without a
-    measured radius, 0, 10, 50 and 200 voxels.
+    measured radius, 0, 20 and 100 voxels.
     """
     if min_sizes:
         sizes = [int(s) for s in min_sizes]
@@ -66,6 +66,6 @@ def min_size_grid(
             raise ValueError(f"task.min_sizes: need voxel counts >= 0, got {sizes}")
         return sizes
     if not radius:
-        return [0, 10, 50, 200]
+        return [0, 20, 100]
     volume = object_volume_voxels(radius, voxel_size)
-    return sorted({0, *(max(1, round(f * volume)) for f in (0.05, 0.15, 0.3))})
+    return sorted({0, *(max(1, round(f * volume)) for f in (0.1, 0.25))})
