@@ -1,4 +1,12 @@
-"""Lightning callbacks of a run: whole-volume validation with best checkpoints, snapshots."""
+"""Lightning callbacks of a run: the configured ones, and the run's own.
+
+The `callbacks` group lists Lightning callbacks as `_target_` nodes
+(:func:`configured_callbacks`: checkpoint policy, learning-rate monitor, progress
+bar, early stopping, ...). The run always adds its own: whole-volume validation
+with best checkpoints (:class:`WholeVolumeValidation`), snapshots
+(:class:`Snapshots`) and `checkpoints/last.ckpt` (:class:`LastCheckpoint`),
+which resuming needs.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +14,118 @@ import csv
 import io
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from mlflow.entities import Metric
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 
 from dacapo_hydra import tracking
+from dacapo_hydra.config.targets import check_arguments, target_class
+from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.snapshots import snapshot_image
 from dacapo_hydra.validation import Best, ScoreRow, Validator, params_key
 
 log = logging.getLogger(__name__)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """The run's own checkpoint: `<dirpath>/last.ckpt`, every `every_n_train_steps`.
+
+    Separate from any configured checkpoint policy (its own class, so its own
+    state in Lightning's checkpoints), always `last.ckpt` (no version counter), so
+    `resume` finds it whatever the `callbacks` group says.
+
+    Args:
+        dirpath: the run's checkpoint folder.
+        every_n_train_steps: save every this many iterations (and at the last).
+
+    """
+
+    def __init__(self, dirpath: Path, every_n_train_steps: int) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            every_n_train_steps=every_n_train_steps,
+            save_top_k=0,
+            save_last=True,
+            enable_version_counter=False,
+        )
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save `last.ckpt` at the final iteration if no periodic save fell on it.
+
+        Also under `fast_dev_run` (Lightning's own checkpointing is off there), so
+        a run always ends with a checkpoint of its final weights.
+        """
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def configured_callbacks(
+    node: Mapping[str, Any],
+    checkpoint_dir: Path,
+    criterion: str,
+    higher_is_better: bool,
+    progress_bar: bool = True,
+) -> list[pl.Callback]:
+    """Instantiate the `callbacks` group's `_target_` nodes, checked first.
+
+    A null entry is skipped. Each target must import and be a `pl.Callback`, and
+    take the given arguments. The run fills in what only it knows: a
+    `ModelCheckpoint` without `dirpath` writes to the run's checkpoint folder (and
+    may not `save_last`: the run keeps `last.ckpt` itself); an `EarlyStopping`
+    without `monitor` watches `validation/<criterion>`, and without `mode` follows
+    the criterion's direction.
+
+    Args:
+        node: the `callbacks` config node, name to `_target_` node.
+        checkpoint_dir: the run's checkpoint folder.
+        criterion: the task's validation criterion.
+        higher_is_better: the criterion's direction.
+        progress_bar: false drops progress bars (Lightning's `enable_progress_bar=False`).
+
+    Returns:
+        The callbacks, in the node's order.
+
+    Raises:
+        ConfigError: naming `callbacks.<name>` (or one of its keys).
+
+    """
+    callbacks: list[pl.Callback] = []
+    for name, spec in node.items():
+        if spec is None:
+            continue
+        key = f"callbacks.{name}"
+        cls = target_class(spec, key, pl.Callback)
+        check_arguments(cls, spec.keys(), key, name=str(spec["_target_"]))
+        if issubclass(cls, ProgressBar) and not progress_bar:
+            continue
+        fill: dict[str, Any] = {}
+        if issubclass(cls, ModelCheckpoint):
+            if spec.get("save_last"):
+                raise ConfigError(
+                    f"{key}.save_last: the run keeps {checkpoint_dir.name}/last.ckpt itself; "
+                    "remove it"
+                )
+            if spec.get("dirpath") is None:
+                fill["dirpath"] = str(checkpoint_dir)
+        if issubclass(cls, EarlyStopping):
+            if spec.get("monitor") is None:
+                fill["monitor"] = f"validation/{criterion}"
+            if spec.get("mode") is None:
+                fill["mode"] = "max" if higher_is_better else "min"
+        try:
+            callbacks.append(hydra.utils.instantiate(spec, _convert_="all", **fill))
+        except InstantiationException as err:
+            cause = err.__cause__ or err
+            raise ConfigError(f"{key}: {cause}") from err
+    return callbacks
 
 
 class WholeVolumeValidation(pl.Callback):
@@ -143,6 +250,7 @@ class Snapshots(pl.Callback):
         self.run_id = run_id
         self.interval = interval
         self.dims = dims
+        self.logged_step = -1
 
     def on_train_batch_end(
         self,
@@ -154,8 +262,10 @@ class Snapshots(pl.Callback):
     ) -> None:
         """Log a snapshot at multiples of `interval`."""
         step = trainer.global_step
-        if self.interval <= 0 or step % self.interval:
+        # With gradient accumulation several batches end at one iteration: log the first.
+        if self.interval <= 0 or step % self.interval or step == self.logged_step:
             return
+        self.logged_step = step
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():

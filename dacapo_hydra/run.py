@@ -21,12 +21,18 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
 
 from dacapo_hydra import tracking
 from dacapo_hydra.architectures.base import Architecture
-from dacapo_hydra.callbacks import Snapshots, WholeVolumeValidation
+from dacapo_hydra.callbacks import (
+    LastCheckpoint,
+    Snapshots,
+    WholeVolumeValidation,
+    configured_callbacks,
+)
+from dacapo_hydra.config.lightning import trainer_arguments
+from dacapo_hydra.config.targets import optimizer_factories
 from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.normalize import Normalizer
@@ -100,6 +106,7 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
     for key in ("iterations", "validation_interval"):
         if cfg[key] < 1:
             raise ValueError(f"{key} must be at least 1, got {cfg[key]}")
+    optimizer, scheduler = optimizer_factories(OmegaConf.to_container(cfg.trainer, resolve=True))
     split = DataSplit.from_config(cfg.datasplit)
     architecture: Architecture = hydra.utils.instantiate(
         cfg.architecture, dims=split.dims, in_channels=split.in_channels
@@ -110,8 +117,6 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
     )
     output_shape = architecture.output_shape(architecture.input_shape)
     task.check_crop([s * v for s, v in zip(output_shape, split.gt_voxel_size, strict=True)])
-    optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
-    scheduler = hydra.utils.instantiate(cfg.trainer.scheduler) if cfg.trainer.scheduler else None
     config = OmegaConf.to_container(cfg, resolve=True)
     meta = {
         "dims": split.dims,
@@ -238,6 +243,8 @@ def train(cfg: DictConfig) -> TrainResult:
     counter, optimiser and best-validation records included) up to `iterations`.
     """
     started = time.time()
+    # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
+    arguments = trainer_arguments(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choices = tracking.group_choices(cfg)
     name = tracking.run_name(cfg, choices)
@@ -251,14 +258,24 @@ def train(cfg: DictConfig) -> TrainResult:
     built = build(cfg, data_seed=data_seed, tracking_uri=uri)
     task = built.task
     criteria = _checkpoint_criteria(cfg, task)
-    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
     if resume is not None:
         run_id, resume_checkpoint, _ = resume
         run_dir = resume_checkpoint.parent.parent
-        logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False)
     else:
         resume_checkpoint = None
         run_dir = _run_dir(cfg, name)
+    checkpoint_dir = run_dir / "checkpoints"
+    configured = configured_callbacks(
+        cfg.callbacks,
+        checkpoint_dir,
+        task.criterion,
+        task.score_directions()[task.criterion],
+        progress_bar=arguments.get("enable_progress_bar") is not False,
+    )
+    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
+    if resume is not None:
+        logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False)
+    else:
         logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
     run_id = logger.run_id
     client = logger.experiment
@@ -267,38 +284,28 @@ def train(cfg: DictConfig) -> TrainResult:
         if resume is None:
             logger.log_hyperparams(config)
             client.log_dict(run_id, config, "config.yaml")
-        checkpoint_dir = run_dir / "checkpoints"
-        checkpoints = ModelCheckpoint(
-            dirpath=checkpoint_dir,
-            filename="iteration_{step:06d}",
-            auto_insert_metric_name=False,
-            every_n_train_steps=cfg.validation_interval,
-            save_top_k=-1,
-            save_last=True,
-        )
+        last = LastCheckpoint(checkpoint_dir, cfg.validation_interval)
         validator = Validator(
             built.split, task, run_dir / "validation.zarr" if cfg.write_validation else None
         )
         validation = WholeVolumeValidation(
             validator, client, run_id, checkpoint_dir, criteria, task.criterion
         )
-        callbacks = [checkpoints, validation, TQDMProgressBar()]
+        callbacks = [*configured, validation, last]
         if cfg.snapshot_interval > 0:
             callbacks.append(Snapshots(client, run_id, cfg.snapshot_interval, built.split.dims))
+        # Lightning's val_check_interval counts batches; an iteration is an optimiser step.
+        batches_per_validation = cfg.validation_interval * arguments.get(
+            "accumulate_grad_batches", 1
+        )
         trainer = pl.Trainer(
+            **arguments,
             max_steps=cfg.iterations,
-            accelerator=cfg.accelerator,
-            devices=cfg.devices,
-            precision=cfg.trainer.precision,
-            gradient_clip_val=cfg.trainer.gradient_clip_val,
+            val_check_interval=batches_per_validation,
+            check_val_every_n_epoch=None,
             logger=logger,
             callbacks=callbacks,
-            val_check_interval=cfg.validation_interval,
-            check_val_every_n_epoch=None,
-            num_sanity_val_steps=0,
-            log_every_n_steps=max(1, min(10, cfg.iterations // 10)),
             default_root_dir=str(run_dir),
-            enable_model_summary=False,
         )
         trainer.fit(
             built.module,
@@ -307,6 +314,9 @@ def train(cfg: DictConfig) -> TrainResult:
         )
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
+        if logger not in trainer.loggers:
+            # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
+            logger.finalize("success")
         client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
@@ -324,7 +334,7 @@ def train(cfg: DictConfig) -> TrainResult:
         iterations=trainer.global_step,
         final_loss=final_loss,
         val_loss=val_loss,
-        checkpoint=str(Path(checkpoints.last_model_path).resolve()),
+        checkpoint=str(Path(last.last_model_path).resolve()),
         criterion=task.criterion,
         best_score=best.score if best else None,
         best_iteration=best.iteration if best else None,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from dacapo_hydra.api import compose
@@ -19,6 +20,37 @@ TINY_DATA = {
     "synthetic_3d": ["datasplit.synthetic.shape=[48,48,48]"],
     "synthetic_2d": ["datasplit.synthetic.shape=[96,96]"],
 }
+
+
+class Probe(pl.Callback):
+    """A configured callback that records the Trainer it ran in.
+
+    Given as `+callbacks.probe._target_=tests.conftest.Probe`; `Probe.seen` holds the
+    Trainer's gradient accumulation and the classes of its callbacks.
+    """
+
+    seen: dict[str, object] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record the Trainer's settings."""
+        Probe.seen = {
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "callbacks": [type(c).__name__ for c in trainer.callbacks],
+        }
+
+
+class Crash(pl.Callback):
+    """A configured callback that fails the run once `at` iterations are done."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object, batch_idx: int
+    ) -> None:
+        """Raise at iteration `at`."""
+        if trainer.global_step >= self.at:
+            raise RuntimeError(f"crash at iteration {trainer.global_step}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -78,11 +78,24 @@ def test_missing_start_checkpoint_is_refused(
 
 
 def test_a_crash_marks_the_run_failed(compose_tiny: Callable[..., DictConfig]) -> None:
-    # A learning rate that is not a number breaks the optimiser inside fit().
-    cfg = compose_tiny(overrides=["trainer.optimizer.lr=-1.0"])
-    with pytest.raises(ValueError, match="learning rate"):
+    # A callback that raises inside fit(), after the MLflow run exists.
+    cfg = compose_tiny(
+        overrides=["+callbacks.crash._target_=tests.conftest.Crash", "+callbacks.crash.at=1"]
+    )
+    with pytest.raises(RuntimeError, match="crash at iteration 1"):
         train(cfg)
     uri = f"sqlite:///{Path(cfg.paths.output_dir).resolve() / 'mlflow.db'}"
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("dacapo").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_a_bad_optimiser_value_is_refused_before_a_run_exists(
+    compose_tiny: Callable[..., DictConfig],
+) -> None:
+    cfg = compose_tiny(overrides=["trainer.optimizer.lr=-1.0"])
+    with pytest.raises(
+        ConfigError, match=r"^trainer\.optimizer: torch\.optim\.RAdam refuses it: .*-1"
+    ):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "mlflow.db").exists()

@@ -1,4 +1,23 @@
-"""Schema of `conf/config.yaml`: the run fields and one option of each group."""
+"""Schema of `conf/config.yaml`: the run fields and one option of each group.
+
+Two things are called a trainer here, and they are different groups:
+
+- `trainer` is DaCapo's trainer (:class:`~dacapo_hydra.config.trainer.TrainerConfig`):
+  how the network is trained, i.e. batch, loader workers, optimiser, learning-rate
+  schedule and augmentations.
+- `lightning` is Lightning's `pl.Trainer` (the training loop), passed whole as
+  `pl.Trainer(**lightning)`: accelerator, devices, precision, gradient clipping,
+  gradient accumulation, profiler, determinism, ... any `pl.Trainer` argument.
+  The run sets max_steps (from `iterations`), val_check_interval (from
+  `validation_interval`), the logger and the callbacks itself
+  (:data:`~dacapo_hydra.config.lightning.RUN_OWNED`).
+
+`callbacks` are Lightning callbacks, each a `_target_` node (checkpoint policy,
+learning-rate monitor, progress bar, early stopping); the run adds its own
+(whole-volume validation, snapshots, `checkpoints/last.ckpt`). `logger=mlflow`
+holds the MLflow store (`mlflow.*`), `debug=` presets set `lightning` flags
+(fast_dev_run, overfit_batches, profiler).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +49,12 @@ class MlflowConfig:
 
 @dataclass
 class Config:
-    """A run: one option of each group, a start point and a stopping criterion."""
+    """A run: one option of each group, a start point and a stopping criterion.
+
+    `accelerator` and `devices` (and `trainer.precision`, `trainer.gradient_clip_val`)
+    are deprecated aliases of `lightning.<key>`: null unless given, and a given one
+    replaces the `lightning` value with a warning.
+    """
 
     datasplit: DataSplitConfig = MISSING
     architecture: Any = MISSING
@@ -45,9 +69,11 @@ class Config:
     seed: int = 0
     start: str | None = None
     resume: Any = None
-    accelerator: str = "auto"
-    devices: Any = "auto"
     run_name: str | None = None
+    lightning: dict[str, Any] = field(default_factory=dict)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    accelerator: str | None = None
+    devices: Any = None
     choices: dict[str, Any] = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

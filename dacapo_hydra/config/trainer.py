@@ -1,5 +1,8 @@
 """Schema of the `trainer` group: batch, loader, optimiser, schedule, augmentations.
 
+This is DaCapo's trainer, not Lightning's `pl.Trainer`, whose arguments are the
+`lightning` group's (:mod:`dacapo_hydra.config.lightning`).
+
 Augmentation lengths (elastic spacing and jitter, blur sigmas, misalignment
 shift) are lengths as :mod:`dacapo_hydra.config.units` reads them: a number is
 nm, a string has a unit (`"50nm"`, `"0.5um"`, `"12.5vx"`). The defaults are in
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from omegaconf import MISSING
 
 
 @dataclass
@@ -110,28 +115,30 @@ class AugmentConfig:
 
 @dataclass
 class TrainerConfig:
-    """Batch size, loader workers, optimiser, schedule, gradient clipping, precision, augmentations.
+    """DaCapo's trainer: batch size, loader workers, optimiser, schedule, augmentations.
 
-    `optimizer` and `scheduler` are Hydra `_partial_` targets: the run completes
-    them with the parameters (and the optimiser). DaCapo's default is RAdam at
-    lr 1e-3 with decoupled weight decay and a linear warm-up.
+    Not Lightning's `pl.Trainer`: the training loop's settings (accelerator,
+    devices, precision, gradient clipping, accumulation, ...) are the `lightning`
+    group's, passed whole to `pl.Trainer`.
+
+    `optimizer` and `scheduler` are free Hydra `_partial_` targets: a
+    `torch.optim.Optimizer` and a `torch.optim.lr_scheduler.LRScheduler` subclass
+    with their own arguments, nothing merged in from here (the run completes them
+    with the parameters, and the optimiser). Before a run exists each given
+    argument is checked against the target's signature
+    (:func:`~dacapo_hydra.config.targets.optimizer_factories`). DaCapo's default
+    (`trainer=default`) is RAdam at lr 1e-3 with decoupled weight decay and a
+    linear warm-up. `precision` and `gradient_clip_val` are deprecated aliases of
+    `lightning.precision` and `lightning.gradient_clip_val` (null unless given).
     """
 
     batch_size: int = 2
     num_workers: int = 0
-    optimizer: Any = field(
-        default_factory=lambda: {
-            "_target_": "torch.optim.RAdam",
-            "_partial_": True,
-            "lr": 1e-3,
-            "decoupled_weight_decay": True,
-            "weight_decay": 1e-2,
-        }
-    )
+    optimizer: Any = MISSING
     scheduler: Any = None
-    gradient_clip_val: float | None = None
-    precision: str = "32-true"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    gradient_clip_val: float | None = None
+    precision: str | None = None
 
 
 # Options of /schema/trainer/<name>, which each YAML of the group extends.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from dacapo_hydra.api import compose, config_dir
@@ -47,10 +48,36 @@ def test_option_composes_and_builds(group: str, option: str, tmp_path: Path) -> 
     assert tuple(out.shape[2:]) == tuple(batch["target"].shape[2:])
 
 
-def test_experiment_option_composes() -> None:
-    for name in options("experiment"):
-        cfg = compose(overrides=[f"experiment={name}"])
-        assert cfg.iterations > 0
+def _leaves(node: object, prefix: str = "") -> dict[str, object]:
+    """Every leaf of a plain container, by its dotted key."""
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for key, value in node.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_experiment_keeps_its_own_values(name: str) -> None:
+    # An experiment's own values win over the primary config's run fields (`_self_` first).
+    own = OmegaConf.to_container(OmegaConf.load(config_dir() / "experiment" / f"{name}.yaml"))
+    defaults = own.pop("defaults", [])
+    assert own, f"experiment {name} sets nothing of its own"
+    cfg = compose(overrides=[f"experiment={name}"])
+    for key, value in _leaves(own).items():
+        assert OmegaConf.select(cfg, key) == value, key
+    for entry in defaults:
+        for group, option in entry.items():
+            group = group.removeprefix("override ").removeprefix("/")
+            if group in cfg.choices:
+                assert cfg.choices[group] == option, group
+
+
+def test_command_line_beats_the_experiment() -> None:
+    cfg = compose(overrides=["experiment=affinities_3d", "iterations=7", "task=distance"])
+    assert cfg.iterations == 7 and cfg.choices["task"] == "distance"
+    assert cfg.validation_interval == 250
 
 
 def test_hparams_search_composes_an_optuna_sweep() -> None:
