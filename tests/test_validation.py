@@ -48,8 +48,12 @@ def test_validation_logs_scores_and_keeps_the_best(compose_tiny: Callable[..., D
     assert [t for t in run.data.tags if t.startswith("best.")] == ["best.dice"]
     assert record["iteration"] == best_logged.step == result.best_iteration
     assert record["score"] == pytest.approx(best_logged.value)
-    per_params = [k for k in run.data.metrics if k.startswith("validation/synthetic_2d_validate/")]
-    assert any(k.endswith(f"/{criterion}") for k in per_params)
+    # One parameter set is reported: best/<score> are all the scores of the record's set.
+    assert not [k for k in run.data.metrics if k.startswith("validation/synthetic_2d_validate/")]
+    assert record["params"] and record["scores"][criterion] == pytest.approx(record["score"])
+    for name, value in record["scores"].items():
+        if np.isfinite(value):
+            assert run.data.metrics[f"best/{name}"] == pytest.approx(value)
     local = mlflow.artifacts.download_artifacts(
         run_id=result.run_id,
         artifact_path=f"checkpoints/best_{criterion}.ckpt",
@@ -155,3 +159,24 @@ def test_resume_after_kill_finishes_the_same_run(tmp_path: Path) -> None:
     assert torch.load(last, weights_only=True)["global_step"] == 30
     steps = {m.step for m in client.get_metric_history(run.info.run_id, "validation/dice")}
     assert {25, 30} <= steps
+
+
+def test_the_reported_scores_belong_to_one_parameter_set() -> None:
+    from dacapo_hydra.tasks.affinities import AffinitiesTask
+    from dacapo_hydra.validation import ScoreRow
+
+    task = AffinitiesTask(2, (4.0, 4.0))
+    validator = Validator.__new__(Validator)
+    validator.directions = task.score_directions()
+    rows = [
+        ScoreRow("a", {"bias": 0.3}, {"detection_f1": 0.5, "detection_precision": 0.95}),
+        ScoreRow("b", {"bias": 0.3}, {"detection_f1": 0.7, "detection_precision": 0.85}),
+        ScoreRow("a", {"bias": 0.7}, {"detection_f1": 0.8, "detection_precision": 0.6}),
+        ScoreRow("b", {"bias": 0.7}, {"detection_f1": 0.8, "detection_precision": 0.7}),
+    ]
+    best = validator.best_set(rows, 10, "detection_f1")
+    assert best is not None and best.params == {"bias": 0.7} and best.iteration == 10
+    assert best.score == pytest.approx(0.8)
+    # Not the best precision of any set (0.9 for bias 0.3): the chosen set's own.
+    assert best.scores == pytest.approx({"detection_f1": 0.8, "detection_precision": 0.65})
+    assert best.per_dataset == {"a": 0.8, "b": 0.8}
