@@ -92,17 +92,3 @@ class DistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
         if self.instances:
             return self.instance_grid_outputs(prediction)
         return super().post_process_grid(prediction)
-
-    def evaluate(
-        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
-    ) -> dict[str, float]:
-        """Instance scores (instances) or binary scores per class."""
-        if self.instances:
-            return self.evaluate_instances(output, gt, mask)
-        return BinaryEvaluation.evaluate(self, output, gt, mask)
-
-    def score_directions(self) -> dict[str, bool]:
-        """Instance or binary score directions."""
-        if self.instances:
-            return self.instance_directions()
-        return BinaryEvaluation.score_directions(self)

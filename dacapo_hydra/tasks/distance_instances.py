@@ -144,3 +144,17 @@ class DistanceInstances:
     def instance_directions(self) -> dict[str, bool]:
         """Instance score directions, per class when there are several."""
         return class_score_directions(self.classes.names, INSTANCE_SCORE_DIRECTIONS)
+
+    def evaluate(
+        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
+    ) -> dict[str, float]:
+        """Instance scores per class (instances); else the next base's (binary) scores."""
+        if self.instances:
+            return self.evaluate_instances(output, gt, mask)
+        return super().evaluate(output, gt, mask)  # type: ignore[misc]
+
+    def score_directions(self) -> dict[str, bool]:
+        """Instance score directions (instances); else the next base's."""
+        if self.instances:
+            return self.instance_directions()
+        return super().score_directions()  # type: ignore[misc]

@@ -91,13 +91,3 @@ class InnerDistanceTask(DistanceInstances, ScaledDistanceTask):
     def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
         """Every parameter set with its instances, one watershed per seed distance."""
         return self.instance_grid_outputs(prediction)
-
-    def evaluate(
-        self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None
-    ) -> dict[str, float]:
-        """Instance scores per class, and their mean under the plain score names."""
-        return self.evaluate_instances(output, gt, mask)
-
-    def score_directions(self) -> dict[str, bool]:
-        """Instance score directions, per class when there are several."""
-        return self.instance_directions()
