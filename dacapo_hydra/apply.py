@@ -5,7 +5,9 @@ criterion (:func:`~dacapo_hydra.tracking.read_best`) and holds the checkpoint of
 that iteration (`best_<criterion>`). :func:`apply` checks everything (the run and
 its record, the model, the input, both outputs) before it writes anything, then
 runs :func:`~dacapo_hydra.predict.predict`'s blocks and
-:mod:`~dacapo_hydra.blockwise_labels`' blocks, each resumable.
+:mod:`~dacapo_hydra.blockwise_labels`' blocks, each resumable. The output container
+holds the prediction image and, as its OME-Zarr label image, the post-processed
+output: `prediction/` and `prediction/labels/labels/` (or `.../labels/mask/`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from dacapo_hydra import tracking
 from dacapo_hydra.blockwise_labels import LabelsJob, Source, plan_labels
+from dacapo_hydra.data.ome import LABELS_GROUP
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.predict import PredictJob, plan_prediction
 from dacapo_hydra.tasks.base import Params
@@ -67,7 +70,12 @@ def best_model(tracking_uri: str, run_id: str, criterion: str | None = None) -> 
 
 @dataclass
 class ApplyResult:
-    """Where prediction and labels went, with the parameters used and the timings."""
+    """Where prediction and labels went, with the parameters used and the timings.
+
+    `prediction` and `labels` are (container, group): the prediction image, and its
+    label image `<prediction>/labels/<name>` (OME-Zarr 0.5, so viewers show it as a
+    labels layer over the prediction).
+    """
 
     prediction: tuple[str, str]
     labels: tuple[str, str]
@@ -169,10 +177,9 @@ def plan_apply(
     if labels_dataset is None:
         # A binary output is a mask, never a one-object "labels" image.
         labels_dataset = "labels" if task.instances or connected_components else "mask"
-    if prediction_dataset == labels_dataset:
-        raise ValueError(
-            f"prediction and labels go to the same dataset {prediction_dataset!r}; name two"
-        )
+    name = labels_dataset.strip("/")
+    if not name:
+        raise ValueError("labels_dataset: give the label image a name, e.g. labels")
     source = Source(
         str(out_container),
         prediction_dataset,
@@ -186,7 +193,8 @@ def plan_apply(
         model.params,
         source,
         out_container,
-        labels_dataset,
+        # A label image of the prediction, where OME-Zarr viewers look for its labels.
+        f"{prediction_dataset}/{LABELS_GROUP}/{name}",
         labels_block_shape,
         context,
         connected_components,
@@ -232,9 +240,10 @@ def apply(
         checkpoint: instead of a run: a checkpoint path, with `params`.
         params: with `checkpoint`: the post-processing parameters.
         prediction_dataset: output group of the prediction.
-        labels_dataset: output group of the post-processed output (default: `labels`
-            for instances, from an instance task or `connected_components`; `mask` for
-            the binary masks of a semantic task).
+        labels_dataset: name of the post-processed output, an OME-Zarr label image of
+            the prediction written to `<prediction_dataset>/labels/<labels_dataset>`
+            (default: `labels` for instances, from an instance task or
+            `connected_components`; `mask` for the binary masks of a semantic task).
         roi: world ROI (default: the whole input).
         dtype: prediction dtype, float32 or float16.
         mirror: test-time mirroring.

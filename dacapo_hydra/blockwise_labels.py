@@ -403,6 +403,7 @@ class LabelsJob:
         )
 
     def _create(self, container: str, dataset: str, channels: int | None, dtype: Any) -> None:
+        # Integer outputs (instances, masks, classes) are segmentations: label images.
         open_output(
             container,
             dataset,
@@ -412,6 +413,7 @@ class LabelsJob:
             np.dtype(dtype).name,
             self.write_shape,
             {"post_process": {k: v for k, v in self.params.items()}},
+            label=np.dtype(dtype).kind in "biu",
         )
 
     def run(self, workers: int = 1, scheduler: str | None = None, progress: bool = True) -> float:
@@ -582,7 +584,9 @@ def plan_labels(
         params: the parameter set (e.g. the best one validation found).
         source: the prediction.
         out_container: labels container.
-        out_dataset: labels group; the array is `<out_dataset>/s0`.
+        out_dataset: labels group; the array is `<out_dataset>/s0`. Integer labels are
+            written as an OME-Zarr label image; at `<image>/labels/<name>` (e.g.
+            `prediction/labels/labels`) they are listed among that image's labels.
         block_shape: voxels per block, a multiple of the prediction's chunks
             (default: the smallest multiple of at least 64 voxels).
         context: voxels read beyond each block per side (default: a quarter of
@@ -692,7 +696,7 @@ def post_process_blockwise(
     scheduler: str | None = None,
     progress: bool = True,
 ) -> LabelsResult:
-    """Post-process a prediction blockwise into an OME-NGFF labels array.
+    """Post-process a prediction blockwise into an OME-Zarr label image.
 
     Arguments as :func:`plan_labels`; `workers`/`scheduler` as
     :func:`~dacapo_hydra.blockwise.run_blocks`.

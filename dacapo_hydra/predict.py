@@ -37,7 +37,7 @@ from monai.inferers import sliding_window_inference
 from dacapo_hydra.blockwise import Block, BlockGrid, BlockLedger, run_blocks
 from dacapo_hydra.data.array import Array, ZarrArray
 from dacapo_hydra.data.normalize import Normalizer
-from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
+from dacapo_hydra.data.ome import ScaleLevel, create_image
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.module import RunModule
 
@@ -388,11 +388,15 @@ def open_output(
     dtype: str,
     chunks: Sequence[int],
     attrs: dict[str, Any] | None = None,
+    label: bool = False,
 ) -> zarr.Array:
-    """Create the output array (an OME-NGFF 0.5 multiscale group with `s0`), or reopen it.
+    """Create the output array (an OME-Zarr 0.5 multiscale group with `s0`), or reopen it.
 
     An existing output is reused (to resume) only if it is the same array; else
-    a ValueError names it, and nothing is written.
+    a ValueError names it, and nothing is written. A new output is made
+    discoverable (:func:`~dacapo_hydra.data.ome.create_image`): an image joins the
+    container's collection; a label image at `<image>/labels/<name>` is listed in
+    its image's `labels` group.
 
     Args:
         container: zarr container (created if missing).
@@ -403,6 +407,7 @@ def open_output(
         dtype: numpy dtype name.
         chunks: spatial chunk shape.
         attrs: extra group attributes (under `dacapo`).
+        label: a label image (segmentation): integer values, `image-label` metadata.
 
     """
     spatial = output_shape(roi, voxel_size, 1)[1:]
@@ -414,22 +419,17 @@ def open_output(
         return zarr.open_group(str(container), mode="r+")[f"{dataset}/s0"]
     # A ledger without its array belongs to an output deleted since: forget it.
     shutil.rmtree(Path(container) / LEDGER_DIR / dataset, ignore_errors=True)
-    root = zarr.open_group(str(container), mode="a", zarr_format=3)
-    group = root.create_group(dataset)
-    array = group.create_array("s0", shape=shape, chunks=chunk_shape, dtype=dtype, fill_value=0)
-    meta = multiscale_attrs(
-        dataset.rsplit("/", 1)[-1], [ScaleLevel("s0", tuple(voxel_size), roi.begin)]
+    (array,) = create_image(
+        container,
+        dataset,
+        [ScaleLevel("s0", tuple(float(v) for v in voxel_size), tuple(roi.begin))],
+        [shape],
+        dtype,
+        chunk_shape,
+        channels=channels is not None,
+        label=label,
+        attrs={"dacapo": attrs} if attrs else None,
     )
-    if channels is not None:
-        ms = meta["ome"]["multiscales"][0]
-        ms["axes"].insert(0, {"name": "c", "type": "channel"})
-        for ds in ms["datasets"]:
-            for t in ds["coordinateTransformations"]:
-                key = "scale" if t["type"] == "scale" else "translation"
-                t[key] = [1.0 if key == "scale" else 0.0, *t[key]]
-    if attrs:
-        meta["dacapo"] = attrs
-    group.attrs.update(meta)
     return array
 
 

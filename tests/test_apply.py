@@ -17,6 +17,7 @@ from dacapo_hydra.data.synthetic import write_synthetic
 from dacapo_hydra.predict import load_model, predict
 from dacapo_hydra.run import TrainResult, train
 from tests.conftest import tiny_overrides
+from tests.data.test_ome_valid import assert_valid_ome_zarr
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +59,15 @@ def test_apply_predicts_with_the_best_checkpoint_and_post_processes_with_the_bes
     np.testing.assert_array_equal(group["prediction/s0"][:], group["reference/s0"][:])
     task = load_model(best).task
     expected = task.post_process(group["reference/s0"][:], record["params"])
-    labels = group["labels/s0"][:]
+    # The binary masks of this semantic task are an OME-Zarr label image of the prediction.
+    assert result.labels == (str(out), "prediction/labels/mask")
+    labels = group["prediction/labels/mask/s0"][:]
     assert labels.dtype == expected.dtype
     np.testing.assert_array_equal(labels, expected)
+    images = assert_valid_ome_zarr(out)
+    assert list(images) == ["prediction", "reference"]
+    assert images["prediction"].labels.label_paths == ["mask"]
+    assert "image-label" in group["prediction/labels/mask"].attrs["ome"]
 
 
 def test_bad_input_is_refused_before_writing(
@@ -97,8 +104,10 @@ def test_bad_input_is_refused_before_writing(
         )
     assert "trained on" in capsys.readouterr().err
     assert not out.exists()
-    predict(run.checkpoint, volume, "validate/raw", out, "labels", dtype="float16", progress=False)
+    predict(
+        run.checkpoint, volume, "validate/raw", out, "prediction", dtype="float16", progress=False
+    )
     with pytest.raises(SystemExit):
         apply_main(["--run-id", run.run_id, "--tracking-uri", run.tracking_uri, *args])
     assert "already holds a different array" in capsys.readouterr().err
-    assert "prediction" not in zarr.open_group(str(out))
+    assert "labels" not in zarr.open_group(str(out))["prediction"]

@@ -8,6 +8,7 @@ that ROI overlaps: nothing is ever loaded whole.
 from __future__ import annotations
 
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from dacapo_hydra.data.ome import SPATIAL_AXES, parse_multiscale
+from dacapo_hydra.data.ome import LABELS_GROUP, OME_GROUP, SPATIAL_AXES, parse_multiscale
 from dacapo_hydra.data.roi import Roi, as_tuple
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,10 @@ class ZarrArray(Array):
         from `voxel_size`/`resolution` and `offset` attributes, or from the arguments
         (which take precedence). Where `dataset` is a multiscale group, the level
         whose voxel size equals `scale_voxel_size` is picked (the first by default).
+        Every level of an image starts at the same offset: OME's pixel-centre
+        translations of downsampled levels are converted, and files whose levels all
+        share one translation (written before that convention) read as they always
+        did (:func:`~dacapo_hydra.data.ome.parse_multiscale`).
         """
         where = f"{container}:{dataset}"
         path = Path(container)
@@ -296,11 +301,21 @@ def _padded_indices(start: int, stop: int, length: int, mode: str) -> np.ndarray
 
 def _list_arrays(group: zarr.Group, prefix: str = "") -> list[str]:
     out = []
-    for name, node in group.members():
+    with warnings.catch_warnings():
+        # Block ledgers and OME/METADATA.ome.xml are files zarr does not know; no arrays.
+        warnings.filterwarnings("ignore", "Object at .* is not recognized", UserWarning)
+        members = list(group.members())
+    for name, node in members:
         path = f"{prefix}{name}"
+        if not prefix and name == OME_GROUP:
+            continue
         if isinstance(node, zarr.Group):
             if parse_multiscale(node.attrs.asdict(), path) is not None:
                 out.append(path)
+                # An image's label images live in its `labels` group.
+                labels = node.get(LABELS_GROUP)
+                if isinstance(labels, zarr.Group):
+                    out.extend(_list_arrays(labels, f"{path}/{LABELS_GROUP}/"))
             else:
                 out.extend(_list_arrays(node, f"{path}/"))
         else:

@@ -1,11 +1,11 @@
 """TIFF stacks to OME-zarr (`dacapo-convert`): what many labs hold, as the datasplit reads it.
 
 Reads a multi-page TIFF, or a folder of single-section TIFFs (sorted by name, one
-z section each), and writes a zarr v3 container holding an OME-NGFF 0.5
-multiscale group: level `s0` at the given voxel size and offset (nm), and
-optional 2x-downsampled levels (mean for images, every other voxel for
-`--labels`). Sections are read and written a slab at a time, so a stack larger
-than memory converts.
+z section each), and writes a zarr v3 container holding an OME-Zarr 0.5 image:
+level `s0` at the given voxel size and offset (nm), and optional 2x-downsampled
+levels (mean for images, every other voxel for `--labels`, which are written as a
+label image). The image joins the container's collection. Sections are read and
+written a slab at a time, so a stack larger than memory converts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tifffile
 import zarr
 from skimage.measure import block_reduce
 
-from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
+from dacapo_hydra.data.ome import create_image, pyramid
 
 
 class TiffStack:
@@ -97,19 +97,20 @@ def convert(
         )
     if levels < 1:
         raise ValueError(f"levels must be at least 1, got {levels}")
-    root = zarr.open_group(str(container), mode="a", zarr_format=3)
-    if dataset in root:
+    if dataset in zarr.open_group(str(container), mode="a", zarr_format=3):
         raise ValueError(f"{container}:{dataset} exists already; pick another dataset name")
-    group = root.create_group(dataset)
-    arrays = []
-    shape = list(stack.shape)
-    for level in range(levels):
-        arrays.append(
-            group.create_array(
-                f"s{level}", shape=tuple(shape), chunks=(chunk,) * dims, dtype=stack.dtype
-            )
-        )
-        shape = [max(1, s // 2) for s in shape]
+    shapes = [tuple(max(1, s // 2**level) for s in stack.shape) for level in range(levels)]
+    arrays = create_image(
+        container,
+        dataset,
+        pyramid(vs, off, [2**level for level in range(levels)]),
+        shapes,
+        stack.dtype,
+        (chunk,) * dims,
+        # Integer annotations are label images (viewers show them as labels).
+        label=labels and np.dtype(stack.dtype).kind in "biu",
+        method=("stride" if labels else "mean") if levels > 1 else None,
+    )
     depth = chunk * 2 ** (levels - 1)  # a slab covers whole chunks at every level
     for z, data in stack.slabs(depth):
         arrays[0][z : z + data.shape[0]] = data
@@ -121,16 +122,7 @@ def convert(
             if end > start:
                 inner = (slice(0, end - start), *(slice(0, n) for n in target.shape[1:]))
                 target[start:end] = data[inner]
-    group.attrs.update(
-        multiscale_attrs(
-            dataset,
-            [
-                ScaleLevel(f"s{level}", tuple(v * 2**level for v in vs), tuple(off))
-                for level in range(levels)
-            ],
-        )
-    )
-    return group
+    return zarr.open_group(str(container), mode="r")[dataset]
 
 
 def _downsample(data: np.ndarray, labels: bool) -> np.ndarray:

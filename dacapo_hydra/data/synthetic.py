@@ -1,4 +1,4 @@
-"""Synthetic volumes written to zarr v3 with OME-NGFF 0.5 metadata: EM-like or nuclei.
+"""Synthetic volumes written as OME-Zarr 0.5 (zarr v3): EM-like or nuclei.
 
 Each container holds `train/` and `validate/` groups. The `em` kind (the default) has
 multiscale `raw` (uint8), `labels` (uint64 cell instances), `organelles` (uint64 blob
@@ -10,6 +10,11 @@ unannotated (labels 0, mask 0), as in real partially annotated data.
 The `nuclei` kind imitates light-microscopy nuclei (see
 dacapo_hydra.data.synthetic_nuclei): `raw` (uint16 counts), `labels` (uint64 touching
 nuclei) and `mask` (all 1), with 250 nm pixels (1000 nm along z in 3D) by default.
+
+Each array is an OME-Zarr image with levels `s0` and `s1` (2x coarser); the
+annotations are label images (`image-label`, source `../raw`), and the root lists
+every image (:func:`~dacapo_hydra.data.ome.add_to_collection`), so a viewer opening
+the container shows raw as images and the annotations as labels.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.segmentation import find_boundaries
 
-from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
+from dacapo_hydra.data.ome import add_to_collection, create_image, pyramid
 from dacapo_hydra.data.synthetic_nuclei import DEFAULT_VOXEL_SIZE, generate_nuclei
 
 log = logging.getLogger(__name__)
 
 PARAMS_KEY = "dacapo_synthetic"
+# Stored with the parameters: containers of an older format are regenerated.
+FORMAT = "ome-zarr-0.5"
 KINDS = ("em", "nuclei")
 DEFAULT_SHAPE = {
     "em": {2: [256, 256], 3: [96, 96, 96]},
@@ -124,12 +131,14 @@ def write_synthetic(
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        root.attrs[PARAMS_KEY] = params
+        root.attrs[PARAMS_KEY] = {**params, "format": FORMAT}
+        images = []
         for split, split_seed in (("train", params["seed"]), ("validate", params["seed"] + 1000)):
             volume = _generate(params, split_seed)
-            group = root.create_group(split)
             for name, data in volume.items():
-                _write_multiscale(group, name, data, params)
+                _write_multiscale(tmp, f"{split}/{name}", data, params)
+                images.append(f"{split}/{name}")
+        add_to_collection(tmp, *images)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(tmp, path)
@@ -156,7 +165,7 @@ def ensure_synthetic(path: str | Path, **kwargs: Any) -> Path:
             have = zarr.open_group(str(path), mode="r").attrs.get(PARAMS_KEY)
         except Exception:  # an unreadable leftover is replaced below
             have = None
-        if have == wanted:
+        if have == {**wanted, "format": FORMAT}:
             return path
         log.warning("regenerating %s: it was made with %s, %s is asked for", path, have, wanted)
         shutil.rmtree(path)
@@ -205,38 +214,37 @@ def _generate(params: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     return generate_volume(params["shape"], seed)
 
 
-def _write_multiscale(
-    group: zarr.Group, name: str, data: np.ndarray, params: dict[str, Any]
-) -> None:
-    """Write `data` as s0 and a 2x-downsampled s1 (mean for raw, stride for labels)."""
-    sub = group.create_group(name)
-    vs = np.asarray(params["voxel_size"])
-    off = np.asarray(params["offset"])
-    levels = []
-    for level in range(2):
-        factor = 2**level
-        if level == 0:
-            scaled = data
-        elif name == "raw":
-            trimmed = data[tuple(slice(0, s - s % 2) for s in data.shape)]
-            scaled = (
-                trimmed.reshape([d for s in trimmed.shape for d in (s // 2, 2)])
-                .mean(axis=tuple(range(1, 2 * data.ndim, 2)))
-                .astype(data.dtype)
-            )
-        else:
-            scaled = data[(slice(None, None, 2),) * data.ndim]
-        arr = sub.create_array(
-            f"s{level}",
-            shape=scaled.shape,
-            chunks=(params["chunk"],) * data.ndim,
-            dtype=scaled.dtype,
-            fill_value=0,
+def _write_multiscale(container: Path, path: str, data: np.ndarray, params: dict[str, Any]) -> None:
+    """Write `data` as an OME-Zarr image with s0 and a 2x-downsampled s1.
+
+    Raw is averaged; the annotations (instances, mask) are picked (every other
+    voxel) and written as label images of the raw next to them, so viewers show
+    them as labels over it.
+    """
+    name = path.rsplit("/", 1)[-1]
+    trimmed = data[tuple(slice(0, s - s % 2) for s in data.shape)]
+    if name == "raw":
+        coarse = (
+            trimmed.reshape([d for s in trimmed.shape for d in (s // 2, 2)])
+            .mean(axis=tuple(range(1, 2 * data.ndim, 2)))
+            .astype(data.dtype)
         )
-        arr[...] = scaled
-        # The centre of the first coarse voxel sits between the fine ones.
-        levels.append(ScaleLevel(f"s{level}", tuple(vs * factor), tuple(off)))
-    sub.attrs.update(multiscale_attrs(name, levels))
+    else:
+        coarse = data[(slice(None, None, 2),) * data.ndim]
+    scaled = (data, coarse)
+    arrays = create_image(
+        container,
+        path,
+        pyramid(params["voxel_size"], params["offset"], (1, 2)),
+        [a.shape for a in scaled],
+        data.dtype,
+        (params["chunk"],) * data.ndim,
+        label=name != "raw",
+        label_source=None if name == "raw" else "../raw",
+        method="mean" if name == "raw" else "stride",
+    )
+    for array, values in zip(arrays, scaled, strict=True):
+        array[...] = values
 
 
 def main(argv: Sequence[str] | None = None) -> None:
