@@ -92,6 +92,7 @@ def test_watershed_ids_are_consistent_across_block_faces(
     assert sorted(np.unique(labels)) == list(range(result.objects + 1))  # consecutive
 
 
+@pytest.mark.slow
 def test_two_dask_workers_label_like_one(
     inner_distance: tuple[InnerDistanceTask, Path], tmp_path: Path
 ) -> None:

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, tiny_overrides
 
 
+@pytest.mark.slow
 def test_simple_experiment_runs(tmp_path: Path) -> None:
     env = {**os.environ, "DACAPO_OUTPUT_DIR": str(tmp_path / "outputs")}
     proc = subprocess.run(

@@ -187,6 +187,7 @@ def test_roi_dtype_and_mirroring(trained_3d: str, volume: Path, tmp_path: Path) 
     assert ZarrArray.open(out, "f32").offset == roi.begin
 
 
+@pytest.mark.slow
 def test_two_dask_workers_give_the_same_output(
     trained_3d: str, volume: Path, tmp_path: Path
 ) -> None:
@@ -199,6 +200,7 @@ def test_two_dask_workers_give_the_same_output(
     np.testing.assert_allclose(group["two/s0"][:], group["one/s0"][:], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_identical_output(
     trained_3d: str, volume: Path, tmp_path: Path
 ) -> None:

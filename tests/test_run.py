@@ -47,6 +47,7 @@ def test_train_records_a_finished_mlflow_run(compose_tiny: Callable[..., DictCon
     assert result.iterations == 4
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss(compose_tiny: Callable[..., DictConfig]) -> None:
     cfg = compose_tiny(
         datasplit="synthetic_2d",

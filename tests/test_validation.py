@@ -110,6 +110,7 @@ def test_start_from_a_run_and_validate_command(
     assert len(out.splitlines()) == 2 + len(split.validate) * len(started.task.parameter_grid()) + 1
 
 
+@pytest.mark.slow
 def test_resume_after_kill_finishes_the_same_run(tmp_path: Path) -> None:
     env = {**os.environ, "DACAPO_OUTPUT_DIR": str(tmp_path / "outputs")}
     args = [
