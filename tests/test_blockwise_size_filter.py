@@ -9,6 +9,7 @@ import pytest
 import zarr
 
 from dacapo_hydra.blockwise_labels import Source, post_process_blockwise
+from dacapo_hydra.tasks.affinities import AffinitiesTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
 from tests.test_blockwise_labels import VOXEL, objects, same_partition, write_prediction
 
@@ -47,3 +48,40 @@ def test_blockwise_size_filter_equals_whole_volume(
     assert same_partition(labels, whole)
     assert result.objects == len(np.unique(whole)) - 1 == 6
     assert sorted(np.unique(labels)) == list(range(result.objects + 1))
+
+
+@pytest.fixture(scope="module")
+def affinities(tmp_path_factory: pytest.TempPathFactory) -> tuple[AffinitiesTask, Path]:
+    gt = objects()
+    task = AffinitiesTask(3, VOXEL, object_radius=32.0)
+    affs, _ = task.affinities(gt, np.ones(gt.shape))
+    noise = np.random.default_rng(0).normal(0, 0.05, affs.shape)
+    path = tmp_path_factory.mktemp("affinities") / "pred.zarr"
+    write_prediction(path, np.clip(affs * 0.8 + 0.1 + noise, 0, 1).astype(np.float32))
+    return task, path
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"route": "mutex", "bias": 0.5, "min_size": 5},
+        {"route": "agglomeration", "threshold": 0.5, "min_size": 5},
+        {"route": "mask", "h": 4.0, "min_size": 5},
+    ],
+    ids=lambda p: p["route"],
+)
+def test_affinity_routes_blockwise_equal_whole_volume_at_two_block_sizes(
+    affinities: tuple[AffinitiesTask, Path], params: dict, tmp_path: Path
+) -> None:
+    task, path = affinities
+    source = Source.open(path, "prediction")
+    whole = task.post_process(source.read(source.array(), source.roi), params)
+    assert whole.max() >= 4
+    for block in ((12, 12, 12), (24, 24, 24)):
+        name = f"labels_{block[0]}"
+        result = post_process_blockwise(
+            task, params, path, "prediction", tmp_path / "out.zarr", name, block, progress=False
+        )
+        labels = zarr.open_group(str(tmp_path / "out.zarr"))[f"{result.dataset}/s0"][:]
+        assert same_partition(labels.reshape(whole.shape), whole)
+        assert result.objects == whole.max()
