@@ -263,6 +263,7 @@ def train(cfg: DictConfig) -> TrainResult:
     run_id = logger.run_id
     client = logger.experiment
     try:
+        recorder = tracking.RunRecorder.start(cfg, uri, run_id, task, resumed=resume is not None)
         config = OmegaConf.to_container(cfg, resolve=True)
         if resume is None:
             logger.log_hyperparams(config)
@@ -308,6 +309,7 @@ def train(cfg: DictConfig) -> TrainResult:
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
         client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
+        recorder.finish(checkpoint_dir)
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         client.set_terminated(run_id, status)
@@ -343,5 +345,6 @@ def train(cfg: DictConfig) -> TrainResult:
             else ""
         )
         + f"; checkpoint {result.checkpoint}; view with: mlflow ui --backend-store-uri {uri}"
+        + f" and open {tracking.ui_url(experiment_id, run_id)}"
     )
     return result
