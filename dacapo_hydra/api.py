@@ -1,23 +1,41 @@
 """The Python API, mirroring the command line.
 
-from dacapo_hydra import compose, train
-cfg = compose(datasplit="synthetic_3d", task="affinities", overrides=["iterations=100"])
-result = train(cfg)
-print(result.run_id, result.final_loss)
+Example:
+    >>> from dacapo_hydra import compose, runs, train
+    >>> cfg = compose(datasplit="synthetic_2d", task="affinities", overrides=["iterations=20"])
+    >>> result = train(cfg)  # doctest: +SKIP
+    >>> print(result.run_id, result.final_loss)  # doctest: +SKIP
+    >>> runs()[["run_name", "task", "criterion", "best_score"]]  # doctest: +SKIP
+
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from omegaconf import DictConfig, open_dict
+if TYPE_CHECKING:
+    import pandas as pd
+    from omegaconf import DictConfig
 
-from dacapo_hydra.config import register_configs
-from dacapo_hydra.run import TrainResult
-from dacapo_hydra.run import train as _train
+    from dacapo_hydra.run import TrainResult
+
+RUN_COLUMNS = (
+    "run_id",
+    "run_name",
+    "status",
+    "datasplit",
+    "architecture",
+    "task",
+    "trainer",
+    "criterion",
+    "best_score",
+    "best_iteration",
+    "best_params",
+    "start_time",
+    "parent_run_id",
+)
 
 
 def config_dir() -> Path:
@@ -52,7 +70,18 @@ def compose(
     Returns:
         The composed config, with the chosen options under `choices`.
 
+    Example:
+        >>> cfg = compose(datasplit="synthetic_2d", task="affinities", overrides=["seed=1"])
+        >>> cfg.choices.task, cfg.seed
+        ('affinities', 1)
+
     """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    from dacapo_hydra.config import register_configs
+
     register_configs()
     groups = {
         "datasplit": datasplit,
@@ -72,5 +101,90 @@ def compose(
 
 
 def train(cfg: DictConfig) -> TrainResult:
-    """Train a composed config; returns the MLflow run id, final losses and checkpoint."""
+    """Train a composed config; returns the MLflow run id, final losses and checkpoint.
+
+    Example:
+        >>> result = train(compose(datasplit="synthetic_2d", overrides=["iterations=20"]))
+        >>> result.run_id, result.best_score  # doctest: +SKIP
+
+    """
+    from dacapo_hydra.run import train as _train
+
     return _train(cfg)
+
+
+def runs(tracking_uri: str | None = None, experiment: str = "dacapo") -> pd.DataFrame:
+    """The training runs of an MLflow experiment as a table, newest first.
+
+    One row per training run (a sweep's parent run is left out; its children
+    name it in `parent_run_id`): `run_id`, `run_name`, `status`, the four group
+    choices, the task's `criterion`, the best validation `best_score`, its
+    `best_iteration` and post-processing `best_params` (a dict), `start_time`
+    and `parent_run_id`. Runs never validated have NaN/None best columns.
+
+    Args:
+        tracking_uri: the MLflow store (default: as the commands find it,
+            :func:`dacapo_hydra.tracking.find_store`: `$MLFLOW_TRACKING_URI`,
+            `$DACAPO_OUTPUT_DIR/mlflow.db`, then `./outputs/mlflow.db`).
+        experiment: the experiment's name (`mlflow.experiment_name`).
+
+    Returns:
+        A pandas DataFrame with the columns in :data:`RUN_COLUMNS`.
+
+    Raises:
+        FileNotFoundError: no store there.
+        KeyError: the store has no such experiment.
+
+    Example:
+        >>> from dacapo_hydra import runs
+        >>> table = runs("sqlite:///outputs/mlflow.db")  # doctest: +SKIP
+        >>> table.sort_values("best_score", ascending=False)[["run_name", "best_score"]].head()
+
+    """
+    import json
+
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from dacapo_hydra import tracking
+
+    uri = tracking.find_store(tracking_uri)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise KeyError(f"no experiment {experiment!r} in {uri}; it has: {', '.join(names)}")
+    rows = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id],
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
+            page_token=token,
+        )
+        for run in page:
+            tags = run.data.tags
+            if tags.get("dacapo.kind") == "sweep":
+                continue
+            criterion = tags.get(tracking.CRITERION_TAG)
+            record = json.loads(tags.get(f"{tracking.BEST_TAG_PREFIX}{criterion}", "{}"))
+            rows.append(
+                {
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "status": run.info.status,
+                    **{group: tags.get(group) for group in tracking.GROUPS},
+                    "criterion": criterion,
+                    "best_score": record.get("score"),
+                    "best_iteration": record.get("iteration"),
+                    "best_params": record.get("params"),
+                    "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
+                    "parent_run_id": tags.get("mlflow.parentRunId"),
+                }
+            )
+        token = page.token
+        if not token:
+            break
+    table = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    return table.astype({"best_score": "float64", "best_iteration": "Int64"})

@@ -1,28 +1,50 @@
-"""Command-line entry points (`dacapo-train`, `python train.py`)."""
+"""Command-line entry points: dacapo-train (train.py), -predict, -apply, -validate, -export.
+
+One style across the commands that use a trained model:
+
+- the model: `--run-id ID` (an MLflow run; `--checkpoint-name`, default its best
+  checkpoint; `--tracking-uri`, default as :func:`dacapo_hydra.tracking.find_store`)
+  or `--checkpoint PATH`;
+- the input: `--input CONTAINER DATASET`;
+- the output: `--output CONTAINER` and `--<kind>-dataset NAME` per written array;
+- `--help` with examples and defaults, `--version`.
+
+Nothing heavy (torch, Lightning, MLflow, MONAI, zarr) is imported until a
+command runs, so `--help`, `--version` and shell completion answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import hydra
-from omegaconf import DictConfig
+from dacapo_hydra import __version__
 
-from dacapo_hydra import tracking
-from dacapo_hydra.api import config_dir
-from dacapo_hydra.config import register_configs
-from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.predict import DTYPES, predict
-from dacapo_hydra.run import train
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from dacapo_hydra.data.roi import Roi
 
 log = logging.getLogger("dacapo_hydra")
 
+# dacapo_hydra.predict.DTYPES, repeated here so `--help` needs no torch (a test keeps them equal).
+PREDICT_DTYPES = ("float32", "float16", "uint8")
+STORE_HELP = (
+    "MLflow store of --run-id (default: $MLFLOW_TRACKING_URI, else $DACAPO_OUTPUT_DIR/mlflow.db, "
+    "else ./outputs/mlflow.db if it exists)"
+)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError)  # ConfigError is a ValueError
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-def _train(cfg: DictConfig) -> float:
+
+def _train_task(cfg: DictConfig) -> float:
+    """Hydra's task: train one run; the value a sweeper optimises."""
+    from dacapo_hydra.errors import ConfigError
+    from dacapo_hydra.run import train
+
     try:
         result = train(cfg)
     except ConfigError as err:
@@ -33,13 +55,157 @@ def _train(cfg: DictConfig) -> float:
     return result.val_loss if result.val_loss is not None else result.final_loss
 
 
+def _config_groups(self: Any, predicate: Callable[[str], bool], compact: bool = True) -> str:
+    """Hydra's `Hydra.format_config_groups`, without the internal `schema/*` groups.
+
+    Hydra's own copies its whole config repository (our structured schemas
+    included) for every group it lists, which made `--help` take seconds; this
+    lists every group from one copy.
+    """
+    from hydra._internal.config_repository import CachingConfigRepository
+    from hydra.core.object_type import ObjectType
+
+    repo = CachingConfigRepository(self.config_loader.repository)
+
+    def groups(parent: str) -> list[str]:
+        found = []
+        for child in repo.get_group_options(parent, ObjectType.GROUP):
+            name = f"{parent}/{child}" if parent else child
+            if name.split("/")[0] == "schema":
+                continue
+            if repo.get_group_options(name, ObjectType.CONFIG):
+                found.append(name)
+            found += groups(name)
+        return found
+
+    lines = []
+    for group in sorted(g for g in groups("") if predicate(g)):
+        options = sorted(repo.get_group_options(group, ObjectType.CONFIG))
+        if compact:
+            lines.append(f"{group}: {', '.join(options)}")
+        else:
+            lines.append(f"{group}:\n" + "\n".join(f"  {o}" for o in options))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _fast_help_groups() -> None:
+    """Make `--help` list the config groups quickly, without `schema/*` (:func:`_config_groups`)."""
+    from hydra._internal.hydra import Hydra
+
+    Hydra.format_config_groups = _config_groups  # type: ignore[method-assign]
+
+
 def train_main() -> None:
-    """Train the composed run; Hydra parses the command line (`-m` sweeps)."""
+    """`dacapo-train` / `python train.py`: train the composed run; Hydra parses the command line.
+
+    Example:
+        `dacapo-train datasplit=synthetic_3d task=affinities iterations=1000`, or a
+        sweep, one MLflow child run per combination:
+        `dacapo-train -m task=distance,affinities architecture=unet_tiny,unet_small`.
+
+    """
+    if "--version" in sys.argv[1:]:
+        from hydra import __version__ as hydra_version
+
+        print(f"dacapo-train {__version__} (dacapo-hydra; Hydra {hydra_version})")
+        return
+    import hydra
+
+    from dacapo_hydra.api import config_dir
+    from dacapo_hydra.config import register_configs
+
     register_configs()
-    _train()
+    _fast_help_groups()
+    app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    app(_train_task)()
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option's help; the examples epilog as written."""
+
+
+def _parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} (dacapo-hydra)"
+    )
+    return parser
+
+
+def _fail(prog: str, err: BaseException) -> NoReturn:
+    print(f"{prog}: error: {err.args[0] if err.args else err}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _model_arguments(parser: argparse.ArgumentParser, what: str = "the model") -> None:
+    """`--run-id`/`--checkpoint`, `--checkpoint-name`, `--tracking-uri`: the same everywhere."""
+    group = parser.add_argument_group(f"{what} (--run-id or --checkpoint)")
+    group.add_argument("--run-id", help="an MLflow run id")
+    group.add_argument(
+        "--checkpoint", metavar="PATH", help="a dacapo-hydra Lightning checkpoint (.ckpt)"
+    )
+    group.add_argument(
+        "--checkpoint-name",
+        default="best",
+        metavar="NAME",
+        help="with --run-id: best (the best_<criterion> checkpoint of the task's criterion, "
+        "or last if the run was never validated), last, best_<criterion>, iteration_<n>",
+    )
+    group.add_argument("--tracking-uri", metavar="URI", help=STORE_HELP)
+
+
+def _input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input",
+        nargs=2,
+        required=True,
+        metavar=("CONTAINER", "DATASET"),
+        help="the raw volume: a zarr container and the array (or multiscale group) in it",
+    )
+
+
+def _one_model(args: argparse.Namespace, legacy: str | None = None) -> None:
+    """Exactly one of --run-id, --checkpoint (and an older positional form) is given."""
+    given = [
+        flag
+        for flag, value in (("--run-id", args.run_id), ("--checkpoint", args.checkpoint))
+        if value
+    ]
+    if legacy is not None:
+        given.append("a positional model")
+    if len(given) != 1:
+        raise ValueError(
+            "give a model: --run-id ID or --checkpoint PATH"
+            if not given
+            else f"give one model, not {' and '.join(given)}"
+        )
+
+
+def model_checkpoint(args: argparse.Namespace) -> Path:
+    """The checkpoint `--run-id`/`--checkpoint-name` or `--checkpoint` names.
+
+    Raises:
+        FileNotFoundError: no store, no such run, or no such checkpoint of it.
+
+    """
+    from dacapo_hydra import tracking
+
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    uri = tracking.find_store(args.tracking_uri)
+    name = "" if args.checkpoint_name == "best" else f"/{args.checkpoint_name}"
+    return tracking.resolve_start(f"run:{args.run_id}{name}", uri)
 
 
 def _roi(text: str | None) -> Roi | None:
+    from dacapo_hydra.data.roi import Roi
+    from dacapo_hydra.errors import ConfigError
+
     if text is None:
         return None
     try:
@@ -51,29 +217,13 @@ def _roi(text: str | None) -> Roi | None:
         ) from None
 
 
-def _model_arguments(parser: argparse.ArgumentParser, checkpoint_default: str | None) -> None:
-    """Arguments naming a model: a checkpoint, or an MLflow run."""
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", help="a Lightning checkpoint (.ckpt) of a dacapo-hydra run")
-    model.add_argument(
-        "--run-id", help="an MLflow run id; see --checkpoint-name and --tracking-uri"
-    )
-    if checkpoint_default is not None:
-        parser.add_argument(
-            "--checkpoint-name",
-            default=checkpoint_default,
-            help="with --run-id: last, best_<criterion>, ...",
-        )
-    parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
-
-
 def _prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...]) -> None:
     """Arguments of blockwise prediction shared by dacapo-predict and dacapo-apply."""
-    parser.add_argument("--input", nargs=2, required=True, metavar=("CONTAINER", "DATASET"))
+    _input_arguments(parser)
     parser.add_argument(
         "--roi", help="world ROI in nm: z0:z1,y0:y1,x0:x1 (default: the whole input)"
     )
-    parser.add_argument("--dtype", default="float32", choices=dtypes)
+    parser.add_argument("--dtype", default="float32", choices=dtypes, help="prediction dtype")
     parser.add_argument(
         "--workers", type=int, default=1, help="Dask LocalCluster workers (1: in process)"
     )
@@ -84,7 +234,10 @@ def _prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ..
         "--mirror", action="store_true", help="test-time augmentation: average over flips"
     )
     parser.add_argument(
-        "--input-shape", nargs="+", type=int, help="forward-pass input shape, voxels"
+        "--input-shape",
+        nargs="+",
+        type=int,
+        help="forward-pass input shape, voxels (default: the architecture's eval input shape)",
     )
     parser.add_argument(
         "--overlap",
@@ -106,15 +259,48 @@ def _prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ..
     )
 
 
+def _guarded(prog: str, command: Callable[[], None]) -> None:
+    """Run `command`; bad input ends the program with one line and exit status 2."""
+    try:
+        command()
+    except USER_ERRORS as err:
+        _fail(prog, err)
+
+
+PREDICT_EXAMPLES = """\
+  dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr
+  dacapo-predict --run-id <run id> --checkpoint-name last --input data/volume.zarr raw \\
+      --output predictions.zarr --prediction-dataset distance --dtype uint8 --value-range -1 1
+  dacapo-predict --checkpoint outputs/runs/<run>/checkpoints/last.ckpt \\
+      --input data/volume.zarr raw --output predictions.zarr --roi 0:4000,0:8000,0:8000 --mirror
+"""
+
+
 def predict_main(argv: list[str] | None = None) -> None:
-    """`dacapo-predict`: blockwise prediction of a zarr volume with a trained model."""
-    parser = argparse.ArgumentParser(
-        prog="dacapo-predict",
-        description="Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr.",
+    """`dacapo-predict`: blockwise prediction of a zarr volume with a trained model.
+
+    Example:
+        `dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output out.zarr`
+
+    """
+    parser = _parser(
+        "dacapo-predict",
+        "Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr "
+        "(<output>/<prediction-dataset>/s0). Resumable: rerun the same command after a kill.",
+        PREDICT_EXAMPLES,
     )
-    _model_arguments(parser, "last")
-    _prediction_arguments(parser, DTYPES)
-    parser.add_argument("--output", nargs=2, required=True, metavar=("CONTAINER", "DATASET"))
+    _model_arguments(parser)
+    _prediction_arguments(parser, PREDICT_DTYPES)
+    parser.add_argument(
+        "--output",
+        nargs="+",
+        required=True,
+        metavar="CONTAINER",
+        help="output zarr container (the older form --output CONTAINER DATASET still works)",
+    )
+    parser.add_argument(
+        "--prediction-dataset", default="prediction", help="the prediction's group in --output"
+    )
     parser.add_argument(
         "--value-range",
         nargs=2,
@@ -125,17 +311,25 @@ def predict_main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        checkpoint = args.checkpoint
-        if args.run_id:
-            uri, _ = tracking.resolve_store(args.tracking_uri, ".")
-            checkpoint = str(tracking.checkpoint_for_run(uri, args.run_id, args.checkpoint_name))
+
+    def command() -> None:
+        from dacapo_hydra.predict import predict
+
+        _one_model(args)
+        if len(args.output) > 2:
+            raise ValueError(f"--output takes CONTAINER (and an optional DATASET): {args.output}")
+        container, *legacy = args.output
+        if legacy and args.prediction_dataset not in ("prediction", legacy[0]):
+            raise ValueError(
+                f"give the dataset once: --prediction-dataset or --output {container} D"
+            )
+        dataset = legacy[0] if legacy else args.prediction_dataset
         result = predict(
-            checkpoint,
+            str(model_checkpoint(args)),
             args.input[0],
             args.input[1],
-            args.output[0],
-            args.output[1],
+            container,
+            dataset,
             roi=_roi(args.roi),
             dtype=args.dtype,
             value_range=tuple(args.value_range),
@@ -148,18 +342,19 @@ def predict_main(argv: list[str] | None = None) -> None:
             overlap=args.overlap,
             block_shape=args.block_shape,
         )
-    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
-        print(f"dacapo-predict: error: {err.args[0] if err.args else err}", file=sys.stderr)
-        sys.exit(2)
-    print(
-        f"dacapo-predict: wrote {result.container}/{result.dataset}/s0 ({result.roi}, voxel size "
-        f"{result.voxel_size} nm): {result.blocks_done_now} of {result.blocks} blocks in "
-        f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
-    )
+        print(
+            f"dacapo-predict: wrote {result.container}/{result.dataset}/s0 ({result.roi}, voxel "
+            f"size {result.voxel_size} nm): {result.blocks_done_now} of {result.blocks} blocks in "
+            f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
+        )
+
+    _guarded("dacapo-predict", command)
 
 
 def _params(pairs: list[str] | None) -> dict[str, float | int | str] | None:
     """`key=value` pairs as post-processing parameters (numbers where they parse)."""
+    from dacapo_hydra.errors import ConfigError
+
     if pairs is None:
         return None
     out: dict[str, float | int | str] = {}
@@ -178,14 +373,46 @@ def _params(pairs: list[str] | None) -> dict[str, float | int | str] | None:
     return out
 
 
+APPLY_EXAMPLES = """\
+  dacapo-apply --run-id <run id> --input data/volume.zarr raw/s0 --output segmentation.zarr
+  dacapo-apply --run-id <run id> --criterion detection_f1 --input data/volume.zarr raw/s0 \\
+      --output segmentation.zarr --workers 4
+  dacapo-apply --checkpoint model.ckpt --params threshold=0.5 --connected-components \\
+      --input data/volume.zarr raw/s0 --output segmentation.zarr --labels-dataset cells
+"""
+
+
+def _apply_criterion(args: argparse.Namespace) -> str | None:
+    """The criterion whose best checkpoint and parameters apply uses (None: the task's)."""
+    name = args.checkpoint_name
+    if name == "best":
+        return args.criterion
+    if not name.startswith("best_"):
+        raise ValueError(
+            f"--checkpoint-name {name}: dacapo-apply uses a run's best_<criterion> checkpoint "
+            "with the parameters validation chose for it; for another checkpoint give "
+            "--checkpoint PATH --params KEY=VALUE ..."
+        )
+    criterion = name.removeprefix("best_")
+    if args.criterion and args.criterion != criterion:
+        raise ValueError(f"--checkpoint-name {name} and --criterion {args.criterion} disagree")
+    return criterion
+
+
 def apply_main(argv: list[str] | None = None) -> None:
-    """`dacapo-apply`: predict blockwise, then post-process with the run's best parameters."""
-    parser = argparse.ArgumentParser(
-        prog="dacapo-apply",
-        description="Predict a zarr volume with an MLflow run's best checkpoint and post-process "
-        "it blockwise with the parameters validation found best, into OME-NGFF zarr.",
+    """`dacapo-apply`: predict blockwise, then post-process with the run's best parameters.
+
+    Example:
+        `dacapo-apply --run-id <run id> --input data/volume.zarr raw/s0 --output seg.zarr`
+
+    """
+    parser = _parser(
+        "dacapo-apply",
+        "Predict a zarr volume with an MLflow run's best checkpoint and post-process it "
+        "blockwise with the parameters validation found best, into OME-NGFF zarr.",
+        APPLY_EXAMPLES,
     )
-    _model_arguments(parser, None)
+    _model_arguments(parser)
     parser.add_argument(
         "--criterion", help="with --run-id: the score whose best to use (default: the task's)"
     )
@@ -196,8 +423,10 @@ def apply_main(argv: list[str] | None = None) -> None:
         help="with --checkpoint: post-processing parameters, e.g. threshold=0.5",
     )
     _prediction_arguments(parser, ("float32", "float16"))
-    parser.add_argument("--output", required=True, metavar="CONTAINER")
-    parser.add_argument("--prediction-dataset", default="prediction")
+    parser.add_argument("--output", required=True, metavar="CONTAINER", help="output container")
+    parser.add_argument(
+        "--prediction-dataset", default="prediction", help="the prediction's group in --output"
+    )
     parser.add_argument(
         "--labels-dataset",
         default=None,
@@ -221,19 +450,24 @@ def apply_main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from dacapo_hydra.apply import plan_apply
 
-        uri = tracking.resolve_store(args.tracking_uri, ".")[0] if args.run_id else ""
+    def command() -> None:
+        from dacapo_hydra import tracking
+        from dacapo_hydra.apply import plan_apply
+        from dacapo_hydra.errors import ConfigError
+
+        _one_model(args)
         if args.run_id and args.params:
             raise ConfigError("--params goes with --checkpoint; a run brings its best parameters")
+        criterion = _apply_criterion(args) if args.run_id else args.criterion
+        uri = tracking.find_store(args.tracking_uri) if args.run_id else ""
         job = plan_apply(
             args.input[0],
             args.input[1],
             args.output,
             run_id=args.run_id,
             tracking_uri=uri,
-            criterion=args.criterion,
+            criterion=criterion,
             checkpoint=args.checkpoint,
             params=_params(args.params),
             prediction_dataset=args.prediction_dataset,
@@ -256,60 +490,79 @@ def apply_main(argv: list[str] | None = None) -> None:
                 f"{job.model.iteration}: parameters {job.model.params}"
             )
         result = job.run(args.workers, args.scheduler)
-    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
-        print(f"dacapo-apply: error: {err.args[0] if err.args else err}", file=sys.stderr)
-        sys.exit(2)
-    objects = f", {result.objects} objects" if result.objects is not None else ""
-    print(
-        f"dacapo-apply: wrote {args.output}/{result.prediction[1]}/s0 and "
-        f"{args.output}/{result.labels[1]}/s0 ({result.roi}, voxel size {result.voxel_size} nm, "
-        f"parameters {result.params}{objects}): prediction {result.predict_seconds:.1f}s, "
-        f"post-processing {result.labels_seconds:.1f}s"
-    )
+        objects = f", {result.objects} objects" if result.objects is not None else ""
+        print(
+            f"dacapo-apply: wrote {args.output}/{result.prediction[1]}/s0 and "
+            f"{args.output}/{result.labels[1]}/s0 ({result.roi}, voxel size {result.voxel_size} "
+            f"nm, parameters {result.params}{objects}): prediction {result.predict_seconds:.1f}s, "
+            f"post-processing {result.labels_seconds:.1f}s"
+        )
+
+    _guarded("dacapo-apply", command)
+
+
+VALIDATE_EXAMPLES = """\
+  dacapo-validate --run-id <run id>
+  dacapo-validate --run-id <run id> --checkpoint-name last --scores dice voi
+  dacapo-validate --checkpoint outputs/runs/<run>/checkpoints/last.ckpt
+  dacapo-validate <run id or checkpoint path>      (the older positional form)
+"""
 
 
 def validate_main(argv: list[str] | None = None) -> None:
-    """`dacapo-validate`: validate a checkpoint on its datasplit's validation datasets."""
-    parser = argparse.ArgumentParser(
-        prog="dacapo-validate",
-        description="Validate a checkpoint (or an MLflow run's) on whole validation volumes "
-        "and print a score table.",
+    """`dacapo-validate`: validate a model on its datasplit's validation datasets.
+
+    Example:
+        `dacapo-validate --run-id <run id> --checkpoint-name last`
+
+    """
+    parser = _parser(
+        "dacapo-validate",
+        "Validate a checkpoint (or an MLflow run's) on whole validation volumes of the "
+        "datasplit it was trained with, and print a score table.",
+        VALIDATE_EXAMPLES,
     )
-    parser.add_argument("model", help="a checkpoint path, or an MLflow run id")
-    parser.add_argument("--checkpoint-name", default=None, help="with a run id (default: its best)")
-    parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+    parser.add_argument(
+        "model", nargs="?", help="(older form) a checkpoint path or an MLflow run id"
+    )
+    _model_arguments(parser)
     parser.add_argument(
         "--scores", nargs="+", help="scores to show (default: the task's criterion and a few more)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    try:
-        from dacapo_hydra.data.datasplit import DataSplit
-        from dacapo_hydra.data.normalize import Normalizer
-        from dacapo_hydra.run import module_from_checkpoint
-        from dacapo_hydra.validation import Validator, params_key
 
-        path = Path(args.model)
-        if not path.is_file():
-            uri, _ = tracking.resolve_store(args.tracking_uri, ".")
-            start = f"run:{args.model}" + (
-                f"/{args.checkpoint_name}" if args.checkpoint_name else ""
-            )
-            path = tracking.resolve_start(start, uri)
-        module = module_from_checkpoint(path)
-        # The checkpoint's normalisation, as in training: nothing is re-measured.
-        split = DataSplit.from_config(
-            module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
-        )
-        if not split.validate:
-            raise ValueError(f"the datasplit of {path} has no validation datasets")
-        validator = Validator(split, module.task)
-        rows = validator.run(module)
-    except (ConfigError, ValueError, KeyError, FileNotFoundError) as err:
-        print(f"dacapo-validate: error: {err.args[0] if err.args else err}", file=sys.stderr)
-        sys.exit(2)
+    def command() -> None:
+        _one_model(args, args.model)
+        if args.model:
+            path = Path(args.model)
+            if path.is_file() or path.suffix == ".ckpt" or len(path.parts) > 1:
+                args.checkpoint = args.model
+            else:
+                args.run_id = args.model
+        _validate(model_checkpoint(args), args.scores)
+
+    _guarded("dacapo-validate", command)
+
+
+def _validate(path: Path, scores: list[str] | None) -> None:
+    """Validate the checkpoint at `path` and print its score table."""
+    from dacapo_hydra.data.datasplit import DataSplit
+    from dacapo_hydra.data.normalize import Normalizer
+    from dacapo_hydra.run import module_from_checkpoint
+    from dacapo_hydra.validation import Validator, params_key
+
+    module = module_from_checkpoint(path)
+    # The checkpoint's normalisation, as in training: nothing is re-measured.
+    split = DataSplit.from_config(
+        module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
+    )
+    if not split.validate:
+        raise ValueError(f"the datasplit of {path} has no validation datasets")
+    validator = Validator(split, module.task)
+    rows = validator.run(module)
     criterion = module.task.criterion
-    names = args.scores or [criterion] + [
+    names = scores or [criterion] + [
         n for n in ("dice", "f1", "voi", "adapted_rand_error", "hausdorff_95") if n != criterion
     ]
     names = [n for n in names if any(n in r.scores for r in rows)]
@@ -325,3 +578,68 @@ def validate_main(argv: list[str] | None = None) -> None:
     best = validator.best_set(rows, 0, criterion)
     if best is not None:
         print(f"best {criterion}: {best.score:.4g} with {best.params}")
+
+
+EXPORT_EXAMPLES = """\
+  dacapo-export --run-id <run id> --output exported_model/
+  dacapo-export --run-id <run id> --checkpoint-name last --output exported_model/ --bioimageio
+  dacapo-export --checkpoint outputs/runs/<run>/checkpoints/best_dice.ckpt --output exported/ \\
+      --input-shape 132 132 132
+  dacapo-export <checkpoint> <folder>              (the older positional form)
+"""
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    """`dacapo-export`: export a trained model to a folder that applies without training code.
+
+    Example:
+        `dacapo-export --run-id <run id> --output exported_model/`
+
+    """
+    parser = _parser(
+        "dacapo-export",
+        "Export a trained model to a folder that applies without the training code: "
+        "torch.export and TorchScript programs, shapes, voxel sizes, normalisation, apply.py.",
+        EXPORT_EXAMPLES,
+    )
+    parser.add_argument("legacy_checkpoint", nargs="?", metavar="CHECKPOINT", help="(older form)")
+    parser.add_argument("legacy_folder", nargs="?", metavar="FOLDER", help="(older form)")
+    _model_arguments(parser)
+    parser.add_argument("--output", metavar="FOLDER", help="the folder to write")
+    parser.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        default=None,
+        help="spatial input voxels (default: the architecture's eval input shape)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the folder")
+    parser.add_argument(
+        "--bioimageio", action="store_true", help="also write a bioimage.io rdf.yaml"
+    )
+    parser.add_argument("--author", action="append", help="author name (bioimage.io)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def command() -> None:
+        from dacapo_hydra.export import export_model
+
+        _one_model(args, args.legacy_checkpoint)
+        if args.legacy_checkpoint:
+            args.checkpoint = args.legacy_checkpoint
+        if args.output and args.legacy_folder:
+            raise ValueError("give the folder once: --output FOLDER")
+        folder = args.output or args.legacy_folder
+        if not folder:
+            raise ValueError("give the output folder: --output FOLDER")
+        exported = export_model(
+            model_checkpoint(args),
+            folder,
+            args.input_shape,
+            args.overwrite,
+            bioimageio=args.bioimageio,
+            authors=args.author,
+        )
+        print(f"dacapo-export: wrote {exported.folder}")
+
+    _guarded("dacapo-export", command)

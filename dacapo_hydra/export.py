@@ -21,7 +21,6 @@ The folder holds:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -320,36 +319,13 @@ def export_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`dacapo-export CHECKPOINT FOLDER [--input-shape Z Y X] [--overwrite] [--bioimageio]`."""
-    parser = argparse.ArgumentParser(
-        prog="dacapo-export",
-        description="Export a trained model to a folder that applies without training code.",
-    )
-    parser.add_argument("checkpoint", help="a run's Lightning checkpoint (e.g. last.ckpt)")
-    parser.add_argument("folder", help="output folder")
-    parser.add_argument(
-        "--input-shape", type=int, nargs="+", default=None, help="spatial input voxels"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace the folder")
-    parser.add_argument(
-        "--bioimageio", action="store_true", help="also write a bioimage.io rdf.yaml"
-    )
-    parser.add_argument("--author", action="append", help="author name (bioimage.io)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    """`dacapo-export`, returning its exit status; the command line is :func:`cli.export_main`'s."""
+    from dacapo_hydra.cli import export_main
+
     try:
-        exported = export_model(
-            args.checkpoint,
-            args.folder,
-            args.input_shape,
-            args.overwrite,
-            bioimageio=args.bioimageio,
-            authors=args.author,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"dacapo-export: error: {err}", file=sys.stderr)
-        return 2
-    print(f"dacapo-export: wrote {exported.folder}")
+        export_main(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
     return 0
 
 

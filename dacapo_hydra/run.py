@@ -280,6 +280,7 @@ def train(cfg: DictConfig) -> TrainResult:
     run_id = logger.run_id
     client = logger.experiment
     try:
+        recorder = tracking.RunRecorder.start(cfg, uri, run_id, task, resumed=resume is not None)
         config = OmegaConf.to_container(cfg, resolve=True)
         if resume is None:
             logger.log_hyperparams(config)
@@ -318,6 +319,7 @@ def train(cfg: DictConfig) -> TrainResult:
             # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
             logger.finalize("success")
         client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
+        recorder.finish(checkpoint_dir)
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         client.set_terminated(run_id, status)
@@ -353,5 +355,6 @@ def train(cfg: DictConfig) -> TrainResult:
             else ""
         )
         + f"; checkpoint {result.checkpoint}; view with: mlflow ui --backend-store-uri {uri}"
+        + f" and open {tracking.ui_url(experiment_id, run_id)}"
     )
     return result

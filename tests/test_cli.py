@@ -1,4 +1,4 @@
-"""`python train.py` as a user runs it: single runs, a -m sweep, and bad input."""
+"""The commands as a user runs them: train.py runs and sweeps, bad input, --help, --version."""
 
 from __future__ import annotations
 
@@ -10,11 +10,20 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from dacapo_hydra import __version__
+from dacapo_hydra.cli import (
+    PREDICT_DTYPES,
+    apply_main,
+    export_main,
+    predict_main,
+    validate_main,
+)
 from tests.conftest import REPO, tiny_overrides
 
 
 def run_train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DACAPO_OUTPUT_DIR": str(tmp_path / "outputs"), "HYDRA_FULL_ERROR": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [sys.executable, str(REPO / "train.py"), *args],
         cwd=tmp_path,
@@ -48,8 +57,32 @@ def test_train_py_runs_and_prints_a_summary(tmp_path: Path) -> None:
     assert run.data.tags["task"] == "affinities"
     assert run.data.tags["datasplit"] == "synthetic_2d"
     assert Path(run.data.tags["run_dir"], "checkpoints", "last.ckpt").is_file()
+    # Every command-line override is a tag; the summary ends with the run's page in the UI.
+    assert run.data.tags["override.task"] == "affinities"
+    assert run.data.tags["override.iterations"] == "4"
+    assert run.data.tags["override.datasplit.synthetic.shape"] == "[96,96]"
+    url = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert summary[0].endswith(url)
+    assert Path(run.data.tags["run_dir"], "dacapo-train.log").is_file()
 
 
+def test_sweep_smoke_names_children_and_records_the_best(tmp_path: Path) -> None:
+    args = ["-m", "seed=0,1", "datasplit=synthetic_2d", *tiny_overrides("synthetic_2d")]
+    proc = run_train([*args, "iterations=1", "validation_interval=1"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    all_runs = runs(tmp_path)
+    (parent,) = [r for r in all_runs if r.data.tags.get("dacapo.kind") == "sweep"]
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["seed=0", "seed=1"]
+    assert parent.data.params == {"seed": "0,1"}
+    assert parent.data.tags["sweep.axes"] == "seed"
+    assert parent.data.tags["best_child"] in {r.info.run_id for r in children}
+    assert parent.data.tags["best_child.criterion"] == children[0].data.tags["criterion"]
+    assert all(r.data.tags["override.iterations"] == "1" for r in children)
+    assert f"/runs/{parent.info.run_id}" in proc.stdout
+
+
+@pytest.mark.slow
 def test_sweep_gives_child_runs_under_one_parent(tmp_path: Path) -> None:
     args = [
         "-m",
@@ -75,8 +108,19 @@ def test_sweep_gives_child_runs_under_one_parent(tmp_path: Path) -> None:
         ("affinities", "unet_small"),
     }
     assert all(r.info.status == "FINISHED" for r in children)
+    assert {r.info.run_name for r in children} == {
+        f"task={t},architecture={a}"
+        for t in ("distance", "affinities")
+        for a in ("unet_tiny", "unet_small")
+    }
+    assert parents[0].data.params == {
+        "task": "distance,affinities",
+        "architecture": "unet_tiny,unet_small",
+    }
+    assert parents[0].data.tags["best_child"] in {r.info.run_id for r in children}
 
 
+@pytest.mark.slow
 def test_parallel_sweep_shares_one_parent(tmp_path: Path) -> None:
     args = [
         "-m",
@@ -117,3 +161,96 @@ def test_bad_input_exits_with_a_message_and_no_run(
     assert errors, proc.stderr
     assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
     assert runs(tmp_path) == []
+
+
+COMMANDS = {
+    "dacapo-predict": predict_main,
+    "dacapo-apply": apply_main,
+    "dacapo-validate": validate_main,
+    "dacapo-export": export_main,
+}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_version_and_help_with_examples_and_defaults(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        COMMANDS[name](["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"{name} {__version__} (dacapo-hydra)"
+    with pytest.raises(SystemExit):
+        COMMANDS[name](["--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and f"  {name} --run-id <run id>" in text
+    for flag in ("--run-id", "--checkpoint PATH", "--checkpoint-name NAME", "--tracking-uri"):
+        assert flag in text
+    assert "(default: best)" in text
+
+
+def test_predict_dtypes_match_the_predictor() -> None:
+    from dacapo_hydra.predict import DTYPES
+
+    assert PREDICT_DTYPES == DTYPES
+
+
+def test_train_help_and_version(tmp_path: Path) -> None:
+    proc = run_train(["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("dacapo-train (or python train.py)")
+    assert "Examples:" in proc.stdout and "dacapo-train -m task=distance,affinities" in proc.stdout
+    assert "task: affinities" in proc.stdout and "schema/" not in proc.stdout
+    proc = run_train(["--version"], tmp_path)
+    assert proc.stdout.startswith(f"dacapo-train {__version__} (dacapo-hydra; Hydra ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dacapo-predict", "--run-id", "0a1b", "--input", "v.zarr", "raw", "--output", "o.zarr"],
+        ["dacapo-apply", "--run-id", "0a1b", "--input", "v.zarr", "raw", "--output", "o.zarr"],
+        ["dacapo-validate", "--run-id", "0a1b"],
+        ["dacapo-validate", "0a1b"],
+        ["dacapo-export", "--run-id", "0a1b", "--output", "exported"],
+    ],
+)
+def test_a_command_in_an_empty_folder_creates_no_store(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DACAPO_OUTPUT_DIR", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        COMMANDS[argv[0]](argv[1:])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line == (
+        f"{argv[0]}: error: no MLflow store: --tracking-uri, $MLFLOW_TRACKING_URI and "
+        f"$DACAPO_OUTPUT_DIR are unset and {tmp_path / 'outputs' / 'mlflow.db'} does not exist"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_model_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in (
+        (["--input", "v.zarr", "raw", "--output", "o.zarr"], "give a model"),
+        (
+            ["--run-id", "a", "--checkpoint", "b.ckpt", "--input", "v", "r", "--output", "o"],
+            "give one model, not --run-id and --checkpoint",
+        ),
+        (
+            ["--checkpoint", "b.ckpt", "--input", "v", "r", "--output", "o", "p", "q"],
+            "--output takes CONTAINER",
+        ),
+    ):
+        with pytest.raises(SystemExit):
+            predict_main(argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        apply_main(
+            ["--run-id", "a", "--checkpoint-name", "last", "--input", "v", "r", "--output", "o"]
+        )
+    assert "uses a run's best_<criterion> checkpoint" in capsys.readouterr().err

@@ -45,6 +45,8 @@ class MlflowConfig:
     tracking_uri: str = MISSING
     artifact_location: str = MISSING
     experiment_name: str = "dacapo"
+    register_model_name: str | None = None
+    log_system_metrics: bool = False
 
 
 @dataclass
