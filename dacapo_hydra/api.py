@@ -104,7 +104,8 @@ def train(cfg: DictConfig) -> TrainResult:
     """Train a composed config; returns the MLflow run id, final losses and checkpoint.
 
     Example:
-        >>> result = train(compose(datasplit="synthetic_2d", overrides=["iterations=20"]))
+        >>> cfg = compose(datasplit="synthetic_2d", overrides=["iterations=20"])
+        >>> result = train(cfg)  # doctest: +SKIP
         >>> result.run_id, result.best_score  # doctest: +SKIP
 
     """
@@ -139,6 +140,7 @@ def runs(tracking_uri: str | None = None, experiment: str = "dacapo") -> pd.Data
         >>> from dacapo_hydra import runs
         >>> table = runs("sqlite:///outputs/mlflow.db")  # doctest: +SKIP
         >>> table.sort_values("best_score", ascending=False)[["run_name", "best_score"]].head()
+        ... # doctest: +SKIP
 
     """
     import json

@@ -97,9 +97,7 @@ def find_store(tracking_uri: str | None = None) -> str:
         FileNotFoundError: one line naming where it looked.
 
     Example:
-        >>> import os
-        >>> os.environ["MLFLOW_TRACKING_URI"] = "http://mlflow.example.org:5000"
-        >>> find_store()
+        >>> find_store("http://mlflow.example.org:5000")
         'http://mlflow.example.org:5000'
 
     """

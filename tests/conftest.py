@@ -111,3 +111,9 @@ def trained_3d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> str
         datasplit="synthetic_3d", task="distance", overrides=tiny_overrides("synthetic_3d", out)
     )
     return train(cfg).checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without `MLFLOW_TRACKING_URI` (a run or an example may set it)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
