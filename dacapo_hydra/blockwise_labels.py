@@ -14,10 +14,11 @@ scheme DaCapo runs on daisy:
    neighbour's plane agrees with the neighbour's own ids there, then every
    fragment gets a consecutive final id, block by block.
 
-A fragment matches a neighbour's fragment when they share at least
-`merge_fraction` of the smaller one's face voxels: any overlap for connected
-components (exact), a majority for watersheds, whose borders may shift by a
-voxel between two blocks' views. Every pass records finished blocks in a ledger,
+A fragment matches a neighbour's fragment when their overlap on the face is at
+least `merge_fraction` of their union there: any overlap for connected components
+(exact), half for watersheds, whose borders may shift by a voxel between two
+blocks' views (one partner at most, so a split in one block and a merge in its
+neighbour do not chain objects together). Every pass records finished blocks in a ledger,
 so a rerun after a kill does only what is missing.
 
 The size filter of instance routes (the parameter `min_size`) is not applied per
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -283,7 +285,14 @@ class BlockLabeller:
 
 
 def _face_pairs(view: np.ndarray, own: np.ndarray, merge_fraction: float) -> np.ndarray:
-    """Id pairs (view id, own id) that match on one face plane (see module docstring)."""
+    """Id pairs (view id, own id) that match on one face plane (see module docstring).
+
+    With a `merge_fraction` above 0 (watersheds) a pair matches when its overlap on the
+    plane is at least that fraction of the union of the two (IoU), so a fragment
+    matches at most one fragment for fractions of 0.5 and more: two objects one block
+    splits and its neighbour merges are not chained into one. With 0 (connected
+    components, exact) any overlap matches.
+    """
     both = (view != 0) & (own != 0)
     if not both.any():
         return np.zeros((0, 2), np.uint64)
@@ -292,11 +301,9 @@ def _face_pairs(view: np.ndarray, own: np.ndarray, merge_fraction: float) -> np.
     )
     view_ids, view_area = np.unique(view[view != 0], return_counts=True)
     own_ids, own_area = np.unique(own[own != 0], return_counts=True)
-    area = np.minimum(
-        view_area[np.searchsorted(view_ids, pairs[:, 0])],
-        own_area[np.searchsorted(own_ids, pairs[:, 1])],
-    )
-    return pairs[overlap >= merge_fraction * area]
+    a = view_area[np.searchsorted(view_ids, pairs[:, 0])]
+    b = own_area[np.searchsorted(own_ids, pairs[:, 1])]
+    return pairs[overlap >= merge_fraction * (a + b - overlap)]
 
 
 _MAPPINGS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -589,10 +596,11 @@ def plan_labels(
             `prediction/labels/labels`) they are listed among that image's labels.
         block_shape: voxels per block, a multiple of the prediction's chunks
             (default: the smallest multiple of at least 64 voxels).
-        context: voxels read beyond each block per side (default: a quarter of
-            the block for instances, 0 otherwise).
+        context: voxels read beyond each block per side (default for instances: a
+            quarter of the block or four typical object radii, whichever is more, at
+            most a block; 0 otherwise).
         connected_components: label connected components of a binary output.
-        merge_fraction: face overlap that merges fragments (default: any for
+        merge_fraction: face IoU that merges fragments (default: any overlap for
             connected components, 0.5 for watersheds).
 
     Raises:
@@ -613,7 +621,18 @@ def plan_labels(
             )
     instances = connected_components or is_instance_task(task)
     if context is None:
-        margin = tuple(b // 4 for b in block) if instances else (0,) * dims
+        # Instance routes see the objects around the block's faces: at least a quarter
+        # block and four typical object radii (at most a block), so that seeds and
+        # distance transforms there are, as far as can be, a whole-volume pass's.
+        radius = task.object_radius or 0.0
+        margin = (
+            tuple(
+                max(b // 4, min(b, math.ceil(4 * radius / v)))
+                for b, v in zip(block, source.voxel_size, strict=True)
+            )
+            if instances
+            else (0,) * dims
+        )
     else:
         margin = tuple(int(c) for c in context)
         if len(margin) != dims or any(c < 0 for c in margin):

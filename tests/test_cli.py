@@ -43,6 +43,7 @@ def runs(tmp_path: Path) -> list:
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
+@pytest.mark.slow
 def test_train_py_runs_and_prints_a_summary(tmp_path: Path) -> None:
     proc = run_train(
         [*tiny_overrides("synthetic_2d"), "datasplit=synthetic_2d", "task=affinities"], tmp_path
@@ -66,6 +67,7 @@ def test_train_py_runs_and_prints_a_summary(tmp_path: Path) -> None:
     assert Path(run.data.tags["run_dir"], "dacapo-train.log").is_file()
 
 
+@pytest.mark.slow
 def test_sweep_smoke_names_children_and_records_the_best(tmp_path: Path) -> None:
     args = ["-m", "seed=0,1", "datasplit=synthetic_2d", *tiny_overrides("synthetic_2d")]
     proc = run_train([*args, "iterations=1", "validation_interval=1"], tmp_path)
@@ -140,6 +142,7 @@ def test_parallel_sweep_shares_one_parent(tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" for r in [parent, *children])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "culprit"),
     [

@@ -256,6 +256,7 @@ def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_
     np.testing.assert_array_equal(zarr.open_group(str(out))["p/s0"][:], before)
 
 
+@pytest.mark.slow
 def test_half_precision_model_predicts(trained_3d: str, volume: Path) -> None:
     module = module_from_checkpoint(trained_3d)
     raw = ZarrArray.open(volume, "validate/raw")
