@@ -12,12 +12,13 @@ from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.run import build, train
 
 CASES = [
-    ("distance", "synthetic_3d"),
-    ("affinities", "synthetic_3d"),
-    ("affinities_lsds", "synthetic_3d"),
+    ("distance", "synthetic_2d"),
+    ("distance_instances", "synthetic_2d"),
+    ("affinities", "synthetic_2d"),
+    pytest.param("affinities_lsds", "synthetic_3d", marks=pytest.mark.slow),  # LSDs: 3D only
     ("one_hot", "synthetic_2d"),
     ("inner_distance", "synthetic_2d"),
-    ("hot_distance", "synthetic_3d"),
+    ("hot_distance", "synthetic_2d"),
     ("dummy", "synthetic_2d"),
 ]
 
