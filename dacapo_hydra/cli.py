@@ -40,6 +40,18 @@ STORE_HELP = (
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError)  # ConfigError is a ValueError
 
 
+# Columns of the `dacapo-validate` table after the criterion (those the task has).
+SUMMARY_SCORES = (
+    "dice",
+    "f1",
+    "detection_f1",
+    "mean_average_precision",
+    "adapted_rand_error",
+    "voi",
+    "hausdorff_95",
+)
+
+
 def _train_task(cfg: DictConfig) -> float:
     """Hydra's task: train one run; the value a sweeper optimises."""
     from dacapo_hydra.errors import ConfigError
@@ -562,9 +574,7 @@ def _validate(path: Path, scores: list[str] | None) -> None:
     validator = Validator(split, module.task)
     rows = validator.run(module)
     criterion = module.task.criterion
-    names = scores or [criterion] + [
-        n for n in ("dice", "f1", "voi", "adapted_rand_error", "hausdorff_95") if n != criterion
-    ]
+    names = scores or [criterion] + [n for n in SUMMARY_SCORES if n != criterion]
     names = [n for n in names if any(n in r.scores for r in rows)]
     header = ["dataset", "params", *names]
     table = [
