@@ -63,6 +63,7 @@ def test_exported_model_matches_live(trained, tmp_path):
         np.testing.assert_allclose(live.predict(sample_in).numpy(), sample_out, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_apply_predicts_blockwise_like_one_pass(trained, tmp_path):
     folder = export_model(trained, tmp_path / "model").folder
     rng = np.random.default_rng(0)

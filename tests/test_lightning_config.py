@@ -216,6 +216,7 @@ def test_debug_fdr_runs(compose_tiny: Callable[..., DictConfig]) -> None:
     assert _statuses(cfg, "debug") == ["FINISHED"]
 
 
+@pytest.mark.slow
 def test_resume_with_another_callback_set(compose_tiny: Callable[..., DictConfig]) -> None:
     common = ["iterations=4", "validation_interval=2", "snapshot_interval=0"]
     crashed = compose_tiny(
