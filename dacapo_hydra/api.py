@@ -92,7 +92,9 @@ def compose(
     args = [f"{g}={v}" for g, v in groups.items() if v is not None] + list(overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose(config_name, overrides=args, return_hydra_config=True)
-    choices = {g: cfg.hydra.runtime.choices.get(g) for g in groups}
+    from dacapo_hydra.tracking import mark_modified
+
+    choices = mark_modified({g: cfg.hydra.runtime.choices.get(g) for g in groups}, args)
     with open_dict(cfg):
         if not return_hydra:
             del cfg["hydra"]

@@ -135,7 +135,7 @@ class WholeVolumeValidation(pl.Callback):
     over the datasets is best; `validation/<score>` are that set's scores (every
     score, so they belong together) at step = iteration, and the numeric
     parameters go to `validation/params/<name>`. When the criterion beats every
-    earlier validation, the same scores go to `best/<score>`, the record
+    earlier validation, the same scores go to `validation/best/<score>`, the record
     (iteration, score, parameters, scores) to the tag `best.<criterion>`, and the
     checkpoint to `best_<criterion>.ckpt` (what `dacapo-apply` uses). Each other
     criterion in `checkpoint_criteria` keeps its own best record and checkpoint.
@@ -194,7 +194,7 @@ class WholeVolumeValidation(pl.Callback):
                 continue
             self.best[criterion] = chosen
             if default:
-                metrics += _metrics("best", chosen.scores, now, iteration)
+                metrics += _metrics("validation/best", chosen.scores, now, iteration)
             tracking.record_best(
                 self.client, self.run_id, criterion, chosen.as_record(), default=default
             )

@@ -16,6 +16,7 @@ command runs, so `--help`, `--version` and shell completion answer at once.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 from collections.abc import Callable
@@ -74,10 +75,17 @@ def _config_groups(self: Any, predicate: Callable[[str], bool], compact: bool = 
     included) for every group it lists, which made `--help` take seconds; this
     lists every group from one copy.
     """
-    from hydra._internal.config_repository import CachingConfigRepository
+    from hydra._internal.config_repository import CachingConfigRepository, ConfigRepository
     from hydra.core.object_type import ObjectType
 
-    repo = CachingConfigRepository(self.config_loader.repository)
+    from dacapo_hydra.config.user_dir import user_config_source
+
+    # Hydra's help lists the search path without `hydra.searchpath`: add the user folder.
+    search_path = copy.deepcopy(self.config_loader.config_search_path)
+    schema = search_path.get_path().pop(-1)
+    search_path.append("dacapo user config", user_config_source())
+    search_path.append(schema.provider, schema.path)
+    repo = CachingConfigRepository(ConfigRepository(config_search_path=search_path))
 
     def groups(parent: str) -> list[str]:
         found = []
@@ -126,7 +134,10 @@ def train_main() -> None:
     from dacapo_hydra.api import config_dir
     from dacapo_hydra.config import register_configs
 
-    register_configs()
+    try:
+        register_configs()
+    except NotADirectoryError as err:
+        _fail("dacapo-train", err)
     _fast_help_groups()
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
     app(_train_task)()
@@ -442,8 +453,9 @@ def apply_main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--labels-dataset",
         default=None,
-        help="post-processed output group (default: labels for instances, mask for the binary "
-        "output of a semantic task)",
+        help="name of the segmentation, an OME-Zarr label image written to "
+        "<prediction-dataset>/labels/<name> (default: labels for instances, mask for the "
+        "binary output of a semantic task)",
     )
     parser.add_argument(
         "--labels-block-shape", nargs="+", type=int, help="post-processing block, voxels"

@@ -1,15 +1,25 @@
 """Snapshot images: central slices of raw, ground truth, target, prediction and weights.
 
-Hand-written (a few lines of numpy): the panels are plain grey or label-coloured
-slices laid side by side, no plotting library needed.
+A grid, one captioned panel per slice: the first row holds raw and ground truth, then
+one row per channel with its target, prediction and weight side by side. A channel's
+target and prediction share one intensity scale (their joint range), so a prediction
+that falls short of its target looks darker rather than being stretched to full
+contrast; the weights share one scale from 0. Small crops are enlarged (nearest
+neighbour) to at least `MIN_PANEL` pixels.
+
+The layout is hand-written numpy (no plotting library); Pillow draws the captions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-PAD = 2
-MIN_HEIGHT = 128
+PAD = 4
+CAPTION = 18
+MIN_PANEL = 192
+MIN_WIDTH = 224  # room for a caption such as 'prediction 0 [-0.998, 0.999]'
+WHITE = 255
+FRAME = 160
 
 
 def central_slice(volume: np.ndarray, dims: int) -> np.ndarray:
@@ -17,11 +27,18 @@ def central_slice(volume: np.ndarray, dims: int) -> np.ndarray:
     return volume[..., volume.shape[-3] // 2, :, :] if dims == 3 else volume
 
 
-def grey(image: np.ndarray) -> np.ndarray:
-    """Min-max scale a 2D array to uint8 RGB."""
-    lo, hi = float(np.nanmin(image)), float(np.nanmax(image))
-    scaled = np.zeros(image.shape) if hi <= lo else (image - lo) / (hi - lo)
-    return np.repeat((scaled * 255).astype(np.uint8)[..., None], 3, axis=-1)
+def grey(image: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Scale a 2D array from [lo, hi] (default: its own range) to uint8 RGB.
+
+    Example:
+        >>> grey(np.array([[0.0, 0.5], [1.0, 2.0]]), 0.0, 1.0)[..., 0].tolist()
+        [[0, 127], [255, 255]]
+
+    """
+    lo = float(np.nanmin(image)) if lo is None else lo
+    hi = float(np.nanmax(image)) if hi is None else hi
+    scaled = np.zeros(image.shape) if hi <= lo else np.clip((image - lo) / (hi - lo), 0, 1)
+    return np.repeat((np.nan_to_num(scaled) * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 def label_colors(labels: np.ndarray) -> np.ndarray:
@@ -44,6 +61,30 @@ def center_crop(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return image[(Ellipsis, *index)]
 
 
+def _range(*arrays: np.ndarray) -> tuple[float, float]:
+    return float(min(np.nanmin(a) for a in arrays)), float(max(np.nanmax(a) for a in arrays))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _captioned(panel: np.ndarray, caption: str, size: tuple[int, int]) -> np.ndarray:
+    """The panel enlarged to fill `size` (nearest), on white, with its caption above."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = size
+    factor = max(1, min(height // panel.shape[0], width // panel.shape[1]))
+    big = panel.repeat(factor, axis=0).repeat(factor, axis=1)
+    cell = np.full((CAPTION + height + PAD, width + 2 * PAD, 3), WHITE, np.uint8)
+    # A grey frame, so a white panel (weights of 1) stands out from the background.
+    cell[CAPTION - 1 : CAPTION + big.shape[0] + 1, PAD - 1 : PAD + big.shape[1] + 1] = FRAME
+    cell[CAPTION : CAPTION + big.shape[0], PAD : PAD + big.shape[1]] = big
+    image = Image.fromarray(cell)
+    ImageDraw.Draw(image).text((PAD, 2), caption, fill=(0, 0, 0), font=ImageFont.load_default(13))
+    return np.asarray(image)
+
+
 def snapshot_image(
     raw: np.ndarray,
     gt: np.ndarray,
@@ -53,7 +94,7 @@ def snapshot_image(
     dims: int,
     max_channels: int = 3,
 ) -> np.ndarray:
-    """One RGB image: raw | gt | target channels | prediction channels | weight channels.
+    """One captioned RGB grid: raw, gt; then per channel: target, prediction, weight.
 
     Args:
         raw: (C, *input) normalised raw; cropped to the output's centre.
@@ -62,24 +103,55 @@ def snapshot_image(
         prediction: (C, *output) activated prediction.
         weight: (C, *output) loss weights.
         dims: spatial dimensions.
-        max_channels: channels shown per multi-channel panel.
+        max_channels: channel rows shown.
+
+    Returns:
+        A uint8 (height, width, 3) image; each panel at least `MIN_PANEL` pixels high
+        and captioned with its name and intensity range.
+
+    Example:
+        >>> labels = np.zeros((8, 8), np.uint8)
+        >>> ones = np.ones((1, 8, 8), np.float32)
+        >>> snapshot_image(ones, labels, ones, ones, ones, dims=2).shape  # 2 rows of 3 panels
+        (428, 696, 3)
 
     """
     out_shape = tuple(gt.shape[-dims:])
-    panels = [
-        grey(central_slice(center_crop(raw[0], out_shape), dims)),
-        label_colors(central_slice(gt, dims)),
+    raw_slice = central_slice(center_crop(raw[0], out_shape), dims)
+    rows: list[list[tuple[np.ndarray, str]]] = [
+        [
+            (grey(raw_slice), f"raw [{_fmt(np.nanmin(raw_slice))}, {_fmt(np.nanmax(raw_slice))}]"),
+            (label_colors(central_slice(gt, dims)), f"ground truth ({len(np.unique(gt))} ids)"),
+        ]
     ]
-    for volume in (target, prediction, weight):
-        volume = volume[None] if volume.ndim == dims else volume
-        for c in range(min(max_channels, volume.shape[0])):
-            panels.append(grey(central_slice(volume[c], dims)))
-    height = max(p.shape[0] for p in panels)
-    padded = [
-        np.pad(p, ((0, height - p.shape[0]), (PAD, PAD), (0, 0)), constant_values=255)
-        for p in panels
+    target = target[None] if target.ndim == dims else target
+    prediction = prediction[None] if prediction.ndim == dims else prediction
+    weight = weight[None] if weight.ndim == dims else weight
+    w_lo, w_hi = 0.0, max(float(np.nanmax(weight)), 1e-12)
+    for c in range(min(max_channels, max(target.shape[0], prediction.shape[0]))):
+        t = central_slice(target[min(c, target.shape[0] - 1)], dims)
+        p = central_slice(prediction[c], dims)
+        w = central_slice(weight[min(c, weight.shape[0] - 1)], dims)
+        lo, hi = _range(t, p)
+        shared = f"[{_fmt(lo)}, {_fmt(hi)}]"
+        rows.append(
+            [
+                (grey(t, lo, hi), f"target {c} {shared}"),
+                (grey(p, lo, hi), f"prediction {c} {shared}"),
+                (grey(w, w_lo, w_hi), f"weight {c} [0, {_fmt(w_hi)}]"),
+            ]
+        )
+    panel_h, panel_w = out_shape[-2:]
+    factor = max(1, -(-MIN_PANEL // panel_h))
+    size = (panel_h * factor, max(panel_w * factor, MIN_WIDTH))
+    columns = max(len(row) for row in rows)
+    blank = np.full(_captioned(rows[0][0][0], "", size).shape, WHITE, np.uint8)
+    grid = [
+        np.concatenate(
+            [_captioned(panel, caption, size) for panel, caption in row]
+            + [blank] * (columns - len(row)),
+            axis=1,
+        )
+        for row in rows
     ]
-    image = np.concatenate(padded, axis=1)
-    # Small crops are enlarged (nearest) so they are readable in the MLflow UI.
-    factor = max(1, MIN_HEIGHT // height)
-    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+    return np.concatenate(grid, axis=0)

@@ -182,13 +182,35 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
 
 
 def group_choices(cfg: DictConfig) -> dict[str, str]:
-    """The option chosen in each group (from Hydra, or `cfg.choices` for the Python API)."""
-    choices: dict[str, Any] = {}
+    """The option chosen in each group (from Hydra, or `cfg.choices` for the Python API).
+
+    An option whose keys the command line changed is marked (:func:`mark_modified`).
+    """
     if HydraConfig.initialized():
         choices = dict(HydraConfig.get().runtime.choices)
-    elif cfg.get("choices"):
-        choices = dict(cfg.choices)
+        return mark_modified({g: choices.get(g) for g in GROUPS}, job_overrides())
+    choices = dict(cfg.choices) if cfg.get("choices") else {}
     return {g: str(choices.get(g) or "custom") for g in GROUPS}
+
+
+def mark_modified(choices: dict[str, Any], overrides: list[str]) -> dict[str, str]:
+    """Each group's option; `<option>*` where an override changed a key inside the group.
+
+    A datasplit given by overrides (`datasplit.train=[...]`) is then not named and
+    tagged as the option it started from; the `override.<key>` tags say what changed.
+
+    Example:
+        >>> mark_modified({"datasplit": "synthetic_2d", "task": "distance"},
+        ...               ["datasplit.train.0.raw.dataset=raw2", "task=distance"])
+        {'datasplit': 'synthetic_2d*', 'task': 'distance'}
+
+    """
+    keys = [split_override(line)[0] for line in overrides]
+    changed = {key.split(".")[0] for key in keys if "." in key}
+    return {
+        group: f"{option or 'custom'}{'*' if group in changed and option else ''}"
+        for group, option in choices.items()
+    }
 
 
 def split_override(line: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ watershed (scikit-image) on the same volume.
 
 Prints one JSON document: per (dims, task) the applied labels' F1 at IoU 0.5, mean AP
 (IoU 0.5:0.95), adapted Rand error, VOI split/merge (scikit-image's own functions),
-objects vs truth, the parameters validation chose, and the run's logged `best/*`
+objects vs truth, the parameters validation chose, and the run's logged `validation/best/*`
 scores next to the same scores recomputed on the applied labels (they should agree);
 the baseline's figures; and the goals (F1 >= 0.85 in 2D, >= 0.75 in 3D, >= 2x the
 baseline). Not a test: figures depend on the machine and the training time.
@@ -130,9 +130,9 @@ def run_one(dims: int, task: str, iterations: int, work: Path, extra: list[str])
         "params": applied.params,
         "applied": scores,
         "logged_best": {
-            k.removeprefix("best/"): v
+            k.removeprefix("validation/best/"): v
             for k, v in logged.items()
-            if k.removeprefix("best/")
+            if k.removeprefix("validation/best/")
             in ("detection_f1", "mean_average_precision", "adapted_rand_error", "voi_split")
         },
     }

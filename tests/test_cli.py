@@ -56,7 +56,8 @@ def test_train_py_runs_and_prints_a_summary(tmp_path: Path) -> None:
     assert run.info.run_id in summary[0]
     assert "mlflow ui --backend-store-uri sqlite:///" in summary[0]
     assert run.data.tags["task"] == "affinities"
-    assert run.data.tags["datasplit"] == "synthetic_2d"
+    # tiny_overrides change keys inside the datasplit: its tag says it was modified.
+    assert run.data.tags["datasplit"] == "synthetic_2d*"
     assert Path(run.data.tags["run_dir"], "checkpoints", "last.ckpt").is_file()
     # Every command-line override is a tag; the summary ends with the run's page in the UI.
     assert run.data.tags["override.task"] == "affinities"
@@ -205,6 +206,22 @@ def test_train_help_and_version(tmp_path: Path) -> None:
     assert "task: affinities" in proc.stdout and "schema/" not in proc.stdout
     proc = run_train(["--version"], tmp_path)
     assert proc.stdout.startswith(f"dacapo-train {__version__} (dacapo-hydra; Hydra ")
+
+
+def test_help_lists_the_user_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "conf" / "datasplit").mkdir(parents=True)
+    (tmp_path / "conf" / "datasplit" / "my_cells.yaml").write_text("defaults:\n  - synthetic_2d\n")
+    monkeypatch.setenv("DACAPO_CONFIG_DIR", str(tmp_path / "conf"))
+    proc = run_train(["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "datasplit: my_cells, nuclei_2d," in proc.stdout
+    monkeypatch.setenv("DACAPO_CONFIG_DIR", str(tmp_path / "absent"))
+    proc = run_train(["--help"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"dacapo-train: error: DACAPO_CONFIG_DIR={tmp_path / 'absent'}: no such folder "
+        "(expected a folder of config groups, e.g. datasplit/my_cells.yaml)"
+    ]
 
 
 @pytest.mark.parametrize(

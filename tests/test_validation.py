@@ -44,16 +44,18 @@ def test_validation_logs_scores_and_keeps_the_best(compose_tiny: Callable[..., D
     best_logged = max(history, key=lambda m: (m.value, -m.step))
     record = json.loads(run.data.tags[f"best.{criterion}"])
     # Every score has its best as a metric; only checkpointed criteria get a record tag.
-    assert {"best/dice", "best/jaccard", "best/hausdorff"} <= set(run.data.metrics)
+    assert {"validation/best/dice", "validation/best/jaccard", "validation/best/hausdorff"} <= set(
+        run.data.metrics
+    )
     assert [t for t in run.data.tags if t.startswith("best.")] == ["best.dice"]
     assert record["iteration"] == best_logged.step == result.best_iteration
     assert record["score"] == pytest.approx(best_logged.value)
-    # One parameter set is reported: best/<score> are all the scores of the record's set.
+    # One parameter set is reported: validation/best/<score> are all the scores of the record's set.
     assert not [k for k in run.data.metrics if k.startswith("validation/synthetic_2d_validate/")]
     assert record["params"] and record["scores"][criterion] == pytest.approx(record["score"])
     for name, value in record["scores"].items():
         if np.isfinite(value):
-            assert run.data.metrics[f"best/{name}"] == pytest.approx(value)
+            assert run.data.metrics[f"validation/best/{name}"] == pytest.approx(value)
     local = mlflow.artifacts.download_artifacts(
         run_id=result.run_id,
         artifact_path=f"checkpoints/best_{criterion}.ckpt",

@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 
 from dacapo_hydra.config import architecture, datasplit, task, trainer
 from dacapo_hydra.config.run import Config
+from dacapo_hydra.config.user_dir import register_user_config_resolver
 
 GROUP_SCHEMAS = {
     "datasplit": datasplit.SCHEMAS,
@@ -25,6 +26,7 @@ GROUP_SCHEMAS = {
 
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    register_user_config_resolver()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, schemas in GROUP_SCHEMAS.items():
