@@ -134,19 +134,19 @@ def find_store(tracking_uri: str | None = None) -> str:
 def ui_url(experiment_id: str, run_id: str | None = None, address: str = UI_ADDRESS) -> str:
     """The MLflow UI page of a run (or of the experiment's runs), as `mlflow ui` serves it.
 
-    The experiment page asks for the model-training view (`workflowType`), which
-    MLflow 3.x opens on instead of the GenAI overview.
+    Both ask for the model-training view (`workflowType`): MLflow 3.x otherwise
+    opens on the GenAI view, where a run without a logged model (a sweep's parent)
+    is listed as an "evaluation".
 
     Example:
         >>> ui_url("1", "0a1b2c")
-        'http://127.0.0.1:5000/#/experiments/1/runs/0a1b2c'
+        'http://127.0.0.1:5000/#/experiments/1/runs/0a1b2c?workflowType=machine_learning'
         >>> ui_url("1")
         'http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning'
 
     """
-    if run_id is None:
-        return f"{address}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-    return f"{address}/#/experiments/{experiment_id}/runs/{run_id}"
+    page = "runs" if run_id is None else f"runs/{run_id}"
+    return f"{address}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
@@ -415,11 +415,15 @@ def record_best_child(tracking_uri: str, parent_id: str) -> dict[str, Any] | Non
     """Find a sweep's best child and record it on the parent run.
 
     Children are compared on their task's criterion (`best.<criterion>` tags);
-    when children differ in criterion (a sweep over tasks), on the criterion most
-    of them share. Children without a validation score compare on `val/loss`. The
-    parent gets the tags `best_child` (run id), `best_child.name`,
-    `best_child.criterion`, `best_child.score`, a metric `best_child/<criterion>`
-    per criterion, and a note (`mlflow.note.content`) that the UI shows first.
+    when children differ in criterion (a sweep over tasks), scores of different
+    criteria are not compared: each criterion gets its best child (tag
+    `best_child.<criterion>`, its run name), and `best_child` is the best on the
+    criterion most children share (ties: the criterion of the first child). Children
+    without a validation score compare on `val/loss`. The parent gets the tags
+    `best_child` (run id), `best_child.name`, `best_child.criterion`,
+    `best_child.score`, a metric `validation/best_child/<criterion>` per criterion
+    (after the loss curves in MLflow's charts, which sort sections by name), and a
+    note (`mlflow.note.content`) that the UI shows first.
 
     Returns:
         `{"run_id", "name", "criterion", "score"}` of the best child, or None.
@@ -454,15 +458,21 @@ def record_best_child(tracking_uri: str, parent_id: str) -> dict[str, Any] | Non
     client.set_tag(parent_id, "best_child.name", best["name"])
     client.set_tag(parent_id, "best_child.criterion", criterion)
     client.set_tag(parent_id, "best_child.score", f"{score:.6g}")
-    for name, (_, value) in best_per.items():
-        client.log_metric(parent_id, f"best_child/{name.replace('/', '_')}", value)
+    for name, (child, value) in best_per.items():
+        key = name.replace("/", "_")
+        client.log_metric(parent_id, f"validation/best_child/{key}", value)
+        client.set_tag(parent_id, f"best_child.{key}", child.info.run_name)
     axes = parent.data.tags.get("sweep.axes", "")
-    client.set_tag(
-        parent_id,
-        "mlflow.note.content",
+    note = (
         f"Sweep over {axes or 'its jobs'} ({len(children)} runs). Best child: "
-        f"**{best['name']}** ({criterion} {score:.4g}), run `{best['run_id']}`.",
+        f"**{best['name']}** ({criterion} {score:.4g}), run `{best['run_id']}`."
     )
+    if len(best_per) > 1:
+        note += " Best per criterion (not comparable across criteria): " + "; ".join(
+            f"{name}: **{child.info.run_name}** ({value:.4g})"
+            for name, (child, value) in best_per.items()
+        )
+    client.set_tag(parent_id, "mlflow.note.content", note)
     return best
 
 

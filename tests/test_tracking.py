@@ -109,6 +109,7 @@ def test_experiment_opens_in_the_model_training_view(run: TrainResult) -> None:
     assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
     assert tracking.ui_url(run.experiment_id, run.run_id) == (
         f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+        "?workflowType=machine_learning"
     )
 
 
@@ -243,5 +244,9 @@ def test_best_child_is_recorded_on_the_parent(tmp_path: Path) -> None:
     logged = client.get_run(parent).data
     assert logged.tags["best_child"] == winner
     assert logged.tags["best_child.name"] == "task=distance,lr=2"
-    assert logged.metrics == {"best_child/dice": 0.8, "best_child/voi": 0.3}
-    assert "task=distance,lr=2" in logged.tags["mlflow.note.content"]
+    assert logged.metrics == {"validation/best_child/dice": 0.8, "validation/best_child/voi": 0.3}
+    # Criteria are not compared with each other: each has its own best child.
+    assert logged.tags["best_child.dice"] == "task=distance,lr=2"
+    assert logged.tags["best_child.voi"] == "task=affinities,lr=1"
+    note = logged.tags["mlflow.note.content"]
+    assert "task=distance,lr=2" in note and "voi: **task=affinities,lr=1** (0.3)" in note
