@@ -36,6 +36,17 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 GROUPS = ("datasplit", "architecture", "task", "trainer")
+# Every config group a sweep may vary (conf/): its options name themselves in run names.
+CONFIG_GROUPS = (
+    *GROUPS,
+    "lightning",
+    "callbacks",
+    "callbacks/progress_bar",
+    "debug",
+    "logger",
+    "experiment",
+    "hparams_search",
+)
 PARENT_ENV = "DACAPO_MLFLOW_PARENT_RUN_ID"
 PARENT_FILE = "mlflow_parent_run_id"
 AXES_ENV = "DACAPO_MLFLOW_SWEEP_AXES"
@@ -263,23 +274,33 @@ def sweep_axes() -> list[str]:
 
 
 def child_name(axes: list[str], overrides: list[str]) -> str | None:
-    """A sweep job's name: its value of each swept key, `key=value` joined by commas.
+    """A sweep job's name: what differs, short enough for MLflow's run-name column.
+
+    A config group's option stands alone (`affinities`); any other key is written
+    `name=value` with the key's last part (`lr=0.001` for `trainer.optimizer.lr`);
+    the parts are joined by spaces. The full overrides are the run's `override.*` tags.
 
     Example:
         >>> child_name(["task", "architecture"], ["architecture=unet_small", "task=affinities"])
-        'task=affinities,architecture=unet_small'
+        'affinities unet_small'
+        >>> child_name(["trainer.optimizer.lr", "seed"], ["seed=1", "trainer.optimizer.lr=1e-3"])
+        'lr=1e-3 seed=1'
 
     """
     values = dict(split_override(line) for line in overrides)
-    parts = [f"{key}={values[key]}" for key in axes if key in values]
-    return ",".join(parts) or None
+    parts = [
+        values[key] if key in CONFIG_GROUPS else f"{key.rsplit('.', 1)[-1]}={values[key]}"
+        for key in axes
+        if key in values
+    ]
+    return " ".join(parts) or None
 
 
 def run_name(cfg: DictConfig, choices: dict[str, str]) -> str:
     """A readable run name.
 
     The config's `run_name`; in a `-m` sweep, what differs between its jobs
-    (`task=affinities,architecture=unet_small`); else the four choices joined.
+    (`affinities unet_small`); else the four choices joined.
     """
     if cfg.get("run_name"):
         return str(cfg.run_name)

@@ -193,8 +193,9 @@ def test_override_tags_and_child_names() -> None:
     }
     assert (
         tracking.child_name(["task", "architecture"], ["architecture=unet_small", *overrides])
-        == "task=affinities,architecture=unet_small"
+        == "affinities unet_small"
     )
+    assert tracking.child_name(["trainer.optimizer.lr"], ["trainer.optimizer.lr=0.01"]) == "lr=0.01"
     assert tracking.child_name(["seed"], overrides) is None
 
 
