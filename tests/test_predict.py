@@ -250,6 +250,58 @@ def test_kill_and_resume_gives_identical_output(
     np.testing.assert_array_equal(group["resumed/s0"][:], group["reference/s0"][:])
 
 
+@pytest.mark.slow
+def test_a_killed_prediction_resumed_with_another_checkpoint_is_refused(
+    trained_3d: str, volume: Path, tmp_path: Path
+) -> None:
+    other = perturbed(trained_3d, tmp_path / "other.ckpt")
+    out = tmp_path / "out.zarr"
+    for checkpoint, name in ((trained_3d, "reference"), (other, "other")):
+        predict(checkpoint, volume, "validate/raw", out, name, input_shape=SMALL, progress=False)
+
+    def command(checkpoint: str | Path, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "from dacapo_hydra.cli import predict_main; predict_main()",
+            *("--checkpoint", str(checkpoint), "--input-shape", "44", "44", "44"),
+            *("--input", str(volume), "validate/raw", "--output", str(out)),
+            *("--prediction-dataset", "resumed", *extra),
+        ]
+
+    def finish(checkpoint: str | Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command(checkpoint, *extra), capture_output=True, text=True, timeout=300
+        )
+
+    proc = subprocess.Popen(
+        command(trained_3d), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ledger = out / LEDGER_DIR / "resumed"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ledger.exists() and len(list(ledger.iterdir())) >= 2):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len([p for p in ledger.iterdir() if not p.name.startswith(".")])
+    refused = finish(other)
+    errors = [line for line in refused.stderr.splitlines() if "error:" in line]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-2000:]
+    assert errors[0] == (
+        f"dacapo-predict: error: {out}/resumed: started with model sha256 {sha(trained_3d)}..; "
+        f"this run has model sha256 {sha(other)}..; "
+        "use --overwrite (overwrite=True) to start afresh"
+    )
+    assert len([p for p in ledger.iterdir() if not p.name.startswith(".")]) == done_before
+    resumed = finish(trained_3d)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    group = zarr.open_group(str(out))
+    np.testing.assert_array_equal(group["resumed/s0"][:], group["reference/s0"][:])
+    overwritten = finish(other, "--overwrite")
+    assert overwritten.returncode == 0, overwritten.stderr[-2000:]
+    np.testing.assert_array_equal(group["resumed/s0"][:], group["other/s0"][:])
+
+
 # 1 x 2 x 2 blocks of unet_tiny's 28^3 output at 8 nm (SMALL input).
 FOUR_BLOCKS = Roi((16.0, 32.0, 48.0), (224.0, 448.0, 448.0))
 

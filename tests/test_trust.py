@@ -1,4 +1,4 @@
-"""A checkpoint is data: its stored config builds only allow-listed targets (issue 14).
+"""A checkpoint is data: its stored config builds only allow-listed targets.
 
 A real checkpoint of a tiny training is rewritten so that its architecture is
 `MarkedUNet`, a network that leaves a marker file when built: every load path
@@ -29,8 +29,14 @@ from dacapo_hydra.export import export_model
 from dacapo_hydra.mlflow_model import log_network
 from dacapo_hydra.predict import load_model, predict
 from dacapo_hydra.run import build, module_from_checkpoint
-from dacapo_hydra.trust import UntrustedCheckpoint, check_stored_config, is_allowed, targets
-from tests.conftest import tiny_overrides
+from dacapo_hydra.trust import (
+    TRUST_FLAG,
+    UntrustedCheckpoint,
+    check_stored_config,
+    is_allowed,
+    targets,
+)
+from tests.conftest import REPO, tiny_overrides
 
 TARGET = "tests.test_trust.MarkedUNet"
 
@@ -262,3 +268,16 @@ def test_a_start_reads_only_the_tensors_of_a_crafted_checkpoint(
     reference = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     for name, tensor in built.module.state_dict().items():
         torch.testing.assert_close(tensor, reference[name])
+
+
+def test_the_readme_says_configs_run_code_and_checkpoints_are_data(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    security = readme.split("\n## Security\n", 1)[1].split("\n## ", 1)[0]
+    for words in ("Configs are code", "architecture=module", "treated as data", TRUST_FLAG):
+        assert words in security
+    for main in (predict_main, apply_main, validate_main, export_main):
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        assert TRUST_FLAG in capsys.readouterr().out
