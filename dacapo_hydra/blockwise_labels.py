@@ -436,6 +436,7 @@ class LabelsJob:
         channels = self.channels if self.channel_axis else None
         if self.overwrite:
             remove_output(self.out_container, self.out_dataset)
+            self.overwrite = False  # once: a second run resumes what the first made
         self._create(self.out_container, self.out_dataset, channels, self.dtype)
         out_path = (self.out_container, f"{self.out_dataset}/s0")
         done = self.scratch / "complete"

@@ -72,6 +72,8 @@ def load_model(checkpoint: str | Path, trust_checkpoint: bool = False) -> RunMod
     from dacapo_hydra.run import module_from_checkpoint
 
     path = Path(checkpoint).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
     stat = path.stat()
     # A module loaded with trust never answers a load without it; a rewritten file reloads.
     key = (str(path), stat.st_mtime_ns, stat.st_size, trust_checkpoint)
@@ -587,6 +589,7 @@ class PredictJob:
         p = self.predictor
         if self.overwrite:
             remove_output(self.out_container, self.out_dataset)
+            self.overwrite = False  # once: a second call reopens what the first made
         return open_output(
             self.out_container,
             self.out_dataset,
