@@ -139,6 +139,8 @@ def plan_apply(
     connected_components: bool = False,
     raw_voxel_size: Sequence[float] | None = None,
     raw_offset: Sequence[float] | None = None,
+    trust_checkpoint: bool = False,
+    overwrite: bool = False,
 ) -> ApplyJob:
     """Check an application and plan it; writes nothing. Arguments as :func:`apply`."""
     if dtype not in ("float32", "float16"):
@@ -172,6 +174,8 @@ def plan_apply(
         raw_offset,
         overlap,
         block_shape,
+        trust_checkpoint,
+        overwrite,
     )
     task = prediction.module.task
     if labels_dataset is None:
@@ -198,6 +202,7 @@ def plan_apply(
         labels_block_shape,
         context,
         connected_components,
+        overwrite=overwrite,
     )
     return ApplyJob(model, prediction, labels)
 
@@ -224,6 +229,8 @@ def apply(
     connected_components: bool = False,
     raw_voxel_size: Sequence[float] | None = None,
     raw_offset: Sequence[float] | None = None,
+    trust_checkpoint: bool = False,
+    overwrite: bool = False,
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
@@ -255,6 +262,10 @@ def apply(
         connected_components: label connected components of a binary output.
         raw_voxel_size: input voxel size where the file has no metadata.
         raw_offset: input offset where the file has no metadata.
+        trust_checkpoint: build whatever the checkpoint's stored config names (it
+            runs code; see :mod:`dacapo_hydra.trust`).
+        overwrite: replace existing outputs instead of resuming them (a rerun resumes
+            only with the same model, input and parameters).
         workers: Dask LocalCluster workers (1: in this process).
         scheduler: address of a running Dask scheduler.
         progress: show progress bars.

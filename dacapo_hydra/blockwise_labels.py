@@ -48,7 +48,14 @@ from scipy.ndimage import label as connected_components
 from dacapo_hydra.blockwise import Block, BlockGrid, BlockLedger, run_blocks
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.predict import LEDGER_DIR, check_output, open_output
+from dacapo_hydra.predict import (
+    LEDGER_DIR,
+    check_output,
+    check_overwritable,
+    open_output,
+    remove_output,
+)
+from dacapo_hydra.provenance import check_unchanged
 from dacapo_hydra.tasks.base import Params, Task
 
 log = logging.getLogger(__name__)
@@ -395,6 +402,7 @@ class LabelsJob:
     channels: int
     dtype: np.dtype
     merge_fraction: float
+    overwrite: bool = False
 
     @property
     def scratch(self) -> Path:
@@ -426,6 +434,9 @@ class LabelsJob:
     def run(self, workers: int = 1, scheduler: str | None = None, progress: bool = True) -> float:
         """Post-process every block not yet done; returns the objects (instances) or NaN."""
         channels = self.channels if self.channel_axis else None
+        if self.overwrite:
+            remove_output(self.out_container, self.out_dataset)
+            self.overwrite = False  # once: a second run resumes what the first made
         self._create(self.out_container, self.out_dataset, channels, self.dtype)
         out_path = (self.out_container, f"{self.out_dataset}/s0")
         done = self.scratch / "complete"
@@ -583,6 +594,7 @@ def plan_labels(
     context: Sequence[int] | None = None,
     connected_components: bool = False,
     merge_fraction: float | None = None,
+    overwrite: bool = False,
 ) -> LabelsJob:
     """Check a post-processing run and plan its blocks; writes nothing.
 
@@ -602,6 +614,8 @@ def plan_labels(
         connected_components: label connected components of a binary output.
         merge_fraction: face IoU that merges fragments (default: any overlap for
             connected components, 0.5 for watersheds).
+        overwrite: replace an existing output instead of resuming it (an output
+            resumes only if made with the same parameters).
 
     Raises:
         ValueError: naming a block shape, a parameter set or an output that does not fit.
@@ -661,7 +675,9 @@ def plan_labels(
     full = tuple(
         int(round(s / v)) for s, v in zip(source.roi.shape, source.voxel_size, strict=True)
     )
-    exists = check_output(
+    if overwrite:
+        check_overwritable(out_container, out_dataset)
+    elif check_output(
         out_container,
         out_dataset,
         (channels, *full) if channel_axis else full,
@@ -669,15 +685,9 @@ def plan_labels(
         (channels, *block) if channel_axis else block,
         source.voxel_size,
         source.roi.begin,
-    )
-    if exists:
-        attrs = zarr.open_group(str(out_container), mode="r")[out_dataset].attrs.asdict()
-        made_with = attrs.get("dacapo", {}).get("post_process")
-        if made_with != json.loads(json.dumps(dict(params))):
-            raise ValueError(
-                f"output {out_container}:{out_dataset} holds labels made with parameters "
-                f"{made_with}, not {dict(params)}; choose another output or delete it"
-            )
+    ):
+        # The record the labels' group was created with (:meth:`LabelsJob._create`).
+        check_unchanged(out_container, out_dataset, "post_process", dict(params))
     grid = BlockGrid(
         source.roi,
         tuple(b * v for b, v in zip(block, source.voxel_size, strict=True)),
@@ -698,6 +708,7 @@ def plan_labels(
         channels,
         dtype,
         merge_fraction,
+        overwrite,
     )
 
 
@@ -714,6 +725,7 @@ def post_process_blockwise(
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> LabelsResult:
     """Post-process a prediction blockwise into an OME-Zarr label image.
 
@@ -732,6 +744,7 @@ def post_process_blockwise(
         block_shape,
         context,
         connected_components,
+        overwrite=overwrite,
     )
     objects = job.run(workers, scheduler, progress)
     return LabelsResult(

@@ -5,6 +5,8 @@ One style across the commands that use a trained model:
 - the model: `--run-id ID` (an MLflow run; `--checkpoint-name`, default its best
   checkpoint; `--tracking-uri`, default as :func:`dacapo_hydra.tracking.find_store`)
   or `--checkpoint PATH`;
+- `--trust-checkpoint`: build whatever the checkpoint's stored config names; without
+  it only the allow-list of :mod:`dacapo_hydra.trust` (a checkpoint is data);
 - the input: `--input CONTAINER DATASET`;
 - the output: `--output CONTAINER` and `--<kind>-dataset NAME` per written array;
 - `--help` with examples and defaults, `--version`.
@@ -180,6 +182,13 @@ def _model_arguments(parser: argparse.ArgumentParser, what: str = "the model") -
         "or last if the run was never validated), last, best_<criterion>, iteration_<n>",
     )
     group.add_argument("--tracking-uri", metavar="URI", help=STORE_HELP)
+    group.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="build whatever the checkpoint's stored config names (it runs code, like any "
+        "Python); without it only dacapo_hydra architectures and tasks, torch.optim, "
+        "monai.networks.nets and Lightning callbacks",
+    )
 
 
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -309,7 +318,8 @@ def predict_main(argv: list[str] | None = None) -> None:
     parser = _parser(
         "dacapo-predict",
         "Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr "
-        "(<output>/<prediction-dataset>/s0). Resumable: rerun the same command after a kill.",
+        "(<output>/<prediction-dataset>/s0). Resumable: rerun the same command after a kill "
+        "(the same model, input and parameters; --overwrite starts afresh).",
         PREDICT_EXAMPLES,
     )
     _model_arguments(parser)
@@ -331,6 +341,12 @@ def predict_main(argv: list[str] | None = None) -> None:
         default=(0.0, 1.0),
         metavar=("LO", "HI"),
         help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing prediction instead of resuming it (a rerun resumes only "
+        "with the same model, input and parameters)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -364,6 +380,8 @@ def predict_main(argv: list[str] | None = None) -> None:
             raw_offset=args.input_offset,
             overlap=args.overlap,
             block_shape=args.block_shape,
+            trust_checkpoint=args.trust_checkpoint,
+            overwrite=args.overwrite,
         )
         print(
             f"dacapo-predict: wrote {result.container}/{result.dataset}/s0 ({result.roi}, voxel "
@@ -472,6 +490,12 @@ def apply_main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="label connected components of a binary output (instances of a semantic task)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs instead of resuming them (a rerun resumes only with "
+        "the same model, input and parameters)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -507,6 +531,8 @@ def apply_main(argv: list[str] | None = None) -> None:
             connected_components=args.connected_components,
             raw_voxel_size=args.input_voxel_size,
             raw_offset=args.input_offset,
+            trust_checkpoint=args.trust_checkpoint,
+            overwrite=args.overwrite,
         )
         if job.model.criterion:
             print(
@@ -564,19 +590,19 @@ def validate_main(argv: list[str] | None = None) -> None:
                 args.checkpoint = args.model
             else:
                 args.run_id = args.model
-        _validate(model_checkpoint(args), args.scores)
+        _validate(model_checkpoint(args), args.scores, args.trust_checkpoint)
 
     _guarded("dacapo-validate", command)
 
 
-def _validate(path: Path, scores: list[str] | None) -> None:
+def _validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = False) -> None:
     """Validate the checkpoint at `path` and print its score table."""
     from dacapo_hydra.data.datasplit import DataSplit
     from dacapo_hydra.data.normalize import Normalizer
     from dacapo_hydra.run import module_from_checkpoint
     from dacapo_hydra.validation import Validator, params_key
 
-    module = module_from_checkpoint(path)
+    module = module_from_checkpoint(path, trust_checkpoint=trust_checkpoint)
     # The checkpoint's normalisation, as in training: nothing is re-measured.
     split = DataSplit.from_config(
         module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
@@ -661,6 +687,7 @@ def export_main(argv: list[str] | None = None) -> None:
             args.overwrite,
             bioimageio=args.bioimageio,
             authors=args.author,
+            trust_checkpoint=args.trust_checkpoint,
         )
         print(f"dacapo-export: wrote {exported.folder}")
 

@@ -218,6 +218,7 @@ def export_model(
     overwrite: bool = False,
     bioimageio: bool = False,
     authors: list[str] | None = None,
+    trust_checkpoint: bool = False,
 ) -> ExportedModel:
     """Export the model in `checkpoint` (a dacapo-hydra Lightning checkpoint) to `folder`.
 
@@ -229,17 +230,20 @@ def export_model(
         overwrite: replace an existing folder's contents.
         bioimageio: also write a bioimage.io description (`rdf.yaml`).
         authors: names for the bioimage.io description.
+        trust_checkpoint: build whatever the checkpoint's stored config names (it
+            runs code; see :mod:`dacapo_hydra.trust`).
 
     Returns:
         The folder and the metadata written to `model.json`.
 
     Raises:
         FileNotFoundError: if the checkpoint does not exist.
-        ValueError: for a bad input shape, a non-empty folder, or a network that
-            neither torch.export nor TorchScript can save.
+        ValueError: for a bad input shape, a non-empty folder, a network that
+            neither torch.export nor TorchScript can save, or a checkpoint whose
+            config names a target off the allow-list (unless `trust_checkpoint`).
 
     """
-    module = module_from_checkpoint(checkpoint)
+    module = module_from_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
     architecture = module.architecture
     shape = tuple(int(s) for s in (input_shape or architecture.eval_input_shape))
     architecture.check_input_shape("eval_input_shape (export input_shape)", shape)

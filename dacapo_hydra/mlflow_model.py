@@ -91,6 +91,7 @@ def log_network(
     run_id: str,
     checkpoint: str | Path,
     registered_model_name: str | None = None,
+    trust_checkpoint: bool = False,
 ) -> str:
     """Log the network of `checkpoint` as the MLflow model `model` of run `run_id`.
 
@@ -99,6 +100,9 @@ def log_network(
         run_id: the run the model belongs to.
         checkpoint: a dacapo-hydra checkpoint (e.g. the run's `best_<criterion>.ckpt`).
         registered_model_name: also register it under this name (a new version).
+        trust_checkpoint: build whatever the checkpoint's stored config names (the
+            training run passes True for the checkpoint it just wrote from the user's
+            own config); by default only the allow-list of :mod:`dacapo_hydra.trust`.
 
     Returns:
         The model's URI (`models:/<model id>`); `runs:/<run_id>/model` loads it too.
@@ -120,7 +124,7 @@ def log_network(
     from dacapo_hydra.run import module_from_checkpoint
 
     checkpoint = Path(checkpoint)
-    module = module_from_checkpoint(checkpoint)
+    module = module_from_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
     architecture = module.architecture
     network = InferenceNetwork(architecture, module.head, module.task).eval()
     eval_shape = tuple(int(s) for s in architecture.eval_input_shape)

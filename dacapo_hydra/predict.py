@@ -4,7 +4,11 @@ Each block reads its input (the region it writes grown by a context, padded at t
 volume's edge as in training), predicts, applies the task's activation and writes
 exactly its region, aligned to the output array's chunks; so blocks never write the
 same chunk and memory holds only the blocks in flight. Finished blocks are recorded
-in a ledger beside the output, and a rerun does only the missing ones.
+in a ledger beside the output, and a rerun does only the missing ones. The output
+records what made it (:mod:`~dacapo_hydra.provenance`: the model's sha256 over its
+weights and stored config, the input and its ROI, the parameters); a rerun that
+differs in any of them is refused with the difference named, so an output is never
+stitched from two models, and `overwrite` starts afresh.
 
 Two block geometries (:class:`BlockPlan`):
 
@@ -40,6 +44,7 @@ from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.ome import ScaleLevel, create_image
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.module import RunModule
+from dacapo_hydra.provenance import check_unchanged, model_sha256
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +53,32 @@ LEDGER_DIR = ".dacapo_blocks"
 # MONAI's Gaussian blending: sigma of the importance map per window side.
 SIGMA_SCALE = 0.125
 
-_MODELS: dict[str, RunModule] = {}
+# The record of what made an output (:mod:`dacapo_hydra.provenance`), in `dacapo.<key>`.
+RECORD = "made_with"
+
+_MODELS: dict[tuple[str, int, int, bool], RunModule] = {}
 
 
-def load_model(checkpoint: str | Path) -> RunModule:
-    """A trained module from a checkpoint, cached per process (each Dask worker loads once)."""
+def load_model(checkpoint: str | Path, trust_checkpoint: bool = False) -> RunModule:
+    """A trained module from a checkpoint, cached per process (each Dask worker loads once).
+
+    Args:
+        checkpoint: the checkpoint file.
+        trust_checkpoint: build whatever its stored config names (see
+            :func:`~dacapo_hydra.run.module_from_checkpoint`); by default only the
+            allow-list of :mod:`dacapo_hydra.trust`.
+
+    """
     from dacapo_hydra.run import module_from_checkpoint
 
-    key = str(Path(checkpoint).resolve())
+    path = Path(checkpoint).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
+    stat = path.stat()
+    # A module loaded with trust never answers a load without it; a rewritten file reloads.
+    key = (str(path), stat.st_mtime_ns, stat.st_size, trust_checkpoint)
     if key not in _MODELS:
-        module = module_from_checkpoint(key)
+        module = module_from_checkpoint(path, trust_checkpoint=trust_checkpoint)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         _MODELS[key] = module.to(device).eval()
     return _MODELS[key]
@@ -451,6 +472,7 @@ class BlockPredictor:
         dtype: output dtype; uint8 scales `value_range` to 0..255.
         value_range: the activation's range, for uint8 output.
         mirror: test-time augmentation: average the predictions over all axis flips.
+        trust_checkpoint: workers build whatever the checkpoint's config names.
 
     """
 
@@ -466,6 +488,7 @@ class BlockPredictor:
         dtype: str,
         value_range: tuple[float, float] = (0.0, 1.0),
         mirror: bool = False,
+        trust_checkpoint: bool = False,
     ) -> None:
         self.model = model
         self.raw = raw
@@ -477,6 +500,7 @@ class BlockPredictor:
         self.dtype = dtype
         self.value_range = value_range
         self.mirror = mirror
+        self.trust_checkpoint = trust_checkpoint
         self._arrays: tuple[ZarrArray, zarr.Array] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -487,7 +511,11 @@ class BlockPredictor:
         return state
 
     def _open(self) -> tuple[RunModule, ZarrArray, zarr.Array]:
-        module = load_model(self.model) if isinstance(self.model, str | Path) else self.model
+        module = (
+            load_model(self.model, self.trust_checkpoint)
+            if isinstance(self.model, str | Path)
+            else self.model
+        )
         if self._arrays is None:
             container, dataset, vs, off = self.raw
             raw = ZarrArray.open(container, dataset, voxel_size=vs, offset=off)
@@ -533,6 +561,8 @@ class PredictJob:
     """A checked prediction, ready to run: nothing has been written yet.
 
     Made by :func:`plan_prediction`; :meth:`run` creates the output and predicts.
+    `record` is what the output records it was made with (model, input,
+    parameters); `overwrite` removes an existing output first.
     """
 
     predictor: BlockPredictor
@@ -541,6 +571,8 @@ class PredictJob:
     out_container: str
     out_dataset: str
     channels: int
+    record: dict[str, Any]
+    overwrite: bool = False
 
     @property
     def plan(self) -> BlockPlan:
@@ -553,8 +585,11 @@ class PredictJob:
         return self.grid.roi
 
     def create_output(self) -> zarr.Array:
-        """Create (or reopen, to resume) the output array."""
+        """Create (or reopen, to resume) the output array; with `overwrite`, afresh."""
         p = self.predictor
+        if self.overwrite:
+            remove_output(self.out_container, self.out_dataset)
+            self.overwrite = False  # once: a second call reopens what the first made
         return open_output(
             self.out_container,
             self.out_dataset,
@@ -563,7 +598,7 @@ class PredictJob:
             self.channels,
             p.dtype,
             self.plan.write_shape,
-            {"value_range": list(p.value_range), "dtype": p.dtype},
+            {"value_range": list(p.value_range), "dtype": p.dtype, RECORD: self.record},
         )
 
     def run(
@@ -587,6 +622,12 @@ class PredictJob:
         )
 
 
+def _where(container: str | Path) -> str:
+    """A local container as its absolute path (the same from any folder); else as given."""
+    path = Path(container)
+    return str(path.resolve()) if path.exists() else str(container)
+
+
 def plan_prediction(
     model: str | Path | RunModule,
     raw_container: str | Path,
@@ -602,6 +643,8 @@ def plan_prediction(
     raw_offset: Sequence[float] | None = None,
     overlap: float = 0.5,
     block_shape: Sequence[int] | None = None,
+    trust_checkpoint: bool = False,
+    overwrite: bool = False,
 ) -> PredictJob:
     """Check a prediction's inputs and output and plan its blocks; writes nothing.
 
@@ -610,8 +653,10 @@ def plan_prediction(
     Raises:
         FileNotFoundError: a missing checkpoint or input container.
         KeyError: a missing input dataset.
-        ValueError: a wrong dtype, voxel size, dimensionality, ROI or shape, or an
-            output path holding a different array.
+        ValueError: a wrong dtype, voxel size, dimensionality, ROI or shape, an
+            output path holding a different array, an output started with another
+            model, input or parameters (unless `overwrite`), or a checkpoint whose
+            config names a target off the allow-list (unless `trust_checkpoint`).
 
     """
     if dtype not in DTYPES:
@@ -623,7 +668,7 @@ def plan_prediction(
     else:
         if not Path(model).is_file():
             raise FileNotFoundError(f"model checkpoint {str(model)!r} does not exist")
-        module = load_model(model)
+        module = load_model(model, trust_checkpoint)
         model = str(Path(model).resolve())
     cfg = module.hparams["config"]
     meta = module.hparams["meta"]
@@ -663,8 +708,24 @@ def plan_prediction(
         dtype,
         (float(value_range[0]), float(value_range[1])),
         mirror,
+        trust_checkpoint,
     )
-    check_output(
+    record = {
+        "model sha256": model_sha256(module.state_dict(), dict(module.hparams)),
+        "input": f"{_where(raw_container)}:{raw_dataset}",
+        "input voxel size": [float(v) for v in raw.voxel_size],
+        "input offset": [float(v) for v in raw.offset],
+        "roi": {"begin": [float(v) for v in roi.begin], "shape": [float(v) for v in roi.shape]},
+        "dtype": dtype,
+        "value range": list(predictor.value_range) if dtype == "uint8" else None,
+        "mirror": bool(mirror),
+        "input shape": list(plan.input_shape),
+        "overlap": plan.overlap,
+        "block shape": list(plan.write_shape),
+    }
+    if overwrite:
+        check_overwritable(out_container, out_dataset)
+    elif check_output(
         out_container,
         out_dataset,
         output_shape(roi, plan.voxel_size, channels),
@@ -672,9 +733,12 @@ def plan_prediction(
         (channels, *plan.write_shape),
         plan.voxel_size,
         roi.begin,
-    )
+    ):
+        check_unchanged(out_container, out_dataset, RECORD, record)
     grid = BlockGrid(roi, plan.block_size, plan.context)
-    return PredictJob(predictor, module, grid, str(out_container), out_dataset, channels)
+    return PredictJob(
+        predictor, module, grid, str(out_container), out_dataset, channels, record, overwrite
+    )
 
 
 def predict(
@@ -695,12 +759,15 @@ def predict(
     progress: bool = True,
     overlap: float = 0.5,
     block_shape: Sequence[int] | None = None,
+    trust_checkpoint: bool = False,
+    overwrite: bool = False,
 ) -> PredictResult:
     """Predict `raw` (or its `roi`) blockwise into an OME-NGFF zarr array.
 
-    Everything is checked before anything is written: the model exists, the input
-    exists and has the voxel size the model was trained on, the output is absent or
-    the same array (then only unfinished blocks run).
+    Everything is checked before anything is written: the model exists (and its
+    stored config names only allowed targets), the input exists and has the voxel
+    size the model was trained on, the output is absent or the same array started
+    with the same model, input and parameters (then only unfinished blocks run).
 
     Args:
         model: checkpoint path, or a live module (in-process only).
@@ -722,6 +789,9 @@ def predict(
         overlap: sliding-window overlap for 'same'-padding networks (Gaussian blending).
         block_shape: output voxels per block for 'same'-padding networks (see
             :meth:`BlockPlan.for_module`).
+        trust_checkpoint: build whatever the checkpoint's stored config names (it
+            runs code; see :mod:`dacapo_hydra.trust`).
+        overwrite: replace an existing output (and its ledger) instead of resuming it.
 
     """
     job = plan_prediction(
@@ -739,6 +809,8 @@ def predict(
         raw_offset,
         overlap,
         block_shape,
+        trust_checkpoint,
+        overwrite,
     )
     return job.run(workers, scheduler, progress)
 
@@ -746,3 +818,32 @@ def predict(
 def clear_ledger(out_container: str | Path, out_dataset: str) -> None:
     """Forget which blocks finished (the next run redoes all of them)."""
     shutil.rmtree(Path(out_container) / LEDGER_DIR / out_dataset, ignore_errors=True)
+
+
+def check_overwritable(container: str | Path, dataset: str) -> None:
+    """Whether `overwrite` may remove `<container>/<dataset>`; writes nothing.
+
+    Raises:
+        ValueError: the dataset is not a group strictly inside the container, or the
+            container exists and is not a zarr group.
+
+    """
+    root = Path(container).resolve()
+    if root not in (root / dataset).resolve().parents:
+        raise ValueError(
+            f"overwrite: {dataset!r} is not a group inside {container}; nothing to replace"
+        )
+    if Path(container).exists():
+        try:
+            zarr.open_group(str(container), mode="r")
+        except Exception as err:  # zarr raises several types for a non-zarr folder
+            raise ValueError(
+                f"output {str(container)!r} exists and is not a zarr group: {err}"
+            ) from None
+
+
+def remove_output(container: str | Path, dataset: str) -> None:
+    """Remove an output group and its ledger (checked by :func:`check_overwritable`)."""
+    check_overwritable(container, dataset)
+    clear_ledger(container, dataset)
+    shutil.rmtree(Path(container) / dataset, ignore_errors=True)

@@ -41,6 +41,7 @@ from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.module import RunModule
 from dacapo_hydra.starts import load_weights
 from dacapo_hydra.tasks.base import Task
+from dacapo_hydra.trust import check_stored_config
 from dacapo_hydra.validation import Validator
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
     return Built(split, architecture, task, module, datamodule)
 
 
-def module_from_checkpoint(path: str | Path) -> RunModule:
+def module_from_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> RunModule:
     """Rebuild a trained module from a checkpoint alone (no data is opened).
 
     The checkpoint holds the composed config and the data facts the network was
@@ -145,16 +146,33 @@ def module_from_checkpoint(path: str | Path) -> RunModule:
     `meta["normalize"]`); the weights are loaded strictly. A checkpoint from
     before the normalisation was stored gets its config's min/max there
     (:meth:`Normalizer.from_hparams`), so every reader finds `meta["normalize"]`.
+
+    The file is read with `torch.load(weights_only=True)` and its stored config is
+    data: every `_target_` in it must be on the allow-list of
+    :mod:`dacapo_hydra.trust` before anything is built.
+
+    Args:
+        path: the checkpoint.
+        trust_checkpoint: build whatever its config names (it runs code, like any
+            Python you run): for checkpoints made with your own classes.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a dacapo-hydra checkpoint, or
+            (:class:`~dacapo_hydra.trust.UntrustedCheckpoint`) a target off the allow-list.
+
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    hparams = state.get("hyper_parameters", {})
+    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
     if "config" not in hparams or "meta" not in hparams:
         raise ValueError(
             f"{path} is not a dacapo-hydra checkpoint (no config/meta hyper-parameters)"
         )
+    if not trust_checkpoint:
+        check_stored_config(hparams, path)
     cfg = OmegaConf.create(hparams["config"])
     meta = dict(hparams["meta"])
     if "normalize" not in meta:

@@ -726,7 +726,10 @@ class RunRecorder:
         checkpoint = model_checkpoint(Path(checkpoint_dir), self.criterion)
         name = OmegaConf.select(self.cfg, "mlflow.register_model_name", default=None)
         try:
-            return log_network(self.tracking_uri, self.run_id, checkpoint, name)
+            # The checkpoint this run just wrote from the user's own (trusted) config.
+            return log_network(
+                self.tracking_uri, self.run_id, checkpoint, name, trust_checkpoint=True
+            )
         except Exception as err:  # a model that will not save must not lose the trained run
             message = f"{type(err).__name__}: {err}"[:_TAG_VALUE_LIMIT]
             log.warning("run %s: the model was not logged to MLflow: %s", self.run_id, message)

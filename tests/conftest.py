@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 
 from dacapo_hydra.api import compose
@@ -76,6 +77,18 @@ def tiny_overrides(datasplit: str = "synthetic_3d", output_dir: Path | None = No
     ]
     if output_dir is not None:
         out.append(f"paths.output_dir={output_dir}")
+    return out
+
+
+def perturbed(checkpoint: str | Path, out: Path) -> Path:
+    """Checkpoint B: checkpoint A with every weight nudged, saved to a new file."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    generator = torch.Generator().manual_seed(1)
+    for name, tensor in state["state_dict"].items():
+        if tensor.is_floating_point():
+            noise = torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype)
+            state["state_dict"][name] = tensor + 0.1 * noise
+    torch.save(state, out)
     return out
 
 

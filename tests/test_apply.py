@@ -16,7 +16,7 @@ from dacapo_hydra.cli import apply_main
 from dacapo_hydra.data.synthetic import write_synthetic
 from dacapo_hydra.predict import load_model, predict
 from dacapo_hydra.run import TrainResult, train
-from tests.conftest import tiny_overrides
+from tests.conftest import perturbed, tiny_overrides
 from tests.data.test_ome_valid import assert_valid_ome_zarr
 
 
@@ -111,3 +111,39 @@ def test_bad_input_is_refused_before_writing(
         apply_main(["--run-id", run.run_id, "--tracking-uri", run.tracking_uri, *args])
     assert "already holds a different array" in capsys.readouterr().err
     assert "labels" not in zarr.open_group(str(out))["prediction"]
+
+
+def test_a_rerun_resumes_only_with_the_same_model_and_parameters(
+    run: TrainResult, volume: Path, tmp_path: Path
+) -> None:
+    other = perturbed(run.checkpoint, tmp_path / "other.ckpt")
+    out = tmp_path / "out.zarr"
+
+    def apply_with(checkpoint: str | Path, threshold: float, overwrite: bool = False) -> None:
+        apply(
+            volume,
+            "validate/raw",
+            out,
+            checkpoint=checkpoint,
+            params={"threshold": threshold},
+            input_shape=(44, 44, 44),
+            overwrite=overwrite,
+            progress=False,
+        )
+
+    apply_with(run.checkpoint, 0.0)
+    with pytest.raises(ValueError, match=r"/prediction: started with model sha256 [0-9a-f]{12}"):
+        apply_with(other, 0.0)
+    with pytest.raises(
+        ValueError,
+        match=r"/prediction/labels/mask: started with threshold 0\.0; this run has threshold 0\.5",
+    ):
+        apply_with(run.checkpoint, 0.5)
+    apply_with(other, 0.5, overwrite=True)
+    group = zarr.open_group(str(out))
+    predict(
+        other, volume, "validate/raw", out, "reference", input_shape=(44, 44, 44), progress=False
+    )
+    np.testing.assert_array_equal(group["prediction/s0"][:], group["reference/s0"][:])
+    expected = load_model(other).task.post_process(group["reference/s0"][:], {"threshold": 0.5})
+    np.testing.assert_array_equal(group["prediction/labels/mask/s0"][:], expected)

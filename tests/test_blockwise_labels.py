@@ -185,7 +185,11 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
             BLOCK,
             progress=False,
         )
-    with pytest.raises(ValueError, match="made with parameters"):
+    with pytest.raises(
+        ValueError,
+        match=r"/labels: started with seed_distance 16\.0; this run has seed_distance 24\.0; "
+        r"use --overwrite",
+    ):
         post_process_blockwise(
             task,
             {"seed_distance": 24.0},
@@ -212,3 +216,17 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
             progress=False,
         )
     assert not (out / "other").exists()
+    # overwrite starts afresh with the other parameters, and records them.
+    post_process_blockwise(
+        task,
+        {"seed_distance": 24.0},
+        pred_path,
+        "prediction",
+        out,
+        "labels",
+        BLOCK,
+        progress=False,
+        overwrite=True,
+    )
+    attrs = zarr.open_group(str(out))["labels"].attrs.asdict()
+    assert attrs["dacapo"]["post_process"] == {"seed_distance": 24.0}

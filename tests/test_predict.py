@@ -15,6 +15,7 @@ import torch
 import zarr
 from monai.inferers import sliding_window_inference
 
+from dacapo_hydra.cli import predict_main
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi
@@ -23,11 +24,14 @@ from dacapo_hydra.module import RunModule
 from dacapo_hydra.predict import (
     LEDGER_DIR,
     BlockPlan,
+    PredictResult,
     load_model,
     predict,
     predict_roi,
 )
+from dacapo_hydra.provenance import model_sha256
 from dacapo_hydra.run import build, module_from_checkpoint
+from tests.conftest import perturbed
 
 SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks
 
@@ -41,6 +45,12 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shape=[40, 100, 90],
         offset=[16, 32, 48],
     )
+
+
+def sha(checkpoint: str | Path) -> str:
+    """The start of a checkpoint's model sha256, as refusals show it."""
+    module = load_model(checkpoint)
+    return model_sha256(module.state_dict(), dict(module.hparams))[:12]
 
 
 def whole_volume_prediction(checkpoint: str, container: Path, dataset: str) -> np.ndarray:
@@ -238,6 +248,140 @@ def test_kill_and_resume_gives_identical_output(
     assert result.blocks_done_now == result.blocks - done_before
     group = zarr.open_group(str(out))
     np.testing.assert_array_equal(group["resumed/s0"][:], group["reference/s0"][:])
+
+
+@pytest.mark.slow
+def test_a_killed_prediction_resumed_with_another_checkpoint_is_refused(
+    trained_3d: str, volume: Path, tmp_path: Path
+) -> None:
+    other = perturbed(trained_3d, tmp_path / "other.ckpt")
+    out = tmp_path / "out.zarr"
+    for checkpoint, name in ((trained_3d, "reference"), (other, "other")):
+        predict(checkpoint, volume, "validate/raw", out, name, input_shape=SMALL, progress=False)
+
+    def command(checkpoint: str | Path, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "from dacapo_hydra.cli import predict_main; predict_main()",
+            *("--checkpoint", str(checkpoint), "--input-shape", "44", "44", "44"),
+            *("--input", str(volume), "validate/raw", "--output", str(out)),
+            *("--prediction-dataset", "resumed", *extra),
+        ]
+
+    def finish(checkpoint: str | Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command(checkpoint, *extra), capture_output=True, text=True, timeout=300
+        )
+
+    proc = subprocess.Popen(
+        command(trained_3d), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ledger = out / LEDGER_DIR / "resumed"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ledger.exists() and len(list(ledger.iterdir())) >= 2):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len([p for p in ledger.iterdir() if not p.name.startswith(".")])
+    refused = finish(other)
+    errors = [line for line in refused.stderr.splitlines() if "error:" in line]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-2000:]
+    assert errors[0] == (
+        f"dacapo-predict: error: {out}/resumed: started with model sha256 {sha(trained_3d)}..; "
+        f"this run has model sha256 {sha(other)}..; "
+        "use --overwrite (overwrite=True) to start afresh"
+    )
+    assert len([p for p in ledger.iterdir() if not p.name.startswith(".")]) == done_before
+    resumed = finish(trained_3d)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    group = zarr.open_group(str(out))
+    np.testing.assert_array_equal(group["resumed/s0"][:], group["reference/s0"][:])
+    overwritten = finish(other, "--overwrite")
+    assert overwritten.returncode == 0, overwritten.stderr[-2000:]
+    np.testing.assert_array_equal(group["resumed/s0"][:], group["other/s0"][:])
+
+
+# 1 x 2 x 2 blocks of unet_tiny's 28^3 output at 8 nm (SMALL input).
+FOUR_BLOCKS = Roi((16.0, 32.0, 48.0), (224.0, 448.0, 448.0))
+
+
+def test_resume_with_another_model_input_or_parameters_is_refused(
+    trained_3d: str, volume: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = perturbed(trained_3d, tmp_path / "other.ckpt")
+    out = tmp_path / "out.zarr"
+
+    def run(checkpoint: str | Path, dataset: str = "p", **kwargs: object) -> PredictResult:
+        return predict(
+            checkpoint,
+            volume,
+            kwargs.pop("raw_dataset", "validate/raw"),
+            out,
+            dataset,
+            roi=FOUR_BLOCKS,
+            input_shape=SMALL,
+            progress=False,
+            **kwargs,
+        )
+
+    assert run(trained_3d).blocks == 4
+    array = zarr.open_group(str(out))["p/s0"]
+    whole = array[:]
+    # As a kill would leave it: two blocks done, two not.
+    ledger = out / LEDGER_DIR / "p"
+    for marker in sorted(ledger.iterdir())[:2]:
+        marker.unlink()
+        array[(slice(None), *_voxels_of(marker.name))] = 0
+    partial = array[:]
+    where = f"{out}/p"
+    refusals = {
+        "model": ({}, other, f"model sha256 {sha(trained_3d)}..", f"model sha256 {sha(other)}.."),
+        "input": (
+            {"raw_dataset": "train/raw"},
+            trained_3d,
+            f"input {volume.resolve()}:validate/raw",
+            f"input {volume.resolve()}:train/raw",
+        ),
+        "mirror": ({"mirror": True}, trained_3d, "mirror false", "mirror true"),
+    }
+    for kwargs, checkpoint, before, now in refusals.values():
+        with pytest.raises(ValueError) as refused:
+            run(checkpoint, **kwargs)
+        assert str(refused.value) == (
+            f"{where}: started with {before}; this run has {now}; "
+            "use --overwrite (overwrite=True) to start afresh"
+        )
+        np.testing.assert_array_equal(zarr.open_group(str(out))["p/s0"][:], partial)
+        assert len(list(ledger.iterdir())) == 2
+    # The command says the same in one line, before writing anything.
+    argv = [
+        *("--checkpoint", str(other), "--input", str(volume), "validate/raw"),
+        *("--output", str(out), "--prediction-dataset", "p", "--input-shape", "44", "44", "44"),
+        *("--roi", "16:240,32:480,48:496"),
+    ]
+    with pytest.raises(SystemExit) as exit_:
+        predict_main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err
+    assert err.startswith(f"dacapo-predict: error: {where}: started with model sha256 ")
+    np.testing.assert_array_equal(zarr.open_group(str(out))["p/s0"][:], partial)
+    # The same model resumes: only the missing blocks run, giving the uninterrupted output.
+    assert run(trained_3d).blocks_done_now == 2
+    np.testing.assert_array_equal(zarr.open_group(str(out))["p/s0"][:], whole)
+    # --overwrite starts afresh with the other model: all of it from that model.
+    predict_main([*argv, "--overwrite"])
+    assert "4 of 4 blocks" in capsys.readouterr().out
+    assert run(other, "q").blocks_done_now == 4
+    group = zarr.open_group(str(out))
+    np.testing.assert_array_equal(group["p/s0"][:], group["q/s0"][:])
+    assert not np.allclose(group["p/s0"][:], whole)
+    assert run(other).blocks_done_now == 0  # the output now records the other model
+
+
+def _voxels_of(block: str) -> tuple[slice, ...]:
+    """The output voxels of block `i_j_k` of the 28^3-voxel blocks."""
+    return tuple(slice(28 * int(i), 28 * (int(i) + 1)) for i in block.split("_"))
 
 
 def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_path: Path) -> None:
