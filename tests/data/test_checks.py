@@ -109,6 +109,17 @@ def test_only_the_region_used_must_be_there(tmp_path: Path) -> None:
     assert "2 of the 64 chunks" in _refusal(small)
 
 
+def test_a_transformed_raw_is_checked_through_its_zarr_array(tmp_path: Path) -> None:
+    path = write_volume(tmp_path / "v.zarr")
+    (path / "raw/c/3/3/3").unlink()  # outside the crop: never read
+    source = {"container": str(path), "dataset": "raw"}
+    cropped = {"type": "crop", "source": source, "begin": [0, 0, 0], "shape": [128] * 3}
+    check_split(DataSplit.from_config(volume_config(path, raw=cropped)))
+    (path / "raw/c/0/1/0").unlink()
+    message = _refusal(volume_config(path, raw=cropped))
+    assert message.startswith(f"datasplit.train[0] (d).raw ({path}:raw): 1 of the 8 chunks")
+
+
 def test_a_truncated_raw_chunk_is_named_before_training(tmp_path: Path) -> None:
     path = write_volume(tmp_path / "v.zarr")
     _truncate(path / "raw/c/3/0/2")
