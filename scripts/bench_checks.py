@@ -9,7 +9,9 @@ touched, for uint8 and float32 raw:
 - `labels_s`: the search for an object in the labels (objects everywhere: one chunk);
 - `empty_labels_s`: the same search on all-zero labels stored densely (the worst
   case: every chunk is read), and on labels whose empty chunks zarr did not write;
-- `total_s`: :func:`check_split` as a run calls it, whole raw checked.
+- `total_s`: :func:`check_split` as a run calls it, whole raw checked;
+- `corner_of_8192_cubed_s`: :func:`check_split` on labels in a corner of a huge raw,
+  whose region used is a few chunks (asked for key by key, not listed).
 
 Not a test: figures depend on the machine and its disk cache. Usage:
     python scripts/bench_checks.py [--size 512] [--workdir /tmp/bench_checks]
@@ -106,9 +108,35 @@ def bench(path: Path) -> dict[str, object]:
         with contextlib.suppress(DataError):
             check_labels(empty, region, "x", cost)
         out[f"{name}_labels_s"] = round(time.perf_counter() - started, 3)
-    out["total_s"] = timed(lambda: check_split(split("labels")))
+    whole = split("labels")
+    out["total_s"] = timed(lambda: check_split(whole))
     out["cost"] = vars(cost)
     return out
+
+
+def bench_large(path: Path) -> dict[str, object]:
+    """check_split on 256³ labels in a corner of a 8192³ raw (2**21 chunks, 125 stored).
+
+    Only the region used (labels grown by a 128 nm margin) is asked for, key by key.
+    """
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    raw = root.create_array(
+        "raw", shape=(8192,) * 3, chunks=(CHUNK,) * 3, dtype="uint8", fill_value=0
+    )
+    raw[:320, :320, :320] = np.random.default_rng(0).integers(1, 255, (320,) * 3, np.uint8)
+    gt = root.create_array("gt", shape=(256,) * 3, chunks=(CHUNK,) * 3, dtype="uint32")
+    gt[...] = 1
+    for array in (raw, gt):
+        array.attrs.update({"voxel_size": [VOXEL] * 3, "offset": [0.0] * 3})
+    entry = {
+        "name": "corner",
+        "raw": {"container": str(path), "dataset": "raw"},
+        "gt": {"container": str(path), "dataset": "gt"},
+    }
+    split = DataSplit.from_config(
+        {"dims": 3, "train": [entry], "normalize": {"mode": "minmax", "min": 0, "max": 255}}
+    )
+    return {"corner_of_8192_cubed_s": timed(lambda: check_split(split, (128.0,) * 3))}
 
 
 def main() -> None:
@@ -123,6 +151,7 @@ def main() -> None:
         if not path.exists():
             write(path, args.size, dtype)
         results[dtype] = bench(path)
+    results.update(bench_large(args.workdir / "large.zarr"))
     print(json.dumps(results, indent=2))
 
 
