@@ -294,3 +294,13 @@ def test_damaged_data_is_refused_before_a_run_exists(
         train(cfg)
     assert "\n" not in str(caught.value)
     assert not (Path(cfg.paths.output_dir) / "mlflow.db").exists()
+
+
+def test_the_new_keys_take_booleans_only(tmp_path: Path) -> None:
+    path = write_volume(tmp_path / "v.zarr")
+    with pytest.raises(ValueError, match=r"train\[0\]\.raw\.sparse must be true, false or null"):
+        DataSplit.from_config(
+            volume_config(path, raw={"container": str(path), "dataset": "raw", "sparse": "yes"})
+        )
+    with pytest.raises(ValueError, match=r"train\[0\]\.allow_empty must be true or false"):
+        DataSplit.from_config(volume_config(path, allow_empty="no"))
