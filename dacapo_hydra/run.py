@@ -33,6 +33,7 @@ from dacapo_hydra.callbacks import (
 )
 from dacapo_hydra.config.lightning import trainer_arguments
 from dacapo_hydra.config.targets import optimizer_factories
+from dacapo_hydra.data.checks import check_split, raw_margin
 from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.normalize import Normalizer
@@ -112,6 +113,8 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
     architecture: Architecture = hydra.utils.instantiate(
         cfg.architecture, dims=split.dims, in_channels=split.in_channels
     )
+    shapes = (architecture.input_shape, architecture.eval_input_shape)
+    check_split(split, raw_margin(split.voxel_size, *shapes))  # the data, before a run exists
     radius = typical_object_radius([(d.gt, d.labelled_roi) for d in split.train])
     task: Task = hydra.utils.instantiate(
         cfg.task, dims=split.dims, voxel_size=split.gt_voxel_size, object_radius=radius

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from dacapo_hydra.data.checks import holds_object
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
 from dacapo_hydra.data.roi import Roi
+from dacapo_hydra.errors import DataError
 from dacapo_hydra.module import RunModule
 from dacapo_hydra.predict import BlockPlan, open_output, predict_roi
 from dacapo_hydra.tasks.base import Params, Task
@@ -155,6 +157,12 @@ class Validator:
                 roi, pred = self.predict(module, dataset)
                 gt = dataset.gt.read(roi)
                 mask = dataset.mask.read(roi) if dataset.mask is not None else None
+                if not holds_object(gt, mask, dataset.gt.dims):
+                    # Empty against empty scores a perfect dice, whatever the model.
+                    raise DataError(
+                        f"validation dataset {dataset.name}: the ground truth "
+                        f"{dataset.gt.where} holds no object in {roi}; it can't be scored"
+                    )
                 for params, output in self.task.post_process_grid(pred):
                     scores = self.task.evaluate(output, gt, mask)
                     rows.append(ScoreRow(dataset.name, dict(params), scores))

@@ -22,6 +22,8 @@ from PIL import Image
 
 from dacapo_hydra.cli import validate_main
 from dacapo_hydra.data.datasplit import DataSplit
+from dacapo_hydra.data.transforms import ConstantArray
+from dacapo_hydra.errors import DataError
 from dacapo_hydra.predict import predict
 from dacapo_hydra.run import build, module_from_checkpoint, train
 from dacapo_hydra.validation import Validator
@@ -93,6 +95,17 @@ def test_validation_prediction_is_what_predict_writes(
     np.testing.assert_allclose(
         zarr.open_group(str(tmp_path / "p.zarr"))["p/s0"][:], in_memory, atol=1e-6
     )
+
+
+def test_an_empty_validation_ground_truth_is_not_scored(
+    compose_tiny: Callable[..., DictConfig],
+) -> None:
+    # Empty against empty would score a perfect dice: the validator refuses to score it.
+    built = build(compose_tiny(datasplit="synthetic_2d"))
+    dataset = built.split.validate[0]
+    dataset.gt = ConstantArray(dataset.gt, value=0, dtype="uint64")
+    with pytest.raises(DataError, match=r"^validation dataset synthetic_2d_validate: the gro"):
+        Validator(built.split, built.task).run(built.module)
 
 
 def test_start_from_a_run_and_validate_command(

@@ -15,6 +15,14 @@ class ArraySourceConfig:
     `voxel_size`/`offset` (nm) stand in for missing metadata; `scale` picks the
     multiscale level of that voxel size. Dataset entries accept this or any array
     spec with a `type` (see dacapo_hydra.data.array_spec).
+
+    `sparse` says whether chunks may be missing from the store (zarr reads them as
+    the fill value, and skips writing chunks that hold only it). Null (the
+    default) means: raw must hold every chunk in the region used (a missing raw
+    chunk is lost data, refused before training); ground truth and masks may
+    miss chunks (background). `sparse: true` lets raw miss chunks (e.g. a
+    zero-padded border written by zarr); `sparse: false` makes the ground truth
+    or mask hold every chunk (see dacapo_hydra.data.checks).
     """
 
     container: str = MISSING
@@ -22,6 +30,7 @@ class ArraySourceConfig:
     voxel_size: list[float] | None = None
     offset: list[float] | None = None
     scale: list[float] | None = None
+    sparse: bool | None = None
 
 
 @dataclass
@@ -31,6 +40,12 @@ class DatasetConfig:
     raw/gt/mask are array specs: `{container, dataset}` or a transform
     `{type: binarize, source: {...}, ...}`, hence typed Any and checked when opened.
     `sample_points` are world positions (nm) for the `points` sampling strategy.
+
+    The ground truth must hold an object (a nonzero label where the mask is
+    nonzero) or training is refused before it starts: an empty one teaches
+    nothing and scores a perfect dice. `allow_empty: true` admits a training
+    dataset of negative examples (another training dataset must hold objects);
+    validation datasets must always hold objects.
     """
 
     name: str = MISSING
@@ -39,6 +54,7 @@ class DatasetConfig:
     mask: Any = None
     weight: float = 1.0
     sample_points: list[list[float]] | None = None
+    allow_empty: bool = False
 
 
 @dataclass

@@ -2,11 +2,14 @@
 
 A :class:`ZarrArray` knows its voxel size and offset (nm) and reads any
 voxel-aligned world ROI by slicing the zarr array, which touches only the chunks
-that ROI overlaps: nothing is ever loaded whole.
+that ROI overlaps: nothing is ever loaded whole. A chunk that fails to decode
+(a truncated or corrupt file) is named in a one-line
+:class:`~dacapo_hydra.errors.DataError`, as is a metadata file that is not JSON.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from abc import ABC, abstractmethod
@@ -15,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from zarr.errors import MetadataValidationError
 
 from dacapo_hydra.data.ome import LABELS_GROUP, OME_GROUP, SPATIAL_AXES, parse_multiscale
 from dacapo_hydra.data.roi import Roi, as_tuple
+from dacapo_hydra.data.store import full_box, not_json, undecodable_chunk, unreadable
+from dacapo_hydra.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +184,10 @@ class ZarrArray(Array):
         voxel_size: size of a voxel per spatial axis, in nm.
         offset: world position of the first voxel's corner, in nm.
         where: human-readable location (`container:dataset`) for messages.
+        sparse: whether chunks may be missing from the store (read as the fill
+            value); None leaves it to the array's role in a dataset (raw must be
+            dense, ground truth and masks may be sparse: see
+            :mod:`dacapo_hydra.data.checks`).
 
     """
 
@@ -187,9 +197,11 @@ class ZarrArray(Array):
         voxel_size: Sequence[float],
         offset: Sequence[float],
         where: str,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__(voxel_size, offset, where)
         self.array = array
+        self.sparse = sparse
         extra = array.ndim - self.dims
         if extra not in (0, 1):
             raise ValueError(
@@ -205,6 +217,7 @@ class ZarrArray(Array):
         voxel_size: Sequence[float] | None = None,
         offset: Sequence[float] | None = None,
         scale_voxel_size: Sequence[float] | None = None,
+        sparse: bool | None = None,
     ) -> ZarrArray:
         """Open `dataset` inside the zarr `container`.
 
@@ -215,45 +228,26 @@ class ZarrArray(Array):
         Every level of an image starts at the same offset: OME's pixel-centre
         translations of downsampled levels are converted, and files whose levels all
         share one translation (written before that convention) read as they always
-        did (:func:`~dacapo_hydra.data.ome.parse_multiscale`).
+        did (:func:`~dacapo_hydra.data.ome.parse_multiscale`). `sparse` is kept
+        as :attr:`sparse`.
+
+        Raises:
+            FileNotFoundError: no such container.
+            KeyError: no such dataset in it.
+            ValueError: not a zarr group, or no voxel size.
+            DataError: a metadata file (`zarr.json`, `.zarray`, `.zattrs`, ...) is
+                not JSON (the message names the file), or not zarr metadata.
+
         """
-        where = f"{container}:{dataset}"
         path = Path(container)
         if not path.exists():
-            raise FileNotFoundError(f"zarr container {str(container)!r} does not exist")
+            raise FileNotFoundError(f"zarr container {container!r} does not exist")
         try:
-            root = zarr.open_group(str(path), mode="r")
-        except Exception as err:  # zarr raises several types for a non-zarr folder
-            raise ValueError(f"{str(container)!r} is not a readable zarr group: {err}") from err
-        try:
-            node = root[dataset]
-        except KeyError:
-            available = sorted(_list_arrays(root))
-            raise KeyError(
-                f"dataset {dataset!r} not found in zarr container {str(container)!r}; "
-                f"it holds: {', '.join(available) or 'nothing'}"
-            ) from None
-        meta_vs: tuple[float, ...] | None = None
-        meta_off: tuple[float, ...] | None = None
-        if isinstance(node, zarr.Group):
-            ms = parse_multiscale(node.attrs.asdict(), where)
-            if ms is None:
-                raise ValueError(f"{where} is a group without OME-NGFF multiscales metadata")
-            level = ms.levels[0]
-            if scale_voxel_size is not None:
-                want = as_tuple(scale_voxel_size, "scale_voxel_size")
-                matches = [lv for lv in ms.levels if np.allclose(lv.voxel_size, want)]
-                if not matches:
-                    have = [lv.voxel_size for lv in ms.levels]
-                    raise ValueError(
-                        f"{where}: no scale level has voxel size {want}; levels have {have}"
-                    )
-                level = matches[0]
-            node = node[level.path]
-            where = f"{where}/{level.path}"
-            meta_vs, meta_off = level.voxel_size, level.offset
-        else:
-            meta_vs, meta_off = _metadata_for_array(root, dataset, node, where)
+            node, where, meta_vs, meta_off = _open_node(path, dataset, scale_voxel_size)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(not_json(path, dataset, err)) from None
+        except MetadataValidationError as err:  # JSON, but not zarr metadata
+            raise DataError(f"{container}:{dataset}: invalid zarr metadata ({err})") from None
         vs = voxel_size if voxel_size is not None else meta_vs
         if vs is None:
             raise ValueError(
@@ -262,7 +256,7 @@ class ZarrArray(Array):
             )
         dims = len(vs)
         off = offset if offset is not None else (meta_off or (0.0,) * dims)
-        return cls(node, vs, off, where)
+        return cls(node, vs, off, where, sparse)
 
     @property
     def num_channels(self) -> int | None:
@@ -282,7 +276,66 @@ class ZarrArray(Array):
     def _read(self, index: tuple[slice, ...]) -> np.ndarray:
         # Slicing a zarr array decodes only the chunks the slices touch.
         full = (slice(None),) * (self.array.ndim - self.dims) + index
-        return np.asarray(self.array[full])
+        try:
+            return np.asarray(self.array[full])
+        except MemoryError:
+            raise
+        except Exception as err:
+            # Decoders name no file (`Zstd decompression error`): find the chunk.
+            found = undecodable_chunk(self.array, full_box(self.array.shape, full))
+            if found is None:
+                raise
+            raise DataError(unreadable(self.where, *found)) from err
+
+
+def _open_node(
+    path: Path, dataset: str, scale_voxel_size: Sequence[float] | None
+) -> tuple[zarr.Array, str, tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The zarr array `dataset` names in the container at `path`, and what it says of it.
+
+    Returns the array (the picked level where `dataset` is a multiscale group),
+    its location for messages, and its metadata's voxel size and offset (None
+    where absent). JSON errors in metadata pass through, for the caller to name
+    the file.
+    """
+    container = str(path)
+    where = f"{container}:{dataset}"
+    try:
+        root = zarr.open_group(container, mode="r")
+    except (json.JSONDecodeError, UnicodeDecodeError, MetadataValidationError):
+        raise
+    except Exception as err:  # zarr raises several types for a non-zarr folder
+        raise ValueError(f"{container!r} is not a readable zarr group: {err}") from err
+    try:
+        node = root[dataset]
+    except KeyError:
+        available = sorted(_list_arrays(root))
+        raise KeyError(
+            f"dataset {dataset!r} not found in zarr container {container!r}; "
+            f"it holds: {', '.join(available) or 'nothing'}"
+        ) from None
+    meta_vs: tuple[float, ...] | None = None
+    meta_off: tuple[float, ...] | None = None
+    if isinstance(node, zarr.Group):
+        ms = parse_multiscale(node.attrs.asdict(), where)
+        if ms is None:
+            raise ValueError(f"{where} is a group without OME-NGFF multiscales metadata")
+        level = ms.levels[0]
+        if scale_voxel_size is not None:
+            want = as_tuple(scale_voxel_size, "scale_voxel_size")
+            matches = [lv for lv in ms.levels if np.allclose(lv.voxel_size, want)]
+            if not matches:
+                have = [lv.voxel_size for lv in ms.levels]
+                raise ValueError(
+                    f"{where}: no scale level has voxel size {want}; levels have {have}"
+                )
+            level = matches[0]
+        node = node[level.path]
+        where = f"{where}/{level.path}"
+        meta_vs, meta_off = level.voxel_size, level.offset
+    else:
+        meta_vs, meta_off = _metadata_for_array(root, dataset, node, where)
+    return node, where, meta_vs, meta_off
 
 
 def _padded_indices(start: int, stop: int, length: int, mode: str) -> np.ndarray:

@@ -10,6 +10,11 @@ pick). With `type: <transform>` it wraps the arrays given as `source`,
       type: binarize
       groups: {mito: [1, 2], er: [3]}
       source: {container: data.zarr, dataset: labels}
+
+A zarr spec may also say `sparse: true` (chunks may be missing from the store,
+read as the fill value) or `sparse: false` (every chunk must exist); left out,
+raw must be dense and ground truth and masks may be sparse
+(:mod:`dacapo_hydra.data.checks`).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from dacapo_hydra.data.transforms import (
     ResampleArray,
     SumArray,
 )
+from dacapo_hydra.errors import ConfigError
 
-ZARR_KEYS = {"type", "container", "dataset", "voxel_size", "offset", "scale"}
+ZARR_KEYS = {"type", "container", "dataset", "voxel_size", "offset", "scale", "sparse"}
 
 
 def _one(cls: type[Array]) -> Callable[..., Array]:
@@ -105,7 +111,7 @@ def build_array(spec: Any, key: str, scale: Sequence[float] | None = None) -> Ar
     except TypeError as err:
         raise ValueError(f"{key} ({kind}): bad parameters {sorted(params)}: {err}") from None
     except (ValueError, KeyError) as err:
-        raise type(err)(f"{key}: {err.args[0] if err.args else err}") from None
+        raise _prefixed(err, key) from None
 
 
 def _open_zarr(spec: Mapping[str, Any], key: str, scale: Sequence[float] | None) -> ZarrArray:
@@ -118,6 +124,9 @@ def _open_zarr(spec: Mapping[str, Any], key: str, scale: Sequence[float] | None)
     for field in ("container", "dataset"):
         if not spec.get(field):
             raise ValueError(f"{key}.{field} is missing")
+    sparse = spec.get("sparse")
+    if sparse is not None and not isinstance(sparse, bool):
+        raise ValueError(f"{key}.sparse must be true, false or null, got {sparse!r}")
     try:
         return ZarrArray.open(
             spec["container"],
@@ -125,7 +134,24 @@ def _open_zarr(spec: Mapping[str, Any], key: str, scale: Sequence[float] | None)
             voxel_size=spec.get("voxel_size"),
             offset=spec.get("offset"),
             scale_voxel_size=spec.get("scale") or scale,
+            sparse=sparse,
         )
     except (FileNotFoundError, KeyError, ValueError) as err:
-        message = err.args[0] if err.args else str(err)
-        raise type(err)(f"{key}: {message}") from None
+        raise _prefixed(err, key) from None
+
+
+def _prefixed(err: Exception, key: str) -> Exception:
+    """`err`'s message after `key: `, as an error of its kind where one can be rebuilt.
+
+    Our own errors, FileNotFoundError and KeyError keep their type; any other
+    ValueError (a library's subclass may need more than a message to be built,
+    e.g. json's JSONDecodeError) becomes a ConfigError, which is a ValueError.
+    """
+    message = f"{key}: {err.args[0] if err.args else err}"
+    if isinstance(err, ConfigError):
+        return type(err)(message)
+    if isinstance(err, FileNotFoundError):
+        return FileNotFoundError(message)
+    if isinstance(err, KeyError):
+        return KeyError(message)
+    return ConfigError(message)

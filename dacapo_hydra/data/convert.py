@@ -110,6 +110,7 @@ def convert(
         # Integer annotations are label images (viewers show them as labels).
         label=labels and np.dtype(stack.dtype).kind in "biu",
         method=("stride" if labels else "mean") if levels > 1 else None,
+        dense=not labels,  # raw holds every chunk, so a lost one is found
     )
     depth = chunk * 2 ** (levels - 1)  # a slab covers whole chunks at every level
     for z, data in stack.slabs(depth):

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from dacapo_hydra.data.array import PAD_MODES, Array
@@ -57,6 +56,9 @@ class Dataset:
     """One volume: raw, ground truth, an optional annotation mask, a sampling weight.
 
     `sample_points` are world positions (nm), for the `points` strategy.
+    `allow_empty` marks a training dataset meant to hold no object (negative
+    examples), which the data checks (:mod:`dacapo_hydra.data.checks`) would
+    otherwise refuse.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Dataset:
     mask: Array | None
     weight: float
     sample_points: list[tuple[float, ...]] | None = None
+    allow_empty: bool = False
 
     @property
     def labelled_roi(self) -> Roi:
@@ -114,6 +117,9 @@ class DataSplit:
         The synthetic container, if the config names one, is generated first when
         missing; a `layout` folder adds its datasets to those listed. Raises
         ValueError/FileNotFoundError/KeyError naming the dataset and key at fault.
+        What the arrays hold (missing or corrupt chunks, NaN, empty labels) is
+        checked by :func:`dacapo_hydra.data.checks.check_split`, once the
+        network's reach is known.
 
         Args:
             cfg: the `datasplit` node.
@@ -210,20 +216,6 @@ def _divides(a: Sequence[float], b: Sequence[float]) -> bool:
     return True
 
 
-def check_no_nan(raw: Array, key: str) -> None:
-    """Raise if a central block of a floating-point raw array holds NaN.
-
-    Only a block of at most 32 voxels per axis is read, so opening stays cheap;
-    the sampler checks every crop it reads as well.
-    """
-    if not np.issubdtype(raw.dtype, np.floating):
-        return
-    index = tuple(slice(max(0, n // 2 - 16), min(n, n // 2 + 16)) for n in raw.spatial_shape)
-    if np.isnan(raw._read(index)).any():
-        where = ", ".join(f"{s.start}:{s.stop}" for s in index)
-        raise ValueError(f"{key} ({raw.where}) holds NaN values (in voxels [{where}])")
-
-
 def _open(
     cfg: dict[str, Any], key: str, dims: int, scales: dict[str, tuple[float, ...] | None]
 ) -> Dataset:
@@ -253,10 +245,12 @@ def _open(
         )
     if gt.roi.intersect(raw.roi).empty():
         raise ValueError(f"{key}: gt {gt.roi} and raw {raw.roi} do not overlap")
-    check_no_nan(raw, f"{key}.raw")
     weight = float(cfg.get("weight", 1.0))
     if weight <= 0:
         raise ValueError(f"{key}.weight must be positive, got {weight}")
+    allow_empty = cfg.get("allow_empty") or False
+    if not isinstance(allow_empty, bool):
+        raise ValueError(f"{key}.allow_empty must be true or false, got {allow_empty!r}")
     points = None
     if cfg.get("sample_points"):
         points = [
@@ -271,4 +265,4 @@ def _open(
                     f"{key}.sample_points[{i}] {list(p)} is not a {dims}-D point inside the "
                     f"gt's {gt.roi} ({gt.where})"
                 )
-    return Dataset(name, raw, gt, mask, weight, points)
+    return Dataset(name, raw, gt, mask, weight, points, allow_empty)

@@ -322,6 +322,7 @@ def create_image(
     label_source: str | None = None,
     method: str | None = None,
     attrs: Mapping[str, Any] | None = None,
+    dense: bool = False,
 ) -> list[zarr.Array]:
     """Create an OME-Zarr 0.5 image (or label image) and make it discoverable.
 
@@ -344,6 +345,10 @@ def create_image(
             whose `labels` group holds it; none otherwise).
         method: how the levels were downsampled, if there are several.
         attrs: more group attributes (e.g. `dacapo`).
+        dense: the returned arrays write every chunk, even one that holds only the
+            fill value (zarr skips those by default), so that a chunk missing
+            later is lost data: for raw, whose chunks the data checks require
+            (:mod:`dacapo_hydra.data.checks`).
 
     Returns:
         The arrays, one per level.
@@ -366,6 +371,7 @@ def create_image(
             dtype=dtype,
             fill_value=0,
             dimension_names=names,
+            config={"write_empty_chunks": dense},
         )
         for level, shape in zip(levels, shapes, strict=True)
     ]

@@ -13,6 +13,7 @@ from dacapo_hydra.data.datasplit import Dataset, DataSplit
 from dacapo_hydra.data.deform import Deformation, Warp, sample_grid, single_threaded
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.transforms import ConstantArray
+from dacapo_hydra.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -204,8 +205,11 @@ class CropSampler:
         }
 
     def _check_raw(self, dataset: Dataset, raw: np.ndarray, roi: Roi) -> None:
-        if np.issubdtype(raw.dtype, np.floating) and np.isnan(raw).any():
-            raise ValueError(f"dataset {dataset.name}: raw {dataset.raw.where} holds NaN in {roi}")
+        if np.issubdtype(raw.dtype, np.floating) and not np.isfinite(raw).all():
+            kind = "NaN" if np.isnan(raw).any() else "infinity"
+            raise DataError(
+                f"dataset {dataset.name}: raw {dataset.raw.where} holds {kind} in {roi}"
+            )
 
     def _read_warped(self, dataset: Dataset, roi: Roi, warp: Warp) -> dict[str, np.ndarray]:
         raw_roi = roi.grow(self.shapes.context)

@@ -242,6 +242,7 @@ def _write_multiscale(container: Path, path: str, data: np.ndarray, params: dict
         label=name != "raw",
         label_source=None if name == "raw" else "../raw",
         method="mean" if name == "raw" else "stride",
+        dense=name == "raw",  # raw holds every chunk, so a lost one is found
     )
     for array, values in zip(arrays, scaled, strict=True):
         array[...] = values

@@ -65,7 +65,6 @@ def test_finer_gt_is_accepted(tmp_path: Path) -> None:
         ("voxel sizes", ValueError, r"raw voxel size \(8.0, 8.0\).*gt voxel size \(3.0, 3.0\)"),
         ("mask shape", ValueError, r"train\[0\].mask .* expected the gt's"),
         ("empty", ValueError, r"datasplit.train is empty"),
-        ("nan", ValueError, r"train\[0\].raw .*v.zarr:raw.* holds NaN"),
         ("strategy", ValueError, r"sampling.strategy must be one of"),
         ("points", ValueError, r"sample_points\[0\] \[900.0, 0.0\] is not a 2-D point inside"),
         ("spec type", ValueError, r"train\[0\].gt.type 'binarise' is not an array type"),
@@ -88,10 +87,6 @@ def test_bad_input_gets_one_clear_message(
         cfg = _cfg(_volume(path, mask_shape=12))
     elif case == "empty":
         cfg = {"dims": 2, "train": []}
-    elif case == "nan":
-        _volume(path, raw_dtype="float32")
-        zarr.open_array(str(path / "raw"), mode="r+")[8, 8] = np.nan
-        cfg = _cfg(path)
     elif case == "strategy":
         cfg = {**_cfg(_volume(path)), "sampling": {"strategy": "random"}}
     elif case == "points":
