@@ -25,6 +25,7 @@ import torch
 from hydra.errors import InstantiationException
 from mlflow.entities import Metric
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dacapo_hydra import tracking
 from dacapo_hydra.config.targets import check_arguments, target_class
@@ -40,7 +41,8 @@ class LastCheckpoint(ModelCheckpoint):
 
     Separate from any configured checkpoint policy (its own class, so its own
     state in Lightning's checkpoints), always `last.ckpt` (no version counter), so
-    `resume` finds it whatever the `callbacks` group says.
+    `resume` finds it whatever the `callbacks` group says. Also saved at the
+    last iteration and when SIGTERM stops the run (:meth:`on_exception`).
 
     Args:
         dirpath: the run's checkpoint folder.
@@ -65,6 +67,18 @@ class LastCheckpoint(ModelCheckpoint):
         """
         if self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """On SIGTERM (preemption), save `last.ckpt` so that `resume=true` loses nothing.
+
+        Lightning raises `SIGTERMException` between two batches, where the state is
+        whole. Other exceptions save nothing: Ctrl-C may come in the middle of an
+        optimiser step, an error may leave weights that are not worth keeping.
+        """
+        if isinstance(exception, SIGTERMException):
+            self.on_train_end(trainer, pl_module)
 
 
 def configured_callbacks(

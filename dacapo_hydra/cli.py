@@ -56,15 +56,23 @@ SUMMARY_SCORES = (
 
 
 def _train_task(cfg: DictConfig) -> float:
-    """Hydra's task: train one run; the value a sweeper optimises."""
+    """Hydra's task: train one run; the value a sweeper optimises.
+
+    Bad input exits with status 2; SIGINT or SIGTERM with 130 or 143 (128 + the
+    signal's number), after one line saying how to continue the run.
+    """
     from dacapo_hydra.errors import ConfigError
     from dacapo_hydra.run import train
+    from dacapo_hydra.stops import RunInterrupted
 
     try:
         result = train(cfg)
     except ConfigError as err:
         print(f"dacapo: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except RunInterrupted as stop:
+        print(f"dacapo: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
     if result.best_score is not None:
         return result.best_score
     return result.val_loss if result.val_loss is not None else result.final_loss

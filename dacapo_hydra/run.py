@@ -22,8 +22,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.plugins.io import CheckpointIO
 
-from dacapo_hydra import tracking
+from dacapo_hydra import stops, tracking
 from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.callbacks import (
     LastCheckpoint,
@@ -31,6 +32,7 @@ from dacapo_hydra.callbacks import (
     WholeVolumeValidation,
     configured_callbacks,
 )
+from dacapo_hydra.checkpoints import AtomicCheckpointIO, newest_intact
 from dacapo_hydra.config.lightning import trainer_arguments
 from dacapo_hydra.config.targets import optimizer_factories
 from dacapo_hydra.data.checks import check_split, raw_margin
@@ -40,6 +42,15 @@ from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.statistics import typical_object_radius
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.module import RunModule
+from dacapo_hydra.resume import (
+    OptimizerSettings,
+    ResumePoint,
+    changed_settings,
+    check_data,
+    record_resume,
+    refuse_meaningless,
+)
+from dacapo_hydra.run_dir import new_run_dir
 from dacapo_hydra.starts import load_weights
 from dacapo_hydra.tasks.base import Task
 from dacapo_hydra.trust import check_stored_config
@@ -197,10 +208,10 @@ def module_from_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> 
 
 
 def _run_dir(cfg: DictConfig, name: str) -> Path:
+    """Hydra's job folder, or a fresh one of the run's own (never shared, see run_dir)."""
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    return Path(cfg.paths.output_dir) / "runs" / f"{stamp}_{name}"
+    return new_run_dir(cfg.paths.output_dir, name)
 
 
 def _store(cfg: DictConfig) -> tuple[str, str]:
@@ -210,20 +221,42 @@ def _store(cfg: DictConfig) -> tuple[str, str]:
         raise ConfigError(str(err)) from err
 
 
-def _resume_point(cfg: DictConfig, uri: str, name: str) -> tuple[str, Path, int] | None:
-    """(run id, last checkpoint, its iteration) of the run to resume, or None."""
+def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
+    """The run to resume and its newest intact checkpoint, or None for a new run."""
     if cfg.resume in (None, False):
         return None
     run_id = None if cfg.resume is True else str(cfg.resume)
     found = tracking.resumable_run(uri, cfg.mlflow.experiment_name, name, run_id)
     if found is None:
         if run_id is not None:
-            raise ConfigError(f"resume={run_id}: no such MLflow run with a last checkpoint")
+            raise ConfigError(f"resume={run_id}: no such MLflow run with a checkpoint")
         log.info("resume: no unfinished run named %s with a checkpoint; starting a new run", name)
         return None
-    run_id, checkpoint = found
-    step = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
-    return run_id, checkpoint, step
+    run_id, folder = found
+    intact = newest_intact(folder)
+    if intact is None:
+        raise ConfigError(f"resume: no checkpoint in {folder} loads (each is named above)")
+    checkpoint, state = intact
+    hparams = state.get("hyper_parameters", {})
+    return ResumePoint(
+        run_id=run_id,
+        checkpoint=checkpoint,
+        iteration=int(state["global_step"]),
+        config=dict(hparams.get("config") or {}),
+        meta=dict(hparams.get("meta") or {}),
+    )
+
+
+def _plugins(arguments: dict[str, Any]) -> list[Any]:
+    """The Trainer's plugins (`lightning.plugins`), with :class:`AtomicCheckpointIO` added.
+
+    A configured `CheckpointIO` plugin is kept instead.
+    """
+    given = arguments.pop("plugins", None)
+    plugins = list(given) if isinstance(given, list | tuple) else [] if given is None else [given]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
 
 
 def _checkpoint_criteria(cfg: DictConfig, task: Task) -> list[str]:
@@ -260,8 +293,15 @@ def _new_run_logger(
 def train(cfg: DictConfig) -> TrainResult:
     """Train the run `cfg` describes, recorded as one MLflow run; return its figures.
 
-    With `resume`, the same MLflow run continues from its last checkpoint (iteration
-    counter, optimiser and best-validation records included) up to `iterations`.
+    With `resume`, the same MLflow run continues from its newest intact checkpoint
+    (iteration counter, optimiser and best-validation records included) up to
+    `iterations`; changed settings are recorded, or refused (:mod:`dacapo_hydra.resume`).
+
+    Raises:
+        ConfigError: bad input, before an MLflow run exists (or, resuming, is touched).
+        stops.RunInterrupted: SIGINT or SIGTERM stopped training; the run is KILLED
+            (:mod:`dacapo_hydra.stops`). Any other exception marks the run FAILED.
+
     """
     started = time.time()
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
@@ -271,19 +311,22 @@ def train(cfg: DictConfig) -> TrainResult:
     name = tracking.run_name(cfg, choices)
     uri, artifacts = _store(cfg)
     resume = _resume_point(cfg, uri, name)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    changes = changed_settings(resume.config, config) if resume and resume.config else {}
+    if resume is not None:
+        refuse_meaningless(changes, resume.checkpoint)
     data_seed = (
         cfg.seed
         if resume is None
-        else int(np.random.SeedSequence([cfg.seed, resume[2]]).generate_state(1)[0])
+        else int(np.random.SeedSequence([cfg.seed, resume.iteration]).generate_state(1)[0])
     )
     built = build(cfg, data_seed=data_seed, tracking_uri=uri)
     task = built.task
     criteria = _checkpoint_criteria(cfg, task)
     if resume is not None:
-        run_id, resume_checkpoint, _ = resume
-        run_dir = resume_checkpoint.parent.parent
+        check_data(resume, built.split.dims, built.split.in_channels)
+        run_dir = resume.checkpoint.parent.parent
     else:
-        resume_checkpoint = None
         run_dir = _run_dir(cfg, name)
     checkpoint_dir = run_dir / "checkpoints"
     configured = configured_callbacks(
@@ -295,33 +338,48 @@ def train(cfg: DictConfig) -> TrainResult:
     )
     experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
     if resume is not None:
-        logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False)
+        logger = MLFlowLogger(tracking_uri=uri, run_id=resume.run_id, log_model=False)
     else:
         logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
     run_id = logger.run_id
     client = logger.experiment
+    last = LastCheckpoint(checkpoint_dir, cfg.validation_interval)
+    stop = stops.StopReason()
+    trainer: pl.Trainer | None = None
     try:
         recorder = tracking.RunRecorder.start(cfg, uri, run_id, task, resumed=resume is not None)
-        config = OmegaConf.to_container(cfg, resolve=True)
         if resume is None:
             logger.log_hyperparams(config)
             client.log_dict(run_id, config, "config.yaml")
-        last = LastCheckpoint(checkpoint_dir, cfg.validation_interval)
+        else:
+            number = record_resume(client, resume, config, changes)
+            log.info(
+                "resume %d of run %s from %s (iteration %d); changed: %s",
+                number,
+                run_id,
+                resume.checkpoint,
+                resume.iteration,
+                ", ".join(changes) or "nothing",
+            )
         validator = Validator(
             built.split, task, run_dir / "validation.zarr" if cfg.write_validation else None
         )
         validation = WholeVolumeValidation(
             validator, client, run_id, checkpoint_dir, criteria, task.criterion
         )
-        callbacks = [*configured, validation, last]
+        callbacks = [*configured, validation, last, stop]
+        if changes:
+            callbacks.append(OptimizerSettings(changes))
         if cfg.snapshot_interval > 0:
             callbacks.append(Snapshots(client, run_id, cfg.snapshot_interval, built.split.dims))
         # Lightning's val_check_interval counts batches; an iteration is an optimiser step.
         batches_per_validation = cfg.validation_interval * arguments.get(
             "accumulate_grad_batches", 1
         )
+        plugins = _plugins(arguments)
         trainer = pl.Trainer(
             **arguments,
+            plugins=plugins,
             max_steps=cfg.iterations,
             val_check_interval=batches_per_validation,
             check_val_every_n_epoch=None,
@@ -332,7 +390,7 @@ def train(cfg: DictConfig) -> TrainResult:
         trainer.fit(
             built.module,
             datamodule=built.datamodule,
-            ckpt_path=str(resume_checkpoint) if resume_checkpoint else None,
+            ckpt_path=str(resume.checkpoint) if resume else None,
         )
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
@@ -342,9 +400,19 @@ def train(cfg: DictConfig) -> TrainResult:
         client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
         recorder.finish(checkpoint_dir)
     except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        client.set_terminated(run_id, status)
-        raise
+        signal_name = stops.stop_signal(err, stop.seen)
+        if isinstance(err, KeyboardInterrupt):  # outside fit: Lightning did not see it
+            stops.release_interrupted(err)
+        client.set_terminated(run_id, "FAILED" if signal_name is None else "KILLED")
+        if signal_name is None:
+            raise
+        at = f" at iteration {trainer.global_step}" if trainer is not None else ""
+        saved = f"; last checkpoint {last.last_model_path}" if last.last_model_path else ""
+        raise stops.RunInterrupted(
+            signal_name,
+            f"run {name} ({run_id}) stopped by {signal_name}{at}: MLflow status KILLED{saved}; "
+            f"continue it with resume=true (or resume={run_id})",
+        ) from None
     metrics = trainer.callback_metrics
     final_loss = float(metrics.get("train/loss", math.nan))
     val_loss = float(metrics["val/loss"]) if "val/loss" in metrics else None

@@ -77,7 +77,12 @@ def resolve_store(tracking_uri: str, artifact_location: str) -> tuple[str, str |
     _env_before_run = os.environ.get("MLFLOW_TRACKING_URI")
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///")).expanduser().resolve()
-        db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(
+                f"mlflow.tracking_uri: cannot create the folder of {db}: {err.strerror}"
+            ) from err
         tracking_uri = f"sqlite:///{db}"
     elif "://" not in tracking_uri:
         raise ValueError(
@@ -164,11 +169,16 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     """The id of experiment `name`, created (with its artifact folder) if missing.
 
     The experiment is tagged as model training (`mlflow.experimentKind`), so MLflow
-    3's UI opens it on its runs rather than on the GenAI overview.
+    3's UI opens it on its runs rather than on the GenAI overview. A sqlite store is
+    created first if it is missing, safely when jobs start together
+    (:func:`dacapo_hydra.sqlite_store.prepare_store`).
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from dacapo_hydra.sqlite_store import prepare_store
+
+    prepare_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
@@ -580,14 +590,25 @@ def read_best(tracking_uri: str, run_id: str, criterion: str | None = None) -> d
 def resumable_run(
     tracking_uri: str, experiment_name: str, name: str, run_id: str | None = None
 ) -> tuple[str, Path] | None:
-    """The run to resume and its last checkpoint, or None.
+    """The run to resume and its checkpoint folder, or None.
 
     With `run_id`, that run; else the latest run called `name` that did not
-    finish (killed, crashed, or still marked running after a `kill -9`).
+    finish (killed, crashed, or still marked running after a `kill -9`). The run's
+    folder (tag `run_dir`) must hold a checkpoint to resume from
+    (:func:`dacapo_hydra.checkpoints.resume_candidates`); which one is
+    :func:`dacapo_hydra.checkpoints.newest_intact`'s choice. A missing sqlite store
+    is not created.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from dacapo_hydra.checkpoints import resume_candidates
+    from dacapo_hydra.sqlite_store import prepare_store, sqlite_path
+
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():
+        return None
+    prepare_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     if run_id is not None:
         try:
@@ -605,9 +626,9 @@ def resumable_run(
             order_by=["attributes.start_time DESC"],
         )
     for run in runs:
-        checkpoint = Path(run.data.tags.get("run_dir", "")) / "checkpoints" / "last.ckpt"
-        if run.data.tags.get("run_dir") and checkpoint.is_file():
-            return run.info.run_id, checkpoint
+        folder = Path(run.data.tags.get("run_dir", "")) / "checkpoints"
+        if run.data.tags.get("run_dir") and resume_candidates(folder):
+            return run.info.run_id, folder
     return None
 
 
@@ -645,7 +666,8 @@ class RunRecorder:
     """What a training run records in MLflow besides Lightning's metrics and checkpoints.
 
     :meth:`start` (once the run exists): a tag `override.<key>` per command-line
-    override, the criterion's direction, the datasplit as dataset inputs, and
+    override (a resumed run records its changes as `resume.<n>.<key>` instead,
+    :mod:`dacapo_hydra.resume`), the criterion's direction, the datasplit as dataset inputs, and
     system metrics (`system/*`) when `mlflow.log_system_metrics` is true.
     :meth:`finish` (after training): the network as the MLflow model `model`,
     from the best checkpoint, registered when `mlflow.register_model_name` is set.
@@ -677,7 +699,8 @@ class RunRecorder:
             tracking_uri: the MLflow store.
             run_id: the run.
             task: the run's task (its criterion and the criterion's direction).
-            resumed: a resumed run keeps its inputs and continues its system metrics.
+            resumed: a resumed run keeps its inputs and `override.*` tags and continues
+                its system metrics.
 
         """
         from mlflow.tracking import MlflowClient
@@ -690,7 +713,7 @@ class RunRecorder:
         criterion = str(task.criterion)
         higher = task.score_directions().get(criterion, True)
         tags = {
-            **override_tags(job_overrides()),
+            **({} if resumed else override_tags(job_overrides())),
             DIRECTION_TAG: "true" if higher else "false",
             "dacapo.version": __version__,
         }

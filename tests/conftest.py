@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import resource
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -52,6 +56,50 @@ class Crash(pl.Callback):
         """Raise at iteration `at`."""
         if trainer.global_step >= self.at:
             raise RuntimeError(f"crash at iteration {trainer.global_step}")
+
+
+class FullDisk(pl.Callback):
+    """A configured callback: the checkpoint saved at iteration `at` meets a full disk.
+
+    Just before Lightning writes it (`on_save_checkpoint`), the process's file-size
+    limit (RLIMIT_FSIZE) drops below the checkpoint's size, so the write stops
+    midway with a real `OSError` (EFBIG) after writing part of the bytes, as on a
+    full disk. The limit is restored when Lightning reports the failure.
+    """
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.saved: tuple[tuple[int, int], Any] | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Lower the file-size limit to half the checkpoint's size."""
+        if trainer.global_step < self.at or self.saved is not None:
+            return
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        # Past the limit, write() fails with EFBIG instead of the process getting SIGXFSZ.
+        self.saved = (limits, signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(buffer.getvalue()) // 2, limits[1]))
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Lift the limit again."""
+        self.restore()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Lift the limit again, whatever happened."""
+        self.restore()
+
+    def restore(self) -> None:
+        """Put back the file-size limit and the SIGXFSZ handler."""
+        if self.saved is not None:
+            limits, handler = self.saved
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

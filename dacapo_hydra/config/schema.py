@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from dacapo_hydra.config import architecture, datasplit, task, trainer
 from dacapo_hydra.config.run import Config
 from dacapo_hydra.config.user_dir import register_user_config_resolver
+from dacapo_hydra.run_dir import register_unique_resolver
 
 GROUP_SCHEMAS = {
     "datasplit": datasplit.SCHEMAS,
@@ -25,8 +26,9 @@ GROUP_SCHEMAS = {
 
 
 def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore and register our resolvers (idempotent)."""
     register_user_config_resolver()
+    register_unique_resolver()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, schemas in GROUP_SCHEMAS.items():
