@@ -22,8 +22,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers.logger import DummyLogger
 
-from dacapo_hydra import tracking
+from dacapo_hydra import distributed, tracking
 from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.callbacks import (
     LastCheckpoint,
@@ -189,11 +190,22 @@ def _store(cfg: DictConfig) -> tuple[str, str]:
         raise ConfigError(str(err)) from err
 
 
-def _resume_point(cfg: DictConfig, uri: str, name: str) -> tuple[str, Path, int] | None:
-    """(run id, last checkpoint, its iteration) of the run to resume, or None."""
-    if cfg.resume in (None, False):
+def _resume_point(
+    cfg: DictConfig, uri: str, name: str, resume: Any = None
+) -> tuple[str, Path, int] | None:
+    """(run id, last checkpoint, its iteration) of the run to resume, or None.
+
+    `resume` (default `cfg.resume`): true, a run id, or None/false. A requeued SLURM
+    job without `resume` continues the unfinished run that trained in its folder.
+    """
+    resume = cfg.resume if resume is None else resume
+    if resume is None and distributed.requeued():
+        resume = distributed.requeued_run(uri, cfg.mlflow.experiment_name, _run_dir(cfg, name))
+        if resume is not None:
+            log.info("requeued job: continuing run %s", resume)
+    if resume in (None, False):
         return None
-    run_id = None if cfg.resume is True else str(cfg.resume)
+    run_id = None if resume is True else str(resume)
     found = tracking.resumable_run(uri, cfg.mlflow.experiment_name, name, run_id)
     if found is None:
         if run_id is not None:
@@ -236,34 +248,53 @@ def _new_run_logger(
     )
 
 
+def _start_point(cfg: DictConfig, uri: str, name: str) -> tuple[tuple[str, Path, int] | None, Path]:
+    """The run to resume (or None) and the run folder; rank 0 finds them for every rank."""
+    resume = _resume_point(cfg, uri, name)
+    return resume, (resume[1].parent.parent if resume is not None else _run_dir(cfg, name))
+
+
 def train(cfg: DictConfig) -> TrainResult:
     """Train the run `cfg` describes, recorded as one MLflow run; return its figures.
 
     With `resume`, the same MLflow run continues from its last checkpoint (iteration
     counter, optimiser and best-validation records included) up to `iterations`.
+    With several devices (`lightning.devices`, `lightning.num_nodes`) it trains with
+    DDP (:mod:`dacapo_hydra.distributed`): one MLflow run, recorded by rank 0.
     """
-    started = time.time()
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
     arguments = trainer_arguments(cfg)
+    with distributed.processes(cfg, arguments) as world:
+        return _train(cfg, arguments, world)
+
+
+def _train(cfg: DictConfig, arguments: dict[str, Any], world: distributed.World) -> TrainResult:
+    started = time.time()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choices = tracking.group_choices(cfg)
     name = tracking.run_name(cfg, choices)
     uri, artifacts = _store(cfg)
-    resume = _resume_point(cfg, uri, name)
+    resume, run_dir = world.from_rank_zero("start", lambda: _start_point(cfg, uri, name))
     data_seed = (
         cfg.seed
         if resume is None
         else int(np.random.SeedSequence([cfg.seed, resume[2]]).generate_state(1)[0])
     )
-    built = build(cfg, data_seed=data_seed, tracking_uri=uri)
+    # The other ranks' start weights are rank 0's: DDP copies them when it wraps the module.
+    built = world.rank_zero_first(
+        "build",
+        lambda: build(
+            cfg if world.is_zero else distributed.without_start(cfg),
+            data_seed=data_seed,
+            tracking_uri=uri,
+        ),
+    )
     task = built.task
     criteria = _checkpoint_criteria(cfg, task)
     if resume is not None:
         run_id, resume_checkpoint, _ = resume
-        run_dir = resume_checkpoint.parent.parent
     else:
         resume_checkpoint = None
-        run_dir = _run_dir(cfg, name)
     checkpoint_dir = run_dir / "checkpoints"
     configured = configured_callbacks(
         cfg.callbacks,
@@ -272,17 +303,25 @@ def train(cfg: DictConfig) -> TrainResult:
         task.score_directions()[task.criterion],
         progress_bar=arguments.get("enable_progress_bar") is not False,
     )
-    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
-    if resume is not None:
-        logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False)
-    else:
-        logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
-    run_id = logger.run_id
-    client = logger.experiment
+    if world.is_zero:
+        experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
+        if resume is not None:
+            logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False)
+        else:
+            logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
+        run_id = logger.run_id
+        client = logger.experiment
+    else:  # MLflow is rank 0's; the others log nothing (Lightning's loggers log on rank 0)
+        experiment_id, logger, client = "", DummyLogger(), None
+    run_id = world.from_rank_zero("run", lambda: run_id)
     try:
-        recorder = tracking.RunRecorder.start(cfg, uri, run_id, task, resumed=resume is not None)
+        recorder = None
+        if world.is_zero:
+            recorder = tracking.RunRecorder.start(
+                cfg, uri, run_id, task, resumed=resume is not None
+            )
         config = OmegaConf.to_container(cfg, resolve=True)
-        if resume is None:
+        if resume is None and world.is_zero:
             logger.log_hyperparams(config)
             client.log_dict(run_id, config, "config.yaml")
         last = LastCheckpoint(checkpoint_dir, cfg.validation_interval)
@@ -293,7 +332,7 @@ def train(cfg: DictConfig) -> TrainResult:
             validator, client, run_id, checkpoint_dir, criteria, task.criterion
         )
         callbacks = [*configured, validation, last]
-        if cfg.snapshot_interval > 0:
+        if cfg.snapshot_interval > 0 and world.is_zero:
             callbacks.append(Snapshots(client, run_id, cfg.snapshot_interval, built.split.dims))
         # Lightning's val_check_interval counts batches; an iteration is an optimiser step.
         batches_per_validation = cfg.validation_interval * arguments.get(
@@ -308,6 +347,9 @@ def train(cfg: DictConfig) -> TrainResult:
             callbacks=callbacks,
             default_root_dir=str(run_dir),
         )
+        if resume is None and world.is_zero:
+            workers = built.datamodule.loader_workers(trainer)
+            logger.log_hyperparams(distributed.run_params(trainer, cfg.trainer.batch_size, workers))
         trainer.fit(
             built.module,
             datamodule=built.datamodule,
@@ -315,14 +357,16 @@ def train(cfg: DictConfig) -> TrainResult:
         )
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
-        if logger not in trainer.loggers:
-            # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
-            logger.finalize("success")
-        client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
-        recorder.finish(checkpoint_dir)
+        if world.is_zero:
+            if logger not in trainer.loggers:
+                # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
+                logger.finalize("success")
+            client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
+            recorder.finish(checkpoint_dir)
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        client.set_terminated(run_id, status)
+        if world.is_zero:
+            client.set_terminated(run_id, status)
         raise
     metrics = trainer.callback_metrics
     final_loss = float(metrics.get("train/loss", math.nan))
@@ -344,6 +388,8 @@ def train(cfg: DictConfig) -> TrainResult:
         run_dir=str(run_dir.resolve()),
         seconds=time.time() - started,
     )
+    if not world.is_zero:
+        return result
     print(
         f"dacapo: run {name} ({run_id}) finished {result.iterations} iterations in "
         f"{result.seconds:.0f}s: train/loss {final_loss:.4g}"

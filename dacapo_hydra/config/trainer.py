@@ -133,7 +133,8 @@ class TrainerConfig:
     """
 
     batch_size: int = 2
-    num_workers: int = 0
+    num_workers: Any = "auto"
+    prefetch_factor: int = 2
     optimizer: Any = MISSING
     scheduler: Any = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
