@@ -137,7 +137,6 @@ class World:
             raise RankZeroFailed(f"rank 0 failed: {value}")
         return value
 
-
     def rank_zero_first(self, name: str, work: Callable[[], T]) -> T:
         """`work()` on every rank, rank 0 first: it may write what the others then read.
 

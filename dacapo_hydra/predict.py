@@ -567,13 +567,24 @@ class PredictJob:
         )
 
     def run(
-        self, workers: int = 1, scheduler: str | None = None, progress: bool = True
+        self,
+        workers: int = 1,
+        scheduler: str | None = None,
+        progress: bool = True,
+        devices: Sequence[str] | None = None,
     ) -> PredictResult:
-        """Create the output and predict every block not yet done."""
+        """Create the output and predict every block not yet done (`devices`: GPUs of workers)."""
         self.create_output()
         ledger = BlockLedger(Path(self.out_container) / LEDGER_DIR / self.out_dataset)
         figures = run_blocks(
-            self.predictor, list(self.grid), ledger, workers, scheduler, "predict", progress
+            self.predictor,
+            list(self.grid),
+            ledger,
+            workers,
+            scheduler,
+            "predict",
+            progress,
+            devices=devices,
         )
         return PredictResult(
             self.out_container,
@@ -695,6 +706,7 @@ def predict(
     progress: bool = True,
     overlap: float = 0.5,
     block_shape: Sequence[int] | None = None,
+    devices: Sequence[str] | None = None,
 ) -> PredictResult:
     """Predict `raw` (or its `roi`) blockwise into an OME-NGFF zarr array.
 
@@ -722,6 +734,7 @@ def predict(
         overlap: sliding-window overlap for 'same'-padding networks (Gaussian blending).
         block_shape: output voxels per block for 'same'-padding networks (see
             :meth:`BlockPlan.for_module`).
+        devices: GPUs of the LocalCluster's workers, round-robin (one per worker).
 
     """
     job = plan_prediction(
@@ -740,7 +753,7 @@ def predict(
         overlap,
         block_shape,
     )
-    return job.run(workers, scheduler, progress)
+    return job.run(workers, scheduler, progress, devices=devices)
 
 
 def clear_ledger(out_container: str | Path, out_dataset: str) -> None:

@@ -432,3 +432,42 @@ def test_each_dask_worker_sees_its_gpu() -> None:
         }
     assert sorted(seen.values()) == ["0", "0", "1"]
     assert {name: seen[address] for name, address in names.items()} == {0: "0", 1: "1", 2: "0"}
+
+
+def test_devices_go_with_a_local_cluster_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dacapo_hydra.cli import predict_main
+
+    args = ["--checkpoint", str(tmp_path / "m.ckpt"), "--input", "v.zarr", "raw"]
+    for extra, message in [
+        (["--devices", "0,1", "--scheduler", "tcp://10.0.0.5:8786"], "--devices 0,1 starts a"),
+        (["--devices", "first"], "--devices 'first': expected GPU indices"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            predict_main([*args, "--output", str(tmp_path / "out.zarr"), *extra])
+        assert exit_info.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("dacapo-predict: error: ") and message in line
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.slow
+def test_predict_on_gpu_workers_matches_one_process(trained_3d: str, tmp_path: Path) -> None:
+    """`--devices 0,1`: two Dask workers, one (here absent) GPU each, the same prediction."""
+    import zarr
+
+    from dacapo_hydra.cli import predict_main
+    from dacapo_hydra.data.synthetic import write_synthetic
+    from dacapo_hydra.predict import predict
+
+    volume = write_synthetic(tmp_path / "vol.zarr", dims=3, shape=[40, 64, 64])
+    out = tmp_path / "out.zarr"
+    shape = ["--input-shape", "44", "44", "44"]
+    predict(trained_3d, volume, "validate/raw", out, "one", input_shape=(44, 44, 44))
+    predict_main(
+        ["--checkpoint", trained_3d, "--input", str(volume), "validate/raw", "--output", str(out)]
+        + ["--prediction-dataset", "gpus", "--devices", "0,1", *shape]
+    )
+    group = zarr.open_group(str(out))
+    np.testing.assert_allclose(group["gpus/s0"][:], group["one/s0"][:], atol=1e-6)
