@@ -155,12 +155,11 @@ def _cluster_class() -> type:
         def __init__(self, n_workers: int, devices: Sequence[str], **kwargs: Any) -> None:
             self.devices = list(devices)
             super().__init__(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                **kwargs,
+                n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None, **kwargs
             )
+            # LocalCluster makes its first workers without new_worker_spec: scale from none.
+            self.scale(n_workers)
+            self.wait_for_workers(n_workers)
 
         def new_worker_spec(self) -> dict[Any, dict[str, Any]]:
             ((name, spec),) = super().new_worker_spec().items()

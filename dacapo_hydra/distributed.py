@@ -422,7 +422,11 @@ def processes(
 
     if timeout_s is None:
         timeout_s = float(OmegaConf.select(cfg, "distributed.timeout", default=DEFAULT_TIMEOUT_S))
-    saved = {key: os.environ.get(key) for key in (*RANK_ENV, "PL_GLOBAL_SEED")}
+    import torch
+
+    # Lightning sets torch's threads (and OMP_NUM_THREADS) to CPUs / processes: put them back.
+    threads = torch.get_num_threads()
+    saved = {key: os.environ.get(key) for key in (*RANK_ENV, "PL_GLOBAL_SEED", "OMP_NUM_THREADS")}
     ranks: _Ranks | None = None
     success = False
     try:
@@ -453,14 +457,15 @@ def processes(
         world.store = None
         if ranks is not None:
             ranks.close(success)
-            if success and ranks.failed:
-                rank, code = ranks.failed[0]
-                raise RuntimeError(f"DDP rank {rank} exited with code {code}")
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        torch.set_num_threads(threads)
+    if ranks is not None and ranks.failed:
+        rank, code = ranks.failed[0]
+        raise RuntimeError(f"DDP rank {rank} exited with code {code}")
 
 
 def without_start(cfg: DictConfig) -> DictConfig:
