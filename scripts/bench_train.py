@@ -13,7 +13,7 @@ Prints one JSON document:
   batches made beforehand and kept in GPU memory; otherwise null, and `note` says so.
 
 Not a test: figures depend on the machine. Usage:
-    python scripts/bench_train.py [--iterations 10] [--architectures unet_tiny cnnectome_unet]
+    python scripts/bench_train.py [--iterations 5] [--architectures unet_tiny cnnectome_unet]
         [--processes 1 2] [--workers 0 1 2] [--workdir /tmp/bench_train]
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-WARMUP = 3
+WARMUP = 2
 
 
 class StepTimer(pl.Callback):
@@ -74,6 +74,7 @@ def compose_run(workdir: Path, architecture: str, overrides: list[str]) -> Any:
 def train_rate(workdir: Path, architecture: str, processes: int, iterations: int) -> dict:
     """Iterations/s and samples/s of `processes` DDP processes training `architecture`."""
     from dacapo_hydra.api import train
+    from dacapo_hydra.devices import cpus_per_device, loader_workers
 
     times = workdir / f"times_{architecture}_{processes}.json"
     times.unlink(missing_ok=True)
@@ -101,6 +102,9 @@ def train_rate(workdir: Path, architecture: str, processes: int, iterations: int
         "input_shape": list(cfg.architecture.input_shape)
         if not isinstance(cfg.architecture.input_shape, int)
         else [cfg.architecture.input_shape] * 3,
+        "loader_workers_per_process": loader_workers(
+            cfg.trainer.num_workers, cpus_per_device(processes)
+        ),
         "iterations_timed": len(stamps) - 1,
         "iterations_per_s": round(rate, 3),
         "samples_per_s": round(rate * batch * processes, 3),
@@ -188,7 +192,7 @@ def gpu_feeding(workdir: Path, architecture: str, iterations: int) -> dict:
 def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per run")
+    parser.add_argument("--iterations", type=int, default=5, help="timed iterations per run")
     parser.add_argument("--architectures", nargs="+", default=["unet_tiny", "cnnectome_unet"])
     parser.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])

@@ -284,6 +284,45 @@ def test_ddp_on_two_processes_trains_one_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_ranks_started_by_slurm_train_one_run(tmp_path: Path) -> None:
+    """Two tasks started as srun starts them (SLURM_* variables): Lightning's SLURMEnvironment."""
+    run_dir = tmp_path / "outputs" / "multirun" / "sweep" / "0"  # a submitit job's folder
+    slurm = {
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_NNODES": "1",
+        "SLURM_NODEID": "0",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "dacapo-train",
+        "SLURM_NODELIST": "localhost",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(distributed.free_port()),
+    }
+    args = [*tiny_overrides("synthetic_2d"), "datasplit=synthetic_2d", *DDP]
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path,
+            env=_env(tmp_path, **slurm, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = [task.communicate(timeout=600) for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], outputs[0][1][-3000:]
+    summaries = [
+        [line for line in out.splitlines() if line.startswith("dacapo: run ")] for out, _ in outputs
+    ]
+    assert [len(lines) for lines in summaries] == [1, 0]  # rank 0 reports
+    (run,) = _runs(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.params["world_size"] == "2"
+    assert Path(run.data.tags["run_dir"]) == run_dir.resolve()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
 def test_ddp_sweep_runs_each_job_on_its_processes(tmp_path: Path) -> None:
     args = ["-m", "seed=0,1", "datasplit=synthetic_2d", *tiny_overrides("synthetic_2d"), *DDP]
     proc = _train_py([*args, "iterations=2", "validation_interval=2"], tmp_path)
