@@ -184,9 +184,11 @@ def _accelerator(accelerator: Any) -> str:
 
     name = str(accelerator if isinstance(accelerator, str) else type(accelerator).__name__).lower()
     cuda = torch.cuda.is_available()
-    if name in ("auto", "gpu"):
+    if name == "auto":
+        return "cuda" if cuda else "cpu"
+    if name == "gpu":  # without CUDA or MPS, Lightning's device parsing says what is missing
         mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-        return "cuda" if cuda else ("mps" if mps and name == "gpu" else "cpu")
+        return "mps" if mps and not cuda else "cuda"
     if "cuda" in name:
         return "cuda"
     if "mps" in name:
@@ -246,7 +248,7 @@ def plan(arguments: dict[str, Any]) -> World:
         else:
             per_node = 1
     except Exception as err:  # Lightning's MisconfigurationException, TypeError, ...
-        raise ConfigError(f"lightning.devices={devices!r}: {err}") from err
+        raise ConfigError(f"lightning.devices={devices!r}: {' '.join(str(err).split())}") from err
     if single:
         per_node = 1
     size = per_node * num_nodes
@@ -548,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     except RankZeroFailed:
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank; rank 0 reports it
+        sys.exit(130)
 
 
 if __name__ == "__main__":

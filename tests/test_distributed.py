@@ -112,6 +112,9 @@ def test_plan_counts_processes_and_refuses_what_cannot_work(
         plan({"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
     with pytest.raises(ConfigError, match=r"^lightning.num_nodes=2: .*slurm_gpu"):
         plan({"accelerator": "cpu", "devices": 2, "num_nodes": 2})
+    if not torch.cuda.is_available():  # refused before any process starts
+        with pytest.raises(ConfigError, match=r"^lightning.devices=2: "):
+            plan({"accelerator": "gpu", "devices": 2})
 
 
 def test_rank_zero_shares_results_and_errors_without_a_timeout() -> None:
