@@ -287,6 +287,23 @@ def test_ddp_on_two_processes_trains_one_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_ddp_from_the_python_api_leaves_the_process_as_it_was(
+    compose_tiny: Callable[..., DictConfig],
+) -> None:
+    from dacapo_hydra.run import train
+
+    threads = torch.get_num_threads()
+    result = train(compose_tiny("synthetic_2d", trainer="fast", overrides=DDP))
+    run = MlflowClient(result.tracking_uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["world_size"] == "2"
+    assert result.iterations == 4 and Path(result.checkpoint).is_file()
+    # The next run in this process (a sweep's next job) starts afresh.
+    assert not dist.is_initialized() and distributed.current() is None
+    assert "LOCAL_RANK" not in os.environ and "WORLD_SIZE" not in os.environ
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.slow
 def test_ranks_started_by_slurm_train_one_run(tmp_path: Path) -> None:
     """Two tasks started as srun starts them (SLURM_* variables): Lightning's SLURMEnvironment."""
     run_dir = tmp_path / "outputs" / "multirun" / "sweep" / "0"  # a submitit job's folder
