@@ -303,17 +303,21 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: distributed.World)
         task.score_directions()[task.criterion],
         progress_bar=arguments.get("enable_progress_bar") is not False,
     )
-    if world.is_zero:
-        experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
+    opened: list[tuple[str, MLFlowLogger]] = []
+
+    def open_run() -> str:
+        experiment = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
         if resume is not None:
             logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, log_model=False)
         else:
             logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
-        run_id = logger.run_id
-        client = logger.experiment
-    else:  # MLflow is rank 0's; the others log nothing (Lightning's loggers log on rank 0)
-        experiment_id, logger, client = "", DummyLogger(), None
-    run_id = world.from_rank_zero("run", lambda: run_id)
+        opened.append((experiment, logger))
+        return str(logger.run_id)
+
+    # MLflow is rank 0's; the others get the run id and log nothing (DummyLogger).
+    run_id = world.from_rank_zero("run", open_run)
+    experiment_id, logger = opened[0] if world.is_zero else ("", DummyLogger())
+    client = logger.experiment if world.is_zero else None
     try:
         recorder = None
         if world.is_zero:
