@@ -97,11 +97,19 @@ class ApplyJob:
     labels: LabelsJob
 
     def run(
-        self, workers: int = 1, scheduler: str | None = None, progress: bool = True
+        self,
+        workers: int = 1,
+        scheduler: str | None = None,
+        progress: bool = True,
+        devices: Sequence[str] | None = None,
     ) -> ApplyResult:
-        """Predict, then post-process (each skips the blocks an earlier run finished)."""
+        """Predict, then post-process (each skips the blocks an earlier run finished).
+
+        `devices`: the GPUs the prediction's Dask workers use, one each, round-robin;
+        post-processing runs on CPUs.
+        """
         started = time.perf_counter()
-        self.prediction.run(workers, scheduler, progress)
+        self.prediction.run(workers, scheduler, progress, devices=devices)
         predicted = time.perf_counter()
         objects = self.labels.run(workers, scheduler, progress)
         return ApplyResult(
@@ -234,6 +242,7 @@ def apply(
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
+    devices: Sequence[str] | None = None,
 ) -> ApplyResult:
     """Predict a volume with a run's best checkpoint and post-process it with its best params.
 
@@ -269,8 +278,9 @@ def apply(
         workers: Dask LocalCluster workers (1: in this process).
         scheduler: address of a running Dask scheduler.
         progress: show progress bars.
+        devices: GPUs of the prediction's LocalCluster workers, round-robin.
 
     """
     kwargs: dict[str, Any] = dict(locals())
-    run_args = {k: kwargs.pop(k) for k in ("workers", "scheduler", "progress")}
+    run_args = {k: kwargs.pop(k) for k in ("workers", "scheduler", "progress", "devices")}
     return plan_apply(**kwargs).run(**run_args)

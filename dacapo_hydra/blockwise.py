@@ -125,6 +125,7 @@ def run_blocks(
     scheduler: str | None = None,
     description: str = "blocks",
     progress: bool = True,
+    devices: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Run `process` on every block not yet in `ledger`; return throughput figures.
 
@@ -139,6 +140,9 @@ def run_blocks(
         scheduler: address of a running Dask scheduler (overrides `workers`).
         description: progress-bar label.
         progress: show a progress bar with blocks done and voxels/s.
+        devices: GPUs for a LocalCluster's workers, round-robin, each worker seeing
+            one (:func:`dacapo_hydra.devices.worker_device`); given, the blocks run on
+            `workers` Dask workers even when `workers` is 1.
 
     """
     todo = [b for b in blocks if ledger is None or not ledger.is_done(b)]
@@ -152,7 +156,7 @@ def run_blocks(
     started = time.perf_counter()
     voxels = 0
     bar = tqdm(total=len(todo), desc=description, unit="block", disable=not progress)
-    if scheduler is None and workers <= 1:
+    if scheduler is None and workers <= 1 and not devices:
         # Two blocks in flight on threads: one reads or writes zarr (codecs release the
         # GIL) while the other computes, so I/O hides behind the forward pass.
         with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool:
@@ -176,7 +180,11 @@ def run_blocks(
         from dask.distributed import Client, LocalCluster, as_completed
 
         cluster = None
-        if scheduler is None:
+        if scheduler is None and devices:
+            from dacapo_hydra.devices import device_cluster
+
+            cluster = device_cluster(max(1, workers), devices)
+        elif scheduler is None:
             cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
             )

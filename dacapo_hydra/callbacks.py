@@ -27,7 +27,7 @@ from mlflow.entities import Metric
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from dacapo_hydra import tracking
+from dacapo_hydra import distributed, tracking
 from dacapo_hydra.config.targets import check_arguments, target_class
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.snapshots import snapshot_image
@@ -185,10 +185,32 @@ class WholeVolumeValidation(pl.Callback):
         self.rows: list[tuple[int, ScoreRow]] = []
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Validate, log the chosen set's scores and keep the best."""
+        """Validate, log the chosen set's scores and keep the best.
+
+        With DDP, rank 0 validates and logs while the other ranks wait for its outcome
+        (:func:`~dacapo_hydra.distributed.on_rank_zero`, no collective timeout); then
+        every rank takes part in saving the best checkpoints, which rank 0 writes.
+        """
         if trainer.sanity_checking or not self.validator.split.validate:
             return
+        score, self.best, improved = distributed.on_rank_zero(
+            trainer, "validation", lambda: self._validate(trainer, pl_module)
+        )
+        for criterion in improved:
+            path = self.checkpoint_dir / f"best_{criterion}.ckpt"
+            trainer.save_checkpoint(path)
+            if trainer.is_global_zero:
+                self.client.log_artifact(self.run_id, str(path), "checkpoints")
+        if score is not None:
+            name = f"validation/{self.default_criterion}"
+            pl_module.log(name, score, logger=False, sync_dist=True)
+
+    def _validate(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> tuple[float | None, dict[str, Best], list[str]]:
+        """Validate and log (rank 0): (chosen score, best records, criteria whose best improved)."""
         iteration = trainer.global_step
+        improved: list[str] = []
         rows = self.validator.run(pl_module)
         self.rows += [(iteration, r) for r in rows]
         now = int(time.time() * 1000)
@@ -213,14 +235,11 @@ class WholeVolumeValidation(pl.Callback):
                 self.client, self.run_id, criterion, chosen.as_record(), default=default
             )
             if criterion in self.checkpoint_criteria:
-                path = self.checkpoint_dir / f"best_{criterion}.ckpt"
-                trainer.save_checkpoint(path)
-                self.client.log_artifact(self.run_id, str(path), "checkpoints")
+                improved.append(criterion)
         for i in range(0, len(metrics), 500):
             self.client.log_batch(self.run_id, metrics=metrics[i : i + 500])
         self.client.log_text(self.run_id, self.table(), "validation/scores.csv")
-        if current is not None:
-            pl_module.log(f"validation/{self.default_criterion}", current.score, logger=False)
+        return (current.score if current is not None else None), self.best, improved
 
     def table(self) -> str:
         """Every score logged so far, as CSV."""
@@ -278,6 +297,8 @@ class Snapshots(pl.Callback):
         step = trainer.global_step
         # With gradient accumulation several batches end at one iteration: log the first.
         if self.interval <= 0 or step % self.interval or step == self.logged_step:
+            return
+        if not trainer.is_global_zero:  # MLflow is rank 0's
             return
         self.logged_step = step
         was_training = pl_module.training

@@ -265,10 +265,18 @@ def _prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ..
     )
     parser.add_argument("--dtype", default="float32", choices=dtypes, help="prediction dtype")
     parser.add_argument(
-        "--workers", type=int, default=1, help="Dask LocalCluster workers (1: in process)"
+        "--workers",
+        type=int,
+        help="Dask LocalCluster workers (default 1: in process; with --devices one per GPU)",
     )
     parser.add_argument(
         "--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)"
+    )
+    parser.add_argument(
+        "--devices",
+        metavar="GPUS",
+        help="GPUs of the LocalCluster's workers, e.g. 0,1 or all: worker i sees only GPU "
+        "i mod len(GPUS)",
     )
     parser.add_argument(
         "--mirror", action="store_true", help="test-time augmentation: average over flips"
@@ -307,12 +315,30 @@ def _guarded(prog: str, command: Callable[[], None]) -> None:
         _fail(prog, err)
 
 
+def _workers(args: argparse.Namespace) -> tuple[int, list[str] | None]:
+    """(Dask workers, their GPUs) from `--workers`, `--devices` and `--scheduler`, checked."""
+    from dacapo_hydra.devices import parse_devices
+    from dacapo_hydra.errors import ConfigError
+
+    devices = parse_devices(args.devices)
+    if devices and args.scheduler:
+        raise ConfigError(
+            f"--devices {args.devices} starts a LocalCluster; with --scheduler each worker uses "
+            "the GPU its job was given (dask-jobqueue: --gres=gpu:1, processes=1)"
+        )
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: expected at least 1")
+    return args.workers or (len(devices) if devices else 1), devices
+
+
 PREDICT_EXAMPLES = """\
   dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr
   dacapo-predict --run-id <run id> --checkpoint-name last --input data/volume.zarr raw \\
       --output predictions.zarr --prediction-dataset distance --dtype uint8 --value-range -1 1
   dacapo-predict --checkpoint outputs/runs/<run>/checkpoints/last.ckpt \\
       --input data/volume.zarr raw --output predictions.zarr --roi 0:4000,0:8000,0:8000 --mirror
+  dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr \\
+      --devices 0,1,2,3          # four Dask workers, one GPU each
 """
 
 
@@ -363,6 +389,7 @@ def predict_main(argv: list[str] | None = None) -> None:
         from dacapo_hydra.predict import predict
 
         _one_model(args)
+        workers, devices = _workers(args)
         if len(args.output) > 2:
             raise ValueError(f"--output takes CONTAINER (and an optional DATASET): {args.output}")
         container, *legacy = args.output
@@ -380,8 +407,9 @@ def predict_main(argv: list[str] | None = None) -> None:
             roi=_roi(args.roi),
             dtype=args.dtype,
             value_range=tuple(args.value_range),
-            workers=args.workers,
+            workers=workers,
             scheduler=args.scheduler,
+            devices=devices,
             mirror=args.mirror,
             input_shape=args.input_shape,
             raw_voxel_size=args.input_voxel_size,
@@ -513,6 +541,7 @@ def apply_main(argv: list[str] | None = None) -> None:
         from dacapo_hydra.errors import ConfigError
 
         _one_model(args)
+        workers, devices = _workers(args)
         if args.run_id and args.params:
             raise ConfigError("--params goes with --checkpoint; a run brings its best parameters")
         criterion = _apply_criterion(args) if args.run_id else args.criterion
@@ -547,7 +576,7 @@ def apply_main(argv: list[str] | None = None) -> None:
                 f"dacapo-apply: {job.model.criterion} {job.model.score} at iteration "
                 f"{job.model.iteration}: parameters {job.model.params}"
             )
-        result = job.run(args.workers, args.scheduler)
+        result = job.run(workers, args.scheduler, devices=devices)
         objects = f", {result.objects} objects" if result.objects is not None else ""
         print(
             f"dacapo-apply: wrote {args.output}/{result.prediction[1]}/s0 and "

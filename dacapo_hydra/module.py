@@ -63,9 +63,9 @@ class RunModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Loss on the fixed validation crops, logged as `val/loss`."""
+        """Loss on the fixed validation crops, logged as `val/loss` (averaged over DDP ranks)."""
         loss = self._loss(batch)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["raw"].shape[0])
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["raw"].shape[0], sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> Any:

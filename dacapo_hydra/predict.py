@@ -602,13 +602,24 @@ class PredictJob:
         )
 
     def run(
-        self, workers: int = 1, scheduler: str | None = None, progress: bool = True
+        self,
+        workers: int = 1,
+        scheduler: str | None = None,
+        progress: bool = True,
+        devices: Sequence[str] | None = None,
     ) -> PredictResult:
-        """Create the output and predict every block not yet done."""
+        """Create the output and predict every block not yet done (`devices`: GPUs of workers)."""
         self.create_output()
         ledger = BlockLedger(Path(self.out_container) / LEDGER_DIR / self.out_dataset)
         figures = run_blocks(
-            self.predictor, list(self.grid), ledger, workers, scheduler, "predict", progress
+            self.predictor,
+            list(self.grid),
+            ledger,
+            workers,
+            scheduler,
+            "predict",
+            progress,
+            devices=devices,
         )
         return PredictResult(
             self.out_container,
@@ -761,6 +772,7 @@ def predict(
     block_shape: Sequence[int] | None = None,
     trust_checkpoint: bool = False,
     overwrite: bool = False,
+    devices: Sequence[str] | None = None,
 ) -> PredictResult:
     """Predict `raw` (or its `roi`) blockwise into an OME-NGFF zarr array.
 
@@ -792,6 +804,7 @@ def predict(
         trust_checkpoint: build whatever the checkpoint's stored config names (it
             runs code; see :mod:`dacapo_hydra.trust`).
         overwrite: replace an existing output (and its ledger) instead of resuming it.
+        devices: GPUs of the LocalCluster's workers, round-robin (one per worker).
 
     """
     job = plan_prediction(
@@ -812,7 +825,7 @@ def predict(
         trust_checkpoint,
         overwrite,
     )
-    return job.run(workers, scheduler, progress)
+    return job.run(workers, scheduler, progress, devices=devices)
 
 
 def clear_ledger(out_container: str | Path, out_dataset: str) -> None:

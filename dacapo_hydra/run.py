@@ -22,9 +22,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers.logger import DummyLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 
-from dacapo_hydra import stops, tracking
+from dacapo_hydra import distributed, stops, tracking
 from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.callbacks import (
     LastCheckpoint,
@@ -222,10 +223,19 @@ def _store(cfg: DictConfig) -> tuple[str, str]:
 
 
 def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
-    """The run to resume and its newest intact checkpoint, or None for a new run."""
-    if cfg.resume in (None, False):
+    """The run to resume and its newest intact checkpoint, or None for a new run.
+
+    A requeued SLURM job without `resume` continues the unfinished run that trained
+    in its folder.
+    """
+    resume = cfg.resume
+    if resume is None and distributed.requeued():
+        resume = distributed.requeued_run(uri, cfg.mlflow.experiment_name, _run_dir(cfg, name))
+        if resume is not None:
+            log.info("requeued job: continuing run %s", resume)
+    if resume in (None, False):
         return None
-    run_id = None if cfg.resume is True else str(cfg.resume)
+    run_id = None if resume is True else str(resume)
     found = tracking.resumable_run(uri, cfg.mlflow.experiment_name, name, run_id)
     if found is None:
         if run_id is not None:
@@ -290,6 +300,12 @@ def _new_run_logger(
     )
 
 
+def _start_point(cfg: DictConfig, uri: str, name: str) -> tuple[ResumePoint | None, Path]:
+    """The run to resume (or None) and the run folder; rank 0 finds them for every rank."""
+    resume = _resume_point(cfg, uri, name)
+    return resume, (resume.checkpoint.parent.parent if resume is not None else _run_dir(cfg, name))
+
+
 def train(cfg: DictConfig) -> TrainResult:
     """Train the run `cfg` describes, recorded as one MLflow run; return its figures.
 
@@ -302,15 +318,22 @@ def train(cfg: DictConfig) -> TrainResult:
         stops.RunInterrupted: SIGINT or SIGTERM stopped training; the run is KILLED
             (:mod:`dacapo_hydra.stops`). Any other exception marks the run FAILED.
 
+    With several devices (`lightning.devices`, `lightning.num_nodes`) it trains with
+    DDP (:mod:`dacapo_hydra.distributed`): one MLflow run, recorded by rank 0.
     """
-    started = time.time()
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
     arguments = trainer_arguments(cfg)
+    with distributed.processes(cfg, arguments) as world:
+        return _train(cfg, arguments, world)
+
+
+def _train(cfg: DictConfig, arguments: dict[str, Any], world: distributed.World) -> TrainResult:
+    started = time.time()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choices = tracking.group_choices(cfg)
     name = tracking.run_name(cfg, choices)
     uri, artifacts = _store(cfg)
-    resume = _resume_point(cfg, uri, name)
+    resume, run_dir = world.from_rank_zero("start", lambda: _start_point(cfg, uri, name))
     config = OmegaConf.to_container(cfg, resolve=True)
     changes = changed_settings(resume.config, config) if resume and resume.config else {}
     if resume is not None:
@@ -320,14 +343,19 @@ def train(cfg: DictConfig) -> TrainResult:
         if resume is None
         else int(np.random.SeedSequence([cfg.seed, resume.iteration]).generate_state(1)[0])
     )
-    built = build(cfg, data_seed=data_seed, tracking_uri=uri)
+    # The other ranks' start weights are rank 0's: DDP copies them when it wraps the module.
+    built = world.rank_zero_first(
+        "build",
+        lambda: build(
+            cfg if world.is_zero else distributed.without_start(cfg),
+            data_seed=data_seed,
+            tracking_uri=uri,
+        ),
+    )
     task = built.task
     criteria = _checkpoint_criteria(cfg, task)
     if resume is not None:
         check_data(resume, built.split.dims, built.split.in_channels)
-        run_dir = resume.checkpoint.parent.parent
-    else:
-        run_dir = _run_dir(cfg, name)
     checkpoint_dir = run_dir / "checkpoints"
     configured = configured_callbacks(
         cfg.callbacks,
@@ -336,22 +364,34 @@ def train(cfg: DictConfig) -> TrainResult:
         task.score_directions()[task.criterion],
         progress_bar=arguments.get("enable_progress_bar") is not False,
     )
-    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
-    if resume is not None:
-        logger = MLFlowLogger(tracking_uri=uri, run_id=resume.run_id, log_model=False)
-    else:
-        logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
-    run_id = logger.run_id
-    client = logger.experiment
+    opened: list[tuple[str, MLFlowLogger]] = []
+
+    def open_run() -> str:
+        experiment = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
+        if resume is not None:
+            logger = MLFlowLogger(tracking_uri=uri, run_id=resume.run_id, log_model=False)
+        else:
+            logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
+        opened.append((experiment, logger))
+        return str(logger.run_id)
+
+    # MLflow is rank 0's; the others get the run id and log nothing (DummyLogger).
+    run_id = world.from_rank_zero("run", open_run)
+    experiment_id, logger = opened[0] if world.is_zero else ("", DummyLogger())
+    client = logger.experiment if world.is_zero else None
     last = LastCheckpoint(checkpoint_dir, cfg.validation_interval)
     stop = stops.StopReason()
     trainer: pl.Trainer | None = None
     try:
-        recorder = tracking.RunRecorder.start(cfg, uri, run_id, task, resumed=resume is not None)
-        if resume is None:
+        recorder = None
+        if world.is_zero:
+            recorder = tracking.RunRecorder.start(
+                cfg, uri, run_id, task, resumed=resume is not None
+            )
+        if resume is None and world.is_zero:
             logger.log_hyperparams(config)
             client.log_dict(run_id, config, "config.yaml")
-        else:
+        elif world.is_zero:
             number = record_resume(client, resume, config, changes)
             log.info(
                 "resume %d of run %s from %s (iteration %d); changed: %s",
@@ -370,7 +410,7 @@ def train(cfg: DictConfig) -> TrainResult:
         callbacks = [*configured, validation, last, stop]
         if changes:
             callbacks.append(OptimizerSettings(changes))
-        if cfg.snapshot_interval > 0:
+        if cfg.snapshot_interval > 0 and world.is_zero:
             callbacks.append(Snapshots(client, run_id, cfg.snapshot_interval, built.split.dims))
         # Lightning's val_check_interval counts batches; an iteration is an optimiser step.
         batches_per_validation = cfg.validation_interval * arguments.get(
@@ -387,6 +427,9 @@ def train(cfg: DictConfig) -> TrainResult:
             callbacks=callbacks,
             default_root_dir=str(run_dir),
         )
+        if resume is None and world.is_zero:
+            workers = built.datamodule.loader_workers(trainer)
+            logger.log_hyperparams(distributed.run_params(trainer, cfg.trainer.batch_size, workers))
         trainer.fit(
             built.module,
             datamodule=built.datamodule,
@@ -394,16 +437,18 @@ def train(cfg: DictConfig) -> TrainResult:
         )
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
-        if logger not in trainer.loggers:
-            # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
-            logger.finalize("success")
-        client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
-        recorder.finish(checkpoint_dir)
+        if world.is_zero:
+            if logger not in trainer.loggers:
+                # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
+                logger.finalize("success")
+            client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
+            recorder.finish(checkpoint_dir)
     except BaseException as err:
         signal_name = stops.stop_signal(err, stop.seen)
         if isinstance(err, KeyboardInterrupt):  # outside fit: Lightning did not see it
             stops.release_interrupted(err)
-        client.set_terminated(run_id, "FAILED" if signal_name is None else "KILLED")
+        if world.is_zero:
+            client.set_terminated(run_id, "FAILED" if signal_name is None else "KILLED")
         if signal_name is None:
             raise
         at = f" at iteration {trainer.global_step}" if trainer is not None else ""
@@ -433,6 +478,8 @@ def train(cfg: DictConfig) -> TrainResult:
         run_dir=str(run_dir.resolve()),
         seconds=time.time() - started,
     )
+    if not world.is_zero:
+        return result
     print(
         f"dacapo: run {name} ({run_id}) finished {result.iterations} iterations in "
         f"{result.seconds:.0f}s: train/loss {final_loss:.4g}"

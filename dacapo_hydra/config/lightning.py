@@ -17,6 +17,8 @@ default_root_dir           the run folder
 enable_checkpointing       always on: the run keeps `checkpoints/last.ckpt`
 log_every_n_steps          `lightning.log_every_n_steps`, or if null every
                            `iterations / 10` steps, at most 10
+precision                  `lightning.precision`; `auto` is bf16-mixed on CUDA
+                           GPUs with bfloat16, else 32-true
 everything else            `lightning.<argument>`
 =========================  ===========================================
 
@@ -111,6 +113,12 @@ def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ConfigError(f"lightning.{key}: not an argument of pl.Trainer{hint}")
     arguments = {key: _instantiate(value, f"lightning.{key}") for key, value in node.items()}
+    if "precision" in arguments:
+        from dacapo_hydra.devices import resolve_precision
+
+        arguments["precision"] = resolve_precision(
+            arguments["precision"], arguments.get("accelerator", "auto")
+        )
     if arguments.get("log_every_n_steps") is None:
         arguments["log_every_n_steps"] = max(1, min(10, int(cfg.iterations) // 10))
     return arguments

@@ -50,6 +50,13 @@ class MlflowConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several training processes (DDP): how long a collective may wait, in seconds."""
+
+    timeout: float = 1800.0
+
+
+@dataclass
 class Config:
     """A run: one option of each group, a start point and a stopping criterion.
 
@@ -78,4 +85,5 @@ class Config:
     devices: Any = None
     choices: dict[str, Any] = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

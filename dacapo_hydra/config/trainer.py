@@ -128,12 +128,16 @@ class TrainerConfig:
     argument is checked against the target's signature
     (:func:`~dacapo_hydra.config.targets.optimizer_factories`). DaCapo's default
     (`trainer=default`) is RAdam at lr 1e-3 with decoupled weight decay and a
-    linear warm-up. `precision` and `gradient_clip_val` are deprecated aliases of
+    linear warm-up. `num_workers` is the loader processes per training process, `auto`
+    by default (:func:`~dacapo_hydra.devices.loader_workers`: min(CPUs per device - 1,
+    8)); each prepares `prefetch_factor` batches ahead. `precision` and
+    `gradient_clip_val` are deprecated aliases of
     `lightning.precision` and `lightning.gradient_clip_val` (null unless given).
     """
 
     batch_size: int = 2
-    num_workers: int = 0
+    num_workers: Any = "auto"
+    prefetch_factor: int = 2
     optimizer: Any = MISSING
     scheduler: Any = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)

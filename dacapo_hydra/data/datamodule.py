@@ -17,6 +17,7 @@ from dacapo_hydra.data.augment import build_augment, build_deformation
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.deform import single_threaded
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
+from dacapo_hydra.devices import loader_workers, trainer_cpus
 from dacapo_hydra.tasks.base import Task
 
 
@@ -50,22 +51,39 @@ def make_sample(crop: dict[str, np.ndarray], task: Task) -> dict[str, torch.Tens
 class TrainCrops(IterableDataset):
     """An endless stream of augmented crops with targets.
 
-    Each DataLoader worker draws from its own random stream, derived from `seed`
-    and the worker's id, so a fixed seed gives a reproducible batch sequence.
+    Each DataLoader worker of each training process (DDP rank) draws from its own
+    random stream, so no two draw the same crops and a fixed seed gives a
+    reproducible batch sequence: worker w of rank r from `SeedSequence([seed, w, r])`,
+    rank 0's workers from `[seed, w]` (as a one-process run's).
+
+    Args:
+        sampler: draws and reads crops.
+        task: makes targets and weights.
+        augment: the MONAI augmentations.
+        seed: base seed of the streams.
+        rank: the training process's global rank (set by the data module's loader).
+
     """
 
-    def __init__(self, sampler: CropSampler, task: Task, augment: Compose, seed: int) -> None:
+    def __init__(
+        self, sampler: CropSampler, task: Task, augment: Compose, seed: int, rank: int = 0
+    ) -> None:
         super().__init__()
         self.sampler = sampler
         self.task = task
         self.augment = augment
         self.seed = seed
+        self.rank = rank
+
+    def entropy(self, worker: int) -> list[int]:
+        """The seed sequence's entropy of one loader worker of this rank."""
+        return [self.seed, worker] if self.rank == 0 else [self.seed, worker, self.rank]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         set_track_meta(False)
         info = get_worker_info()
         worker = info.id if info is not None else 0
-        rng = np.random.default_rng([self.seed, worker])
+        rng = np.random.default_rng(self.entropy(worker))
         self.augment.set_random_state(seed=int(rng.integers(2**31)))
         while True:
             with single_threaded():
@@ -103,7 +121,8 @@ class VolumeDataModule(pl.LightningDataModule):
         task: makes targets and weights.
         augment: MONAI pipeline for training crops.
         batch_size: crops per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes per training process, or `auto`
+            (:func:`~dacapo_hydra.devices.loader_workers`, resolved when the loader is made).
         validation_samples: fixed crops per validation dataset.
         seed: base seed of every random stream.
 
@@ -117,9 +136,10 @@ class VolumeDataModule(pl.LightningDataModule):
         task: Task,
         augment: Compose,
         batch_size: int,
-        num_workers: int,
+        num_workers: int | str,
         validation_samples: int,
         seed: int,
+        prefetch_factor: int = 2,
     ) -> None:
         super().__init__()
         self.split = split
@@ -130,7 +150,11 @@ class VolumeDataModule(pl.LightningDataModule):
             else None
         )
         self.batch_size = batch_size
+        loader_workers(num_workers, 1)  # checked now: a bad value fails before a run exists
+        if prefetch_factor < 1:
+            raise ValueError(f"trainer.prefetch_factor={prefetch_factor}: expected at least 1")
         self.num_workers = num_workers
+        self.prefetch_factor = prefetch_factor
 
     @classmethod
     def build(
@@ -183,16 +207,39 @@ class VolumeDataModule(pl.LightningDataModule):
             num_workers=trainer.num_workers,
             validation_samples=validation_samples,
             seed=seed,
+            prefetch_factor=trainer.get("prefetch_factor", 2),
         )
 
+    def loader_workers(self, trainer: pl.Trainer | None = None) -> int:
+        """The training loader's worker processes (`auto` resolved for this process's CPUs).
+
+        Args:
+            trainer: the Trainer the loader is for (default: the one attached, if any).
+
+        """
+        return loader_workers(self.num_workers, trainer_cpus(trainer or self.trainer))
+
     def train_dataloader(self) -> DataLoader:
-        """Endless augmented training crops."""
+        """Endless augmented training crops, this rank's own stream.
+
+        Workers stay alive between validations, batches are prepared
+        `prefetch_factor` ahead per worker, and memory is pinned when training on CUDA.
+        """
+        trainer = self.trainer
+        self.train_data.rank = trainer.global_rank if trainer is not None else 0
+        workers = self.loader_workers()
+        on_cuda = (
+            trainer.strategy.root_device.type == "cuda"
+            if trainer is not None
+            else torch.cuda.is_available()
+        )
         return DataLoader(
             self.train_data,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=on_cuda,
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
         )
 
     def val_dataloader(self) -> DataLoader | list:
