@@ -320,6 +320,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     With several devices (`lightning.devices`, `lightning.num_nodes`) it trains with
     DDP (:mod:`dacapo_hydra.distributed`): one MLflow run, recorded by rank 0.
+
     """
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
     arguments = trainer_arguments(cfg)
