@@ -374,7 +374,7 @@ def test_submitit_local_sweep_gives_children_of_one_parent(tmp_path: Path) -> No
     (parent,) = [r for r in runs if r.data.tags.get("dacapo.kind") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags["task"] for r in children) == ["affinities", "distance"]
-    assert sorted(r.info.run_name for r in children) == ["task=affinities", "task=distance"]
+    assert sorted(r.info.run_name for r in children) == ["affinities", "distance"]
     assert all(r.info.status == "FINISHED" for r in [parent, *children])
     assert parent.data.tags["best_child"] in {r.info.run_id for r in children}
     # The jobs ran in submitit's processes, with their logs in the sweep folder.
