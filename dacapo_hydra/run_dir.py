@@ -14,6 +14,7 @@ stops the command with one line naming it, instead of Hydra's tracebacks.
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 import time
@@ -54,7 +55,8 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
 
     """
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    return Path(output_dir) / "runs" / f"{stamp}_{name}_{unique_suffix()}"
+    safe = re.sub(r"[^\w.=,+-]", "-", name)  # e.g. a modified option's `*`: no glob in paths
+    return Path(output_dir) / "runs" / f"{stamp}_{safe}_{unique_suffix()}"
 
 
 def _nearest_existing(path: Path) -> Path:

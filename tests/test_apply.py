@@ -113,6 +113,7 @@ def test_bad_input_is_refused_before_writing(
     assert "labels" not in zarr.open_group(str(out))["prediction"]
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_only_with_the_same_model_and_parameters(
     run: TrainResult, volume: Path, tmp_path: Path
 ) -> None:

@@ -112,9 +112,7 @@ def test_sweep_gives_child_runs_under_one_parent(tmp_path: Path) -> None:
     }
     assert all(r.info.status == "FINISHED" for r in children)
     assert {r.info.run_name for r in children} == {
-        f"{t} {a}"
-        for t in ("distance", "affinities")
-        for a in ("unet_tiny", "unet_small")
+        f"{t} {a}" for t in ("distance", "affinities") for a in ("unet_tiny", "unet_small")
     }
     assert parents[0].data.params == {
         "task": "distance,affinities",

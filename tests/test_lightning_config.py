@@ -50,6 +50,7 @@ def test_schema_optimiser_fields_do_not_leak() -> None:
     assert fast.scheduler is None
 
 
+@pytest.mark.slow
 def test_optimiser_and_schedule_are_checked_by_signature() -> None:
     def refused(overrides: list[str], trainer: str = "default") -> str:
         cfg = compose(trainer=trainer, overrides=overrides)
@@ -97,6 +98,7 @@ def test_a_bad_optimiser_argument_is_refused_before_a_run_exists(
     assert _no_run(cfg)
 
 
+@pytest.mark.slow
 def test_sgd_trains(compose_tiny: Callable[..., DictConfig]) -> None:
     cfg = compose_tiny(
         datasplit="synthetic_2d",
@@ -168,6 +170,7 @@ def test_unknown_lightning_flag_is_refused_before_a_run_exists(
     assert _no_run(keep_all)
 
 
+@pytest.mark.slow
 def test_trainer_flag_and_callbacks_reach_the_trainer(
     compose_tiny: Callable[..., DictConfig],
 ) -> None:
@@ -207,6 +210,7 @@ def test_trainer_flag_and_callbacks_reach_the_trainer(
     assert logged == kept
 
 
+@pytest.mark.slow
 def test_debug_fdr_runs(compose_tiny: Callable[..., DictConfig]) -> None:
     cfg = compose_tiny(datasplit="synthetic_2d", trainer="fast", overrides=["debug=fdr"])
     assert cfg.lightning.fast_dev_run is True and cfg.mlflow.experiment_name == "debug"

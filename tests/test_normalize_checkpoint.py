@@ -27,6 +27,7 @@ def _raw(path: Path, data: np.ndarray) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_stored_values_reach_prediction_validation_and_export(
     compose_tiny: Callable[..., DictConfig], tmp_path: Path
 ) -> None:

@@ -109,13 +109,14 @@ def sliding_window_reference(
 @pytest.mark.parametrize(
     ("datasplit", "architecture", "overrides", "window", "overlap", "block"),
     [
-        (
+        pytest.param(
             "synthetic_3d",
             "unet_tiny",
             ["architecture.padding=same", "architecture.num_fmaps=4"],
             (16, 16, 16),
             0.5,
             (16, 16, 16),
+            marks=pytest.mark.slow,  # the 2D case below stays in the fast tier
         ),
         (
             "synthetic_2d",
@@ -171,6 +172,7 @@ def test_same_padding_blends_like_a_whole_volume_sliding_window(
     )
 
 
+@pytest.mark.slow
 def test_roi_dtype_and_mirroring(trained_3d: str, volume: Path, tmp_path: Path) -> None:
     roi = Roi((16 + 80.0, 32 + 160.0, 48 + 80.0), (160.0, 320.0, 240.0))
     assert ZarrArray.open(volume, "validate/raw").roi.contains(roi)

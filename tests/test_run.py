@@ -16,6 +16,7 @@ from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.run import build, module_from_checkpoint, train
 
 
+@pytest.mark.slow
 def test_train_records_a_finished_mlflow_run(compose_tiny: Callable[..., DictConfig]) -> None:
     cfg = compose_tiny(task="affinities", trainer="fast")
     result = train(cfg)
@@ -64,6 +65,7 @@ def test_training_reduces_the_loss(compose_tiny: Callable[..., DictConfig]) -> N
     assert last < first
 
 
+@pytest.mark.slow
 def test_start_from_checkpoint_loads_its_weights(compose_tiny: Callable[..., DictConfig]) -> None:
     first = train(compose_tiny(datasplit="synthetic_2d"))
     cfg = compose_tiny(datasplit="synthetic_2d", overrides=[f"start={first.checkpoint}"])
@@ -81,6 +83,7 @@ def test_missing_start_checkpoint_is_refused(
         build(cfg)
 
 
+@pytest.mark.slow
 def test_a_crash_marks_the_run_failed(compose_tiny: Callable[..., DictConfig]) -> None:
     # A callback that raises inside fit(), after the MLflow run exists.
     cfg = compose_tiny(

@@ -138,6 +138,7 @@ def test_four_jobs_started_at_once_on_a_fresh_folder(tmp_path: Path) -> None:
         assert str(config["seed"]) == run.data.params["seed"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_keeps_the_previous_checkpoint_and_resume_skips_a_damaged_one(
     compose_tiny: Callable[..., DictConfig], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -229,6 +230,7 @@ def test_a_signal_marks_the_run_killed_and_resume_continues(
     assert torch.load(last, weights_only=True)["global_step"] == target
 
 
+@pytest.mark.slow
 def test_resume_records_changed_settings_and_refuses_another_task(
     compose_tiny: Callable[..., DictConfig],
 ) -> None:

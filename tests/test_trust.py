@@ -103,14 +103,17 @@ def test_every_packaged_target_is_allowed() -> None:
                 found.setdefault(target, f"{' '.join(choice)}: {key}")
     assert {"torch.optim.RAdam", "monai.networks.nets.SwinUNETR"} <= set(found)
     assert {t: where for t, where in found.items() if not is_allowed(t)} == {}
-    # Every `_target_:` written in a YAML was composed, but Hydra's own sweep callback
+    # Every `_target_:` written in a YAML was composed, but Hydra's own callbacks
     # (under `hydra:`, never part of a run's config or a checkpoint).
     written = {
         match
         for yaml in conf.rglob("*.yaml")
         for match in re.findall(r"^\s*_target_:\s*(\S+)", yaml.read_text(), re.M)
     }
-    assert written - set(found) == {"dacapo_hydra.tracking.SweepParentRun"}
+    assert written - set(found) == {
+        "dacapo_hydra.tracking.SweepParentRun",
+        "dacapo_hydra.run_dir.OutputFolderCheck",
+    }
 
 
 # Where a target may sit in a stored config (`hyper_parameters`), and how to put it there.

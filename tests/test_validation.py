@@ -30,6 +30,7 @@ from dacapo_hydra.validation import Validator
 from tests.conftest import REPO, tiny_overrides
 
 
+@pytest.mark.slow
 def test_validation_logs_scores_and_keeps_the_best(compose_tiny: Callable[..., DictConfig]) -> None:
     cfg = compose_tiny(
         datasplit="synthetic_2d",
@@ -108,6 +109,7 @@ def test_an_empty_validation_ground_truth_is_not_scored(
         Validator(built.split, built.task).run(built.module)
 
 
+@pytest.mark.slow
 def test_start_from_a_run_and_validate_command(
     compose_tiny: Callable[..., DictConfig], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,14 +12,17 @@ from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.run import build, train
 
 CASES = [
-    ("distance", "synthetic_2d"),
+    pytest.param("distance", "synthetic_2d", marks=pytest.mark.slow),  # conftest trains it
     ("distance_instances", "synthetic_2d"),
-    ("affinities", "synthetic_2d"),
+    pytest.param(
+        "affinities", "synthetic_2d", marks=pytest.mark.slow
+    ),  # trained in test_tracking too
     pytest.param("affinities_lsds", "synthetic_3d", marks=pytest.mark.slow),  # LSDs: 3D only
-    ("one_hot", "synthetic_2d"),
-    ("inner_distance", "synthetic_2d"),
-    ("hot_distance", "synthetic_2d"),
-    ("dummy", "synthetic_2d"),
+    pytest.param("one_hot", "synthetic_2d", marks=pytest.mark.slow),
+    # Variants of the routes above, trained in the slow tier (the fast tier stays short).
+    pytest.param("inner_distance", "synthetic_2d", marks=pytest.mark.slow),
+    pytest.param("hot_distance", "synthetic_2d", marks=pytest.mark.slow),
+    pytest.param("dummy", "synthetic_2d", marks=pytest.mark.slow),
 ]
 
 
