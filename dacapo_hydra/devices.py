@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import re
 from collections.abc import Sequence
@@ -78,6 +79,10 @@ def loader_workers(setting: Any, cpus: int) -> int:
 
     """
     if setting == "auto":
+        # Loader processes are forked: in a process whose start method is not fork (a
+        # joblib/loky sweep job), the loader would have to pickle the dataset; load in-process.
+        if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+            return 0
         return max(0, min(cpus - 1, MAX_AUTO_WORKERS))
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
         raise ConfigError(

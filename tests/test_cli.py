@@ -18,6 +18,7 @@ from dacapo_hydra.cli import (
     predict_main,
     validate_main,
 )
+from dacapo_hydra.tracking import ui_url
 from tests.conftest import REPO, tiny_overrides
 
 
@@ -63,7 +64,7 @@ def test_train_py_runs_and_prints_a_summary(tmp_path: Path) -> None:
     assert run.data.tags["override.task"] == "affinities"
     assert run.data.tags["override.iterations"] == "4"
     assert run.data.tags["override.datasplit.synthetic.shape"] == "[96,96]"
-    url = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    url = ui_url(run.info.experiment_id, run.info.run_id)
     assert summary[0].endswith(url)
     assert Path(run.data.tags["run_dir"], "dacapo-train.log").is_file()
 
