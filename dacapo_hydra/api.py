@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from omegaconf import DictConfig
 
-    from dacapo_hydra.run import TrainResult
+    from dacapo_hydra.training.run import TrainResult
 
 RUN_COLUMNS = (
     "run_id",
@@ -111,7 +111,7 @@ def train(cfg: DictConfig) -> TrainResult:
         >>> result.run_id, result.best_score  # doctest: +SKIP
 
     """
-    from dacapo_hydra.run import train as _train
+    from dacapo_hydra.training.run import train as _train
 
     return _train(cfg)
 

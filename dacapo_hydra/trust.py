@@ -1,7 +1,7 @@
 """Which `_target_`s a checkpoint's stored config may build: the allow-list.
 
 A checkpoint holds the config its run was composed from, and rebuilding the model
-(`dacapo-predict`, `-apply`, `-validate`, `-export`, :func:`~dacapo_hydra.run.
+(`dacapo-predict`, `-apply`, `-validate`, `-export`, :func:`~dacapo_hydra.training.run.
 module_from_checkpoint`) hands that config to `hydra.utils.instantiate`, which calls
 whatever its `_target_`s name. A checkpoint from elsewhere is data, so before
 anything is imported or built, :func:`check_stored_config` walks the whole stored

@@ -1,7 +1,7 @@
 """Benchmark instance segmentation on synthetic light-microscopy nuclei, end to end.
 
 For the nuclei datasplits (2D 256² at 250 nm, 3D 32x160x160 at 1000x250x250 nm,
-crowded touching uint16 nuclei: `dacapo_hydra.data.synthetic_nuclei`) and each task
+crowded touching uint16 nuclei: `dacapo_hydra.data.tools.synthetic_nuclei`) and each task
 (`affinities`, `distance_instances`): train with the defaults (unet_tiny, default
 trainer) for `--iterations-2d`/`--iterations-3d` steps (about 10 minutes each on 2
 CPU cores at the defaults), then `dacapo-apply --run-id` (the Python `apply`) on the
@@ -90,8 +90,8 @@ def run_one(dims: int, task: str, iterations: int, work: Path, extra: list[str])
     from mlflow.tracking import MlflowClient
 
     from dacapo_hydra.api import compose
-    from dacapo_hydra.apply import apply
-    from dacapo_hydra.run import train
+    from dacapo_hydra.inference.apply import apply
+    from dacapo_hydra.training.run import train
 
     interval = max(1, iterations // 5)
     cfg = compose(

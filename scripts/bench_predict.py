@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 def train_model(work: Path, iterations: int) -> str:
     """A unet_tiny distance checkpoint trained `iterations` steps on tiny synthetic data."""
     from dacapo_hydra.api import compose
-    from dacapo_hydra.run import train
+    from dacapo_hydra.training.run import train
 
     cfg = compose(
         datasplit="synthetic_3d",
@@ -83,7 +83,7 @@ def write_volume(path: Path, edge: int, chunk: int = 64) -> None:
 
 def child_predict(checkpoint: str, volume: Path, out: Path) -> dict:
     """In a fresh process: predict the whole volume blockwise, zarr to zarr."""
-    from dacapo_hydra.predict import plan_prediction
+    from dacapo_hydra.inference.predict import plan_prediction
 
     shutil.rmtree(out, ignore_errors=True)
     job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
@@ -104,10 +104,10 @@ def child_predict(checkpoint: str, volume: Path, out: Path) -> dict:
 
 def child_memory(checkpoint: str, volume: Path) -> dict:
     """In a fresh process: the forward pass alone over the same tiles, held in memory."""
-    from dacapo_hydra.blockwise import BlockGrid
     from dacapo_hydra.data.array import ZarrArray
     from dacapo_hydra.data.normalize import Normalizer
-    from dacapo_hydra.predict import BlockPlan, load_model
+    from dacapo_hydra.inference.blocks import BlockGrid
+    from dacapo_hydra.inference.predict import BlockPlan, load_model
 
     module = load_model(checkpoint)
     raw = ZarrArray.open(volume, "raw")

@@ -165,7 +165,7 @@ def compose_tiny(tmp_path: Path) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def trained_3d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> str:
     """A checkpoint of a unet_tiny distance model trained for 4 iterations on tiny 3D data."""
-    from dacapo_hydra.run import train
+    from dacapo_hydra.training.run import train
 
     out = tmp_path_factory.mktemp("trained_3d")
     cfg = compose(

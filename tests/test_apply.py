@@ -11,11 +11,11 @@ from mlflow.tracking import MlflowClient
 
 from dacapo_hydra import tracking
 from dacapo_hydra.api import compose
-from dacapo_hydra.apply import apply
 from dacapo_hydra.cli import apply_main
-from dacapo_hydra.data.synthetic import write_synthetic
-from dacapo_hydra.predict import load_model, predict
-from dacapo_hydra.run import TrainResult, train
+from dacapo_hydra.data.tools.synthetic import write_synthetic
+from dacapo_hydra.inference.apply import apply
+from dacapo_hydra.inference.predict import load_model, predict
+from dacapo_hydra.training.run import TrainResult, train
 from tests.conftest import perturbed, tiny_overrides
 from tests.data.test_ome_valid import assert_valid_ome_zarr
 

@@ -9,9 +9,9 @@ import pytest
 import zarr
 from scipy.ndimage import label as connected_components
 
-from dacapo_hydra.blockwise_labels import Source, post_process_blockwise
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.predict import open_output
+from dacapo_hydra.inference.labels import Source, post_process_blockwise
+from dacapo_hydra.inference.predict import open_output
 from dacapo_hydra.tasks.distance import DistanceTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
 

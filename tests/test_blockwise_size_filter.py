@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from dacapo_hydra.blockwise_labels import Source, post_process_blockwise
+from dacapo_hydra.inference.labels import Source, post_process_blockwise
 from dacapo_hydra.tasks.affinities import AffinitiesTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
 from tests.test_blockwise_labels import VOXEL, objects, same_partition, write_prediction

@@ -192,7 +192,7 @@ def test_version_and_help_with_examples_and_defaults(
 
 
 def test_predict_dtypes_match_the_predictor() -> None:
-    from dacapo_hydra.predict import DTYPES
+    from dacapo_hydra.inference.predict import DTYPES
 
     assert PREDICT_DTYPES == DTYPES
 

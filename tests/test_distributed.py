@@ -21,12 +21,18 @@ import torch.distributed as dist
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from dacapo_hydra import distributed, tracking
+from dacapo_hydra import tracking
 from dacapo_hydra.api import compose
 from dacapo_hydra.config.lightning import trainer_arguments
-from dacapo_hydra.devices import cpus_per_device, loader_workers, parse_devices, worker_device
-from dacapo_hydra.distributed import RankZeroFailed, World, plan
+from dacapo_hydra.devices import (
+    cpus_per_device,
+    loader_workers,
+    parse_devices,
+    worker_device,
+)
 from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.training import distributed
+from dacapo_hydra.training.distributed import RankZeroFailed, World, plan
 from tests.conftest import REPO, tiny_overrides
 
 DDP = ["lightning.devices=2", "lightning.accelerator=cpu", "lightning.strategy=ddp"]
@@ -157,7 +163,7 @@ def test_rank_zero_shares_results_and_errors_without_a_timeout() -> None:
 def test_each_rank_and_worker_draws_its_own_crops(
     compose_tiny: Callable[..., DictConfig],
 ) -> None:
-    from dacapo_hydra.run import build
+    from dacapo_hydra.training.run import build
 
     crops = build(compose_tiny("synthetic_2d", trainer="fast")).datamodule.train_data
 
@@ -290,7 +296,7 @@ def test_ddp_on_two_processes_trains_one_run(tmp_path: Path) -> None:
 def test_ddp_from_the_python_api_leaves_the_process_as_it_was(
     compose_tiny: Callable[..., DictConfig],
 ) -> None:
-    from dacapo_hydra.run import train
+    from dacapo_hydra.training.run import train
 
     threads = torch.get_num_threads()
     result = train(compose_tiny("synthetic_2d", trainer="fast", overrides=DDP))
@@ -517,8 +523,8 @@ def test_predict_on_gpu_workers_matches_one_process(trained_3d: str, tmp_path: P
     import zarr
 
     from dacapo_hydra.cli import predict_main
-    from dacapo_hydra.data.synthetic import write_synthetic
-    from dacapo_hydra.predict import predict
+    from dacapo_hydra.data.tools.synthetic import write_synthetic
+    from dacapo_hydra.inference.predict import predict
 
     volume = write_synthetic(tmp_path / "vol.zarr", dims=3, shape=[40, 64, 64])
     out = tmp_path / "out.zarr"

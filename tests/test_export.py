@@ -13,10 +13,10 @@ import torch
 from omegaconf import OmegaConf
 
 from dacapo_hydra.api import compose
-from dacapo_hydra.export import export_model, main
-from dacapo_hydra.export_apply import load, normalize, predict
-from dacapo_hydra.module import RunModule
-from dacapo_hydra.run import module_from_checkpoint, train
+from dacapo_hydra.export.apply_script import load, normalize, predict
+from dacapo_hydra.export.model import export_model, main
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.run import module_from_checkpoint, train
 from tests.conftest import tiny_overrides
 
 

@@ -18,7 +18,7 @@ from dacapo_hydra.api import compose, config_dir
 from dacapo_hydra.config.lightning import RUN_OWNED, trainer_arguments
 from dacapo_hydra.config.targets import optimizer_factories
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.run import train
+from dacapo_hydra.training.run import train
 from tests.conftest import REPO, Probe, tiny_overrides
 
 

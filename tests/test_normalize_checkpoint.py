@@ -13,10 +13,10 @@ import zarr
 from omegaconf import DictConfig
 
 from dacapo_hydra.data.normalize import Normalizer
-from dacapo_hydra.export import export_model
-from dacapo_hydra.export_apply import normalize as apply_normalize
-from dacapo_hydra.predict import plan_prediction
-from dacapo_hydra.run import build, module_from_checkpoint, train
+from dacapo_hydra.export.apply_script import normalize as apply_normalize
+from dacapo_hydra.export.model import export_model
+from dacapo_hydra.inference.predict import plan_prediction
+from dacapo_hydra.training.run import build, module_from_checkpoint, train
 
 
 def _raw(path: Path, data: np.ndarray) -> Path:

@@ -19,9 +19,8 @@ from dacapo_hydra.cli import predict_main
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.data.synthetic import write_synthetic
-from dacapo_hydra.module import RunModule
-from dacapo_hydra.predict import (
+from dacapo_hydra.data.tools.synthetic import write_synthetic
+from dacapo_hydra.inference.predict import (
     LEDGER_DIR,
     BlockPlan,
     PredictResult,
@@ -29,8 +28,9 @@ from dacapo_hydra.predict import (
     predict,
     predict_roi,
 )
-from dacapo_hydra.provenance import model_sha256
-from dacapo_hydra.run import build, module_from_checkpoint
+from dacapo_hydra.inference.provenance import model_sha256
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.run import build, module_from_checkpoint
 from tests.conftest import perturbed
 
 SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.run import build, module_from_checkpoint, train
+from dacapo_hydra.training.run import build, module_from_checkpoint, train
 
 
 @pytest.mark.slow

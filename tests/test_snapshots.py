@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dacapo_hydra.snapshots import CAPTION, MIN_PANEL, PAD, snapshot_image
+from dacapo_hydra.training.snapshots import CAPTION, MIN_PANEL, PAD, snapshot_image
 
 
 def _panel(image: np.ndarray, row: int, column: int, size: int) -> np.ndarray:

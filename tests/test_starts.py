@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.run import build, train
-from dacapo_hydra.starts import load_weights, read_state_dict
+from dacapo_hydra.training.run import build, train
+from dacapo_hydra.training.starts import load_weights, read_state_dict
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def trained(compose_tiny):
 def test_start_from_checkpoint_with_a_new_head(trained, compose_tiny, caplog):
     saved = read_state_dict(trained)
     cfg = compose_tiny(datasplit="synthetic_2d", task="affinities", overrides=[f"start={trained}"])
-    with caplog.at_level(logging.WARNING, logger="dacapo_hydra.starts"):
+    with caplog.at_level(logging.WARNING, logger="dacapo_hydra.training.starts"):
         module = build(cfg).module
     own = module.state_dict()
     for name, tensor in own.items():

@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 
 from dacapo_hydra import runs, tracking
 from dacapo_hydra.api import RUN_COLUMNS, compose
-from dacapo_hydra.mlflow_model import EXAMPLE_MAX_VOXELS, example_shape
-from dacapo_hydra.run import TrainResult, module_from_checkpoint, train
+from dacapo_hydra.tracking.model import EXAMPLE_MAX_VOXELS, example_shape
+from dacapo_hydra.training.run import TrainResult, module_from_checkpoint, train
 from tests.conftest import tiny_overrides
 
 

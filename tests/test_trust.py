@@ -20,15 +20,15 @@ from hydra import compose, initialize_config_dir
 
 from dacapo_hydra.api import compose as compose_run
 from dacapo_hydra.api import config_dir
-from dacapo_hydra.apply import plan_apply
 from dacapo_hydra.architectures.cnnectome_unet import CNNectomeUNet
 from dacapo_hydra.cli import apply_main, export_main, predict_main, validate_main
 from dacapo_hydra.config import register_configs
-from dacapo_hydra.data.synthetic import write_synthetic
-from dacapo_hydra.export import export_model
-from dacapo_hydra.mlflow_model import log_network
-from dacapo_hydra.predict import load_model, predict
-from dacapo_hydra.run import build, module_from_checkpoint
+from dacapo_hydra.data.tools.synthetic import write_synthetic
+from dacapo_hydra.export.model import export_model
+from dacapo_hydra.inference.apply import plan_apply
+from dacapo_hydra.inference.predict import load_model, predict
+from dacapo_hydra.tracking.model import log_network
+from dacapo_hydra.training.run import build, module_from_checkpoint
 from dacapo_hydra.trust import (
     TRUST_FLAG,
     UntrustedCheckpoint,
@@ -112,7 +112,7 @@ def test_every_packaged_target_is_allowed() -> None:
     }
     assert written - set(found) == {
         "dacapo_hydra.tracking.SweepParentRun",
-        "dacapo_hydra.run_dir.OutputFolderCheck",
+        "dacapo_hydra.training.run_dir.OutputFolderCheck",
     }
 
 

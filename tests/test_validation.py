@@ -24,9 +24,9 @@ from dacapo_hydra.cli import validate_main
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.transforms import ConstantArray
 from dacapo_hydra.errors import DataError
-from dacapo_hydra.predict import predict
-from dacapo_hydra.run import build, module_from_checkpoint, train
-from dacapo_hydra.validation import Validator
+from dacapo_hydra.inference.predict import predict
+from dacapo_hydra.training.run import build, module_from_checkpoint, train
+from dacapo_hydra.training.validation import Validator
 from tests.conftest import REPO, tiny_overrides
 
 
@@ -181,7 +181,7 @@ def test_resume_after_kill_finishes_the_same_run(tmp_path: Path) -> None:
 
 def test_the_reported_scores_belong_to_one_parameter_set() -> None:
     from dacapo_hydra.tasks.affinities import AffinitiesTask
-    from dacapo_hydra.validation import ScoreRow
+    from dacapo_hydra.training.validation import ScoreRow
 
     task = AffinitiesTask(2, (4.0, 4.0))
     validator = Validator.__new__(Validator)

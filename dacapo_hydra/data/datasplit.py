@@ -14,7 +14,7 @@ from dacapo_hydra.data.array_spec import build_array
 from dacapo_hydra.data.layout import layout_datasets
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi, as_tuple
-from dacapo_hydra.data.synthetic import ensure_synthetic
+from dacapo_hydra.data.tools.synthetic import ensure_synthetic
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.errors import ConfigError, DataError
-from dacapo_hydra.run import train
+from dacapo_hydra.training.run import train
 from tests.data.helpers import volume_config, write_volume
 
 

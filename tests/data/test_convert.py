@@ -9,8 +9,8 @@ import pytest
 import tifffile
 
 from dacapo_hydra.data.array import ZarrArray
-from dacapo_hydra.data.convert import main
 from dacapo_hydra.data.roi import Roi
+from dacapo_hydra.data.tools.convert import main
 
 
 def test_multipage_tiff_to_ome_zarr(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_convert_errors_name_the_input(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main([str(tmp_path / "none.tif"), str(tmp_path / "o.zarr"), "raw", "--voxel-size", "8"])
     tifffile.imwrite(tmp_path / "img.tif", np.zeros((4, 4), np.uint8))
-    from dacapo_hydra.data.convert import convert
+    from dacapo_hydra.data.tools.convert import convert
 
     with pytest.raises(ValueError, match="needs 2 voxel_size"):
         convert(tmp_path / "img.tif", tmp_path / "o.zarr", "raw", [8, 8, 8])

@@ -11,9 +11,9 @@ import zarr
 from omegaconf import OmegaConf
 
 from dacapo_hydra.config.datasplit import DataSplitConfig
-from dacapo_hydra.data.csv_split import main
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
+from dacapo_hydra.data.tools.csv_split import main
 
 
 def _container(path: Path, classes: list[str]) -> Path:
@@ -85,7 +85,7 @@ def test_bad_csv_rows_are_named(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main([str(csv)])
     csv.write_text("trian,a.zarr,raw,a.zarr,labels\n")
-    from dacapo_hydra.data.csv_split import read_rows
+    from dacapo_hydra.data.tools.csv_split import read_rows
 
     with pytest.raises(ValueError, match=r"bad.csv:1: first field must be train or val"):
         read_rows(csv)

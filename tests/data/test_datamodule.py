@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from dacapo_hydra.architectures.cnnectome_unet import CNNectomeUNet
 from dacapo_hydra.data.datamodule import VolumeDataModule
 from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.synthetic import ensure_synthetic
+from dacapo_hydra.data.tools.synthetic import ensure_synthetic
 from dacapo_hydra.tasks.distance import DistanceTask
 
 
@@ -46,7 +46,7 @@ def test_super_resolution_batches_match_the_network(
 def test_two_workers_draw_different_reproducible_streams(
     compose_tiny: Callable[..., DictConfig],
 ) -> None:
-    from dacapo_hydra.run import build
+    from dacapo_hydra.training.run import build
 
     cfg = compose_tiny("synthetic_2d", trainer="fast", overrides=["trainer.num_workers=2"])
 

@@ -122,7 +122,7 @@ def test_convention_layout_finds_datasets(tmp_path: Path) -> None:
 
 
 def test_scale_levels_follow_the_run_voxel_sizes(cache_dir: Path) -> None:
-    from dacapo_hydra.data.synthetic import ensure_synthetic
+    from dacapo_hydra.data.tools.synthetic import ensure_synthetic
 
     path = ensure_synthetic(cache_dir / "scales_2d.zarr", dims=2, shape=[64, 64])
     entry = {

@@ -24,17 +24,17 @@ from ome_zarr_models.exceptions import ValidationWarning
 from ome_zarr_models.v05 import BioFormats2Raw, Image, ImageLabel
 from omegaconf import DictConfig
 
-from dacapo_hydra.blockwise_labels import post_process_blockwise
 from dacapo_hydra.data.array import ZarrArray
-from dacapo_hydra.data.convert import convert
 from dacapo_hydra.data.ome import parse_multiscale
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.data.synthetic import write_synthetic
-from dacapo_hydra.predict import open_output, predict
-from dacapo_hydra.run import build
+from dacapo_hydra.data.tools.convert import convert
+from dacapo_hydra.data.tools.synthetic import write_synthetic
+from dacapo_hydra.inference.labels import post_process_blockwise
+from dacapo_hydra.inference.predict import open_output, predict
 from dacapo_hydra.tasks.distance import DistanceTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
-from dacapo_hydra.validation import Validator
+from dacapo_hydra.training.run import build
+from dacapo_hydra.training.validation import Validator
 
 
 def assert_valid_ome_zarr(container: str | Path) -> dict[str, BaseGroup]:

@@ -8,7 +8,7 @@ import numpy as np
 import zarr
 
 from dacapo_hydra.data.array import ZarrArray
-from dacapo_hydra.data.synthetic import ensure_synthetic, generate_volume
+from dacapo_hydra.data.tools.synthetic import ensure_synthetic, generate_volume
 
 
 def test_same_seed_same_volume() -> None:

@@ -14,8 +14,8 @@ from skimage.filters import threshold_otsu
 from dacapo_hydra.api import compose
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.synthetic import PARAMS_KEY, ensure_synthetic, main
-from dacapo_hydra.data.synthetic_nuclei import generate_nuclei
+from dacapo_hydra.data.tools.synthetic import PARAMS_KEY, ensure_synthetic, main
+from dacapo_hydra.data.tools.synthetic_nuclei import generate_nuclei
 
 SHAPES = {2: (256, 256), 3: (32, 160, 160)}
 COUNTS = {2: (50, 80), 3: (30, 60)}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from skimage.metrics import adapted_rand_error, variation_of_information
 
-from dacapo_hydra.data.synthetic import generate_volume
+from dacapo_hydra.data.tools.synthetic import generate_volume
 from dacapo_hydra.evaluation.instance import (
     AP_THRESHOLDS,
     INSTANCE_SCORE_DIRECTIONS,

@@ -1,6 +1,6 @@
 """Property: blockwise connected components are scipy.ndimage.label of the whole volume.
 
-The two-pass scheme of :mod:`dacapo_hydra.blockwise_labels` labels each block (with
+The two-pass scheme of :mod:`dacapo_hydra.inference.labels` labels each block (with
 or without context), then merges fragments across block faces. For a binary mask
 (thresholded smoothed noise: blobs, or plain noise: many small, tangled objects) and
 any block shape, chunk shape and context, the labels are the same partition of the
@@ -21,9 +21,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from dacapo_hydra.blockwise_labels import Source, plan_labels
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.predict import open_output
+from dacapo_hydra.inference.labels import Source, plan_labels
+from dacapo_hydra.inference.predict import open_output
 from dacapo_hydra.tasks.dummy import DummyTask
 
 VOXEL_SIZES = (1.0, 8.0, 3.24)

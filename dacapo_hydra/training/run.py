@@ -25,15 +25,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.loggers.logger import DummyLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 
-from dacapo_hydra import distributed, stops, tracking
+from dacapo_hydra import tracking
 from dacapo_hydra.architectures.base import Architecture
-from dacapo_hydra.callbacks import (
-    LastCheckpoint,
-    Snapshots,
-    WholeVolumeValidation,
-    configured_callbacks,
-)
-from dacapo_hydra.checkpoints import AtomicCheckpointIO, newest_intact
 from dacapo_hydra.config.lightning import trainer_arguments
 from dacapo_hydra.config.targets import optimizer_factories
 from dacapo_hydra.data.checks import check_split, raw_margin
@@ -42,8 +35,17 @@ from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.statistics import typical_object_radius
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.module import RunModule
-from dacapo_hydra.resume import (
+from dacapo_hydra.tasks.base import Task
+from dacapo_hydra.training import distributed, stops
+from dacapo_hydra.training.callbacks import (
+    LastCheckpoint,
+    Snapshots,
+    WholeVolumeValidation,
+    configured_callbacks,
+)
+from dacapo_hydra.training.checkpoints import AtomicCheckpointIO, newest_intact
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.resume import (
     OptimizerSettings,
     ResumePoint,
     changed_settings,
@@ -51,11 +53,10 @@ from dacapo_hydra.resume import (
     record_resume,
     refuse_meaningless,
 )
-from dacapo_hydra.run_dir import new_run_dir
-from dacapo_hydra.starts import load_weights
-from dacapo_hydra.tasks.base import Task
+from dacapo_hydra.training.run_dir import new_run_dir
+from dacapo_hydra.training.starts import load_weights
+from dacapo_hydra.training.validation import Validator
 from dacapo_hydra.trust import check_stored_config
-from dacapo_hydra.validation import Validator
 
 log = logging.getLogger(__name__)
 
@@ -311,15 +312,15 @@ def train(cfg: DictConfig) -> TrainResult:
 
     With `resume`, the same MLflow run continues from its newest intact checkpoint
     (iteration counter, optimiser and best-validation records included) up to
-    `iterations`; changed settings are recorded, or refused (:mod:`dacapo_hydra.resume`).
+    `iterations`; changed settings are recorded, or refused (:mod:`dacapo_hydra.training.resume`).
 
     Raises:
         ConfigError: bad input, before an MLflow run exists (or, resuming, is touched).
         stops.RunInterrupted: SIGINT or SIGTERM stopped training; the run is KILLED
-            (:mod:`dacapo_hydra.stops`). Any other exception marks the run FAILED.
+            (:mod:`dacapo_hydra.training.stops`). Any other exception marks the run FAILED.
 
     With several devices (`lightning.devices`, `lightning.num_nodes`) it trains with
-    DDP (:mod:`dacapo_hydra.distributed`): one MLflow run, recorded by rank 0.
+    DDP (:mod:`dacapo_hydra.training.distributed`): one MLflow run, recorded by rank 0.
 
     """
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.

@@ -7,7 +7,7 @@ processes per node with Lightning's DDP strategy. Who starts the processes:
   one process per device, each running the Hydra job; Lightning's
   `SLURMEnvironment` (or `TorchElasticEnvironment`, ...) says which rank each is;
 - otherwise this module (:func:`processes`): the process that runs the job is rank 0
-  and starts ranks 1..N-1 as `python -m dacapo_hydra.distributed <spec>`, each
+  and starts ranks 1..N-1 as `python -m dacapo_hydra.training.distributed <spec>`, each
   given the job's composed config (not the command line, so a `-m` sweep's job, the
   Python API and `dacapo-train` alike start the same run). Lightning then sees
   `LOCAL_RANK` and joins them instead of re-executing the command line, which would
@@ -357,7 +357,7 @@ class _Ranks:
         }
         for rank in range(1, world.processes_per_node):
             env = {**base, "LOCAL_RANK": str(rank), SPEC_ENV: str(spec)}
-            command = [sys.executable, "-m", "dacapo_hydra.distributed", str(spec)]
+            command = [sys.executable, "-m", "dacapo_hydra.training.distributed", str(spec)]
             self.procs.append(subprocess.Popen(command, env=env))
         self._stop = threading.Event()
         self._watch = threading.Thread(target=self._observe, name="dacapo-ranks", daemon=True)
@@ -538,11 +538,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m dacapo_hydra.distributed <config.yaml>", file=sys.stderr)
+        print("usage: python -m dacapo_hydra.training.distributed <config.yaml>", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(level=logging.WARNING, format="[rank %(process)d] %(message)s")
     cfg = OmegaConf.create(Path(args[0]).read_text())
-    from dacapo_hydra.run import train
+    from dacapo_hydra.training.run import train
 
     try:
         train(cfg)

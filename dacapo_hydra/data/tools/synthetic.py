@@ -8,7 +8,7 @@ the image is blurred and noisy. A slab at the far end of the last axis is left
 unannotated (labels 0, mask 0), as in real partially annotated data.
 
 The `nuclei` kind imitates light-microscopy nuclei (see
-dacapo_hydra.data.synthetic_nuclei): `raw` (uint16 counts), `labels` (uint64 touching
+dacapo_hydra.data.tools.synthetic_nuclei): `raw` (uint16 counts), `labels` (uint64 touching
 nuclei) and `mask` (all 1), with 250 nm pixels (1000 nm along z in 3D) by default.
 
 Each array is an OME-Zarr image with levels `s0` and `s1` (2x coarser); the
@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import find_boundaries
 
 from dacapo_hydra.data.ome import add_to_collection, create_image, pyramid
-from dacapo_hydra.data.synthetic_nuclei import DEFAULT_VOXEL_SIZE, generate_nuclei
+from dacapo_hydra.data.tools.synthetic_nuclei import DEFAULT_VOXEL_SIZE, generate_nuclei
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A run's trained network as an MLflow model, and its datasplit as MLflow dataset inputs.
 
 The model is the network, its task head and the task's activation
-(:class:`~dacapo_hydra.export.InferenceNetwork`: normalised raw in, prediction
+(:class:`~dacapo_hydra.export.model.InferenceNetwork`: normalised raw in, prediction
 out), with the weights of the run's best checkpoint (`best_<criterion>.ckpt`, or
 `last.ckpt` for a run that was never validated). It is saved in MLflow's pickle
 format, so `mlflow.pytorch.load_model` returns the live `torch.nn.Module`, which
@@ -120,8 +120,8 @@ def log_network(
 
     from dacapo_hydra import __version__
     from dacapo_hydra.data.normalize import Normalizer
-    from dacapo_hydra.export import InferenceNetwork
-    from dacapo_hydra.run import module_from_checkpoint
+    from dacapo_hydra.export.model import InferenceNetwork
+    from dacapo_hydra.training.run import module_from_checkpoint
 
     checkpoint = Path(checkpoint)
     module = module_from_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)

@@ -27,11 +27,12 @@ from mlflow.entities import Metric
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from dacapo_hydra import distributed, tracking
+from dacapo_hydra import tracking
 from dacapo_hydra.config.targets import check_arguments, target_class
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.snapshots import snapshot_image
-from dacapo_hydra.validation import Best, ScoreRow, Validator, params_key
+from dacapo_hydra.training import distributed
+from dacapo_hydra.training.snapshots import snapshot_image
+from dacapo_hydra.training.validation import Best, ScoreRow, Validator, params_key
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class WholeVolumeValidation(pl.Callback):
         """Validate, log the chosen set's scores and keep the best.
 
         With DDP, rank 0 validates and logs while the other ranks wait for its outcome
-        (:func:`~dacapo_hydra.distributed.on_rank_zero`, no collective timeout); then
+        (:func:`~dacapo_hydra.training.distributed.on_rank_zero`, no collective timeout); then
         every rank takes part in saving the best checkpoints, which rank 0 writes.
         """
         if trainer.sanity_checking or not self.validator.split.validate:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dacapo_hydra")
 
-# dacapo_hydra.predict.DTYPES, repeated here so `--help` needs no torch (a test keeps them equal).
+# inference.predict.DTYPES, repeated so `--help` needs no torch (a test keeps them equal).
 PREDICT_DTYPES = ("float32", "float16", "uint8")
 STORE_HELP = (
     "MLflow store of --run-id (default: $MLFLOW_TRACKING_URI, else $DACAPO_OUTPUT_DIR/mlflow.db, "
@@ -62,8 +62,8 @@ def _train_task(cfg: DictConfig) -> float:
     signal's number), after one line saying how to continue the run.
     """
     from dacapo_hydra.errors import ConfigError
-    from dacapo_hydra.run import train
-    from dacapo_hydra.stops import RunInterrupted
+    from dacapo_hydra.training.run import train
+    from dacapo_hydra.training.stops import RunInterrupted
 
     try:
         result = train(cfg)
@@ -386,7 +386,7 @@ def predict_main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     def command() -> None:
-        from dacapo_hydra.predict import predict
+        from dacapo_hydra.inference.predict import predict
 
         _one_model(args)
         workers, devices = _workers(args)
@@ -537,8 +537,8 @@ def apply_main(argv: list[str] | None = None) -> None:
 
     def command() -> None:
         from dacapo_hydra import tracking
-        from dacapo_hydra.apply import plan_apply
         from dacapo_hydra.errors import ConfigError
+        from dacapo_hydra.inference.apply import plan_apply
 
         _one_model(args)
         workers, devices = _workers(args)
@@ -636,8 +636,8 @@ def _validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = Fal
     """Validate the checkpoint at `path` and print its score table."""
     from dacapo_hydra.data.datasplit import DataSplit
     from dacapo_hydra.data.normalize import Normalizer
-    from dacapo_hydra.run import module_from_checkpoint
-    from dacapo_hydra.validation import Validator, params_key
+    from dacapo_hydra.training.run import module_from_checkpoint
+    from dacapo_hydra.training.validation import Validator, params_key
 
     module = module_from_checkpoint(path, trust_checkpoint=trust_checkpoint)
     # The checkpoint's normalisation, as in training: nothing is re-measured.
@@ -707,7 +707,7 @@ def export_main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     def command() -> None:
-        from dacapo_hydra.export import export_model
+        from dacapo_hydra.export.model import export_model
 
         _one_model(args, args.legacy_checkpoint)
         if args.legacy_checkpoint:

@@ -45,17 +45,17 @@ import zarr
 from scipy.cluster.hierarchy import DisjointSet
 from scipy.ndimage import label as connected_components
 
-from dacapo_hydra.blockwise import Block, BlockGrid, BlockLedger, run_blocks
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.predict import (
+from dacapo_hydra.inference.blocks import Block, BlockGrid, BlockLedger, run_blocks
+from dacapo_hydra.inference.predict import (
     LEDGER_DIR,
     check_output,
     check_overwritable,
     open_output,
     remove_output,
 )
-from dacapo_hydra.provenance import check_unchanged
+from dacapo_hydra.inference.provenance import check_unchanged
 from dacapo_hydra.tasks.base import Params, Task
 
 log = logging.getLogger(__name__)
@@ -730,7 +730,7 @@ def post_process_blockwise(
     """Post-process a prediction blockwise into an OME-Zarr label image.
 
     Arguments as :func:`plan_labels`; `workers`/`scheduler` as
-    :func:`~dacapo_hydra.blockwise.run_blocks`.
+    :func:`~dacapo_hydra.inference.blocks.run_blocks`.
     """
     import time
 

@@ -36,12 +36,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dacapo_hydra.data.normalize import Normalizer
-from dacapo_hydra.run import module_from_checkpoint
+from dacapo_hydra.training.run import module_from_checkpoint
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-APPLY_SCRIPT = Path(__file__).with_name("export_apply.py")
+APPLY_SCRIPT = Path(__file__).with_name("apply_script.py")
 
 
 class InferenceNetwork(nn.Module):

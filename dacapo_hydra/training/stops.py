@@ -12,10 +12,10 @@ saw through Lightning's `on_exception` hook:
 - SIGTERM (`kill`, SLURM preemption or time limit): Lightning's
   `_SignalConnector` notes it, and the loop raises `SIGTERMException` (a
   `SystemExit`) at the end of the current batch; `on_exception` sees it, and
-  :class:`~dacapo_hydra.callbacks.LastCheckpoint` saves `last.ckpt` there, so
+  :class:`~dacapo_hydra.training.callbacks.LastCheckpoint` saves `last.ckpt` there, so
   `resume=true` continues from the iteration the signal came at.
 
-:func:`dacapo_hydra.run.train` then raises :class:`RunInterrupted` (a
+:func:`dacapo_hydra.training.run.train` then raises :class:`RunInterrupted` (a
 `KeyboardInterrupt`) for either signal; `dacapo-train` prints its one line and
 exits with 128 + the signal's number (130, 143), as a shell reports a process
 ended by that signal.

@@ -5,7 +5,7 @@ volume's edge as in training), predicts, applies the task's activation and write
 exactly its region, aligned to the output array's chunks; so blocks never write the
 same chunk and memory holds only the blocks in flight. Finished blocks are recorded
 in a ledger beside the output, and a rerun does only the missing ones. The output
-records what made it (:mod:`~dacapo_hydra.provenance`: the model's sha256 over its
+records what made it (:mod:`~dacapo_hydra.inference.provenance`: the model's sha256 over its
 weights and stored config, the input and its ROI, the parameters); a rerun that
 differs in any of them is refused with the difference named, so an output is never
 stitched from two models, and `overwrite` starts afresh.
@@ -38,13 +38,13 @@ import torch
 import zarr
 from monai.inferers import sliding_window_inference
 
-from dacapo_hydra.blockwise import Block, BlockGrid, BlockLedger, run_blocks
 from dacapo_hydra.data.array import Array, ZarrArray
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.ome import ScaleLevel, create_image
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.module import RunModule
-from dacapo_hydra.provenance import check_unchanged, model_sha256
+from dacapo_hydra.inference.blocks import Block, BlockGrid, BlockLedger, run_blocks
+from dacapo_hydra.inference.provenance import check_unchanged, model_sha256
+from dacapo_hydra.training.module import RunModule
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ LEDGER_DIR = ".dacapo_blocks"
 # MONAI's Gaussian blending: sigma of the importance map per window side.
 SIGMA_SCALE = 0.125
 
-# The record of what made an output (:mod:`dacapo_hydra.provenance`), in `dacapo.<key>`.
+# The record of what made an output (:mod:`dacapo_hydra.inference.provenance`), in `dacapo.<key>`.
 RECORD = "made_with"
 
 _MODELS: dict[tuple[str, int, int, bool], RunModule] = {}
@@ -65,11 +65,11 @@ def load_model(checkpoint: str | Path, trust_checkpoint: bool = False) -> RunMod
     Args:
         checkpoint: the checkpoint file.
         trust_checkpoint: build whatever its stored config names (see
-            :func:`~dacapo_hydra.run.module_from_checkpoint`); by default only the
+            :func:`~dacapo_hydra.training.run.module_from_checkpoint`); by default only the
             allow-list of :mod:`dacapo_hydra.trust`.
 
     """
-    from dacapo_hydra.run import module_from_checkpoint
+    from dacapo_hydra.training.run import module_from_checkpoint
 
     path = Path(checkpoint).resolve()
     if not path.is_file():

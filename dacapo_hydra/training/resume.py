@@ -1,7 +1,7 @@
 """Resuming a run: where it continues from, what changed, and which changes are refused.
 
 `resume=true` (or `resume=<run id>`) continues an unfinished MLflow run from the
-newest intact checkpoint in its folder (:func:`dacapo_hydra.checkpoints.newest_intact`).
+newest intact checkpoint in its folder (:func:`dacapo_hydra.training.checkpoints.newest_intact`).
 The settings given now are compared with those the checkpoint was trained with
 (the config it holds):
 

@@ -4,8 +4,8 @@ The run's MLflow record says which parameter set validation found best for a
 criterion (:func:`~dacapo_hydra.tracking.read_best`) and holds the checkpoint of
 that iteration (`best_<criterion>`). :func:`apply` checks everything (the run and
 its record, the model, the input, both outputs) before it writes anything, then
-runs :func:`~dacapo_hydra.predict.predict`'s blocks and
-:mod:`~dacapo_hydra.blockwise_labels`' blocks, each resumable. The output container
+runs :func:`~dacapo_hydra.inference.predict.predict`'s blocks and
+:mod:`~dacapo_hydra.inference.labels`' blocks, each resumable. The output container
 holds the prediction image and, as its OME-Zarr label image, the post-processed
 output: `prediction/` and `prediction/labels/labels/` (or `.../labels/mask/`).
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from dacapo_hydra import tracking
-from dacapo_hydra.blockwise_labels import LabelsJob, Source, plan_labels
 from dacapo_hydra.data.ome import LABELS_GROUP
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.predict import PredictJob, plan_prediction
+from dacapo_hydra.inference.labels import LabelsJob, Source, plan_labels
+from dacapo_hydra.inference.predict import PredictJob, plan_prediction
 from dacapo_hydra.tasks.base import Params
 
 log = logging.getLogger(__name__)

@@ -171,12 +171,12 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     The experiment is tagged as model training (`mlflow.experimentKind`), so MLflow
     3's UI opens it on its runs rather than on the GenAI overview. A sqlite store is
     created first if it is missing, safely when jobs start together
-    (:func:`dacapo_hydra.sqlite_store.prepare_store`).
+    (:func:`dacapo_hydra.tracking.sqlite_store.prepare_store`).
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from dacapo_hydra.sqlite_store import prepare_store
+    from dacapo_hydra.tracking.sqlite_store import prepare_store
 
     prepare_store(tracking_uri)
     client = MlflowClient(tracking_uri)
@@ -595,15 +595,15 @@ def resumable_run(
     With `run_id`, that run; else the latest run called `name` that did not
     finish (killed, crashed, or still marked running after a `kill -9`). The run's
     folder (tag `run_dir`) must hold a checkpoint to resume from
-    (:func:`dacapo_hydra.checkpoints.resume_candidates`); which one is
-    :func:`dacapo_hydra.checkpoints.newest_intact`'s choice. A missing sqlite store
+    (:func:`dacapo_hydra.training.checkpoints.resume_candidates`); which one is
+    :func:`dacapo_hydra.training.checkpoints.newest_intact`'s choice. A missing sqlite store
     is not created.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from dacapo_hydra.checkpoints import resume_candidates
-    from dacapo_hydra.sqlite_store import prepare_store, sqlite_path
+    from dacapo_hydra.tracking.sqlite_store import prepare_store, sqlite_path
+    from dacapo_hydra.training.checkpoints import resume_candidates
 
     db = sqlite_path(tracking_uri)
     if db is not None and not db.is_file():
@@ -667,7 +667,8 @@ class RunRecorder:
 
     :meth:`start` (once the run exists): a tag `override.<key>` per command-line
     override (a resumed run records its changes as `resume.<n>.<key>` instead,
-    :mod:`dacapo_hydra.resume`), the criterion's direction, the datasplit as dataset inputs, and
+    :mod:`~dacapo_hydra.training.resume`), the criterion's direction, the datasplit as
+    dataset inputs, and
     system metrics (`system/*`) when `mlflow.log_system_metrics` is true.
     :meth:`finish` (after training): the network as the MLflow model `model`,
     from the best checkpoint, registered when `mlflow.register_model_name` is set.
@@ -706,7 +707,7 @@ class RunRecorder:
         from mlflow.tracking import MlflowClient
 
         from dacapo_hydra import __version__
-        from dacapo_hydra.mlflow_model import dataset_inputs
+        from dacapo_hydra.tracking.model import dataset_inputs
 
         restore_tracking_env()
         client = MlflowClient(tracking_uri)
@@ -742,7 +743,7 @@ class RunRecorder:
             the tag `model.error` say why; the checkpoints are logged regardless).
 
         """
-        from dacapo_hydra.mlflow_model import log_network, model_checkpoint
+        from dacapo_hydra.tracking.model import log_network, model_checkpoint
 
         if self.monitor is not None:
             self.monitor.finish()

@@ -1,0 +1,1 @@
+"""Tools around data: synthetic volumes, conversion to OME-Zarr, CSV datasplits."""

@@ -1,0 +1,1 @@
+"""Export: a trained network as a program, a bioimage.io package, a standalone apply script."""

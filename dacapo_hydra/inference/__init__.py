@@ -1,0 +1,1 @@
+"""Inference: block grids and ledgers, blockwise prediction, labels and stitching, apply."""
