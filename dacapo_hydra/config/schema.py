@@ -14,8 +14,8 @@ from hydra.core.config_store import ConfigStore
 
 from dacapo_hydra.config import architecture, datasplit, task, trainer
 from dacapo_hydra.config.run import Config
+from dacapo_hydra.config.unique import register_unique_resolver
 from dacapo_hydra.config.user_dir import register_user_config_resolver
-from dacapo_hydra.training.run_dir import register_unique_resolver
 
 GROUP_SCHEMAS = {
     "datasplit": datasplit.SCHEMAS,

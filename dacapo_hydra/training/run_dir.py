@@ -15,7 +15,6 @@ stops the command with one line naming it, instead of Hydra's tracebacks.
 from __future__ import annotations
 
 import re
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -25,24 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-RESOLVER = "dacapo_unique"
-
-
-def unique_suffix() -> str:
-    """8 random hex digits: what tells apart runs started in the same second.
-
-    Example:
-        >>> len(unique_suffix()), unique_suffix() != unique_suffix()
-        (8, True)
-
-    """
-    return secrets.token_hex(4)
-
-
-def register_unique_resolver() -> None:
-    """Register `${dacapo_unique:}` (idempotent), cached: one value per config."""
-    if not OmegaConf.has_resolver(RESOLVER):
-        OmegaConf.register_new_resolver(RESOLVER, unique_suffix, use_cache=True)
+from dacapo_hydra.config.unique import unique_suffix
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
