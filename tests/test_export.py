@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 
@@ -13,8 +14,10 @@ import torch
 from omegaconf import OmegaConf
 
 from dacapo_hydra.api import compose
+from dacapo_hydra.cli import export_main
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.export.apply_script import load, normalize, predict
-from dacapo_hydra.export.model import export_model, main
+from dacapo_hydra.export.model import export_model
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.run import module_from_checkpoint, train
 from tests.conftest import tiny_overrides
@@ -61,6 +64,13 @@ def test_exported_model_matches_live(trained, tmp_path):
     sample_out = np.load(exported.folder / "sample_output.npy")
     with torch.no_grad():
         np.testing.assert_allclose(live.predict(sample_in).numpy(), sample_out, atol=1e-5)
+    # The exported apply.py holds the package's normalisation, written into it, not imported.
+    source = (exported.folder / "apply.py").read_text()
+    assert "import dacapo_hydra" not in source and "from dacapo_hydra" not in source
+    assert source.count("def scale_linear(") == 1
+    exported_normalize = runpy.run_path(str(exported.folder / "apply.py"))["normalize"]
+    expected_input = Normalizer.from_dict(meta["normalize"])(sample_raw)
+    np.testing.assert_array_equal(exported_normalize(sample_raw, meta), expected_input)
 
 
 @pytest.mark.slow
@@ -124,7 +134,9 @@ def test_super_resolution_export(compose_tiny, tmp_path):
 
 
 def test_bad_exports_are_refused(trained, tmp_path, capsys):
-    assert main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out")]) == 2
+    with pytest.raises(SystemExit) as exited:
+        export_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out")])
+    assert exited.value.code == 2
     assert "missing.ckpt' does not exist" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"input_shape\)=\[83, 83\].*\[84, 84\] \(up\)"):
         export_model(trained, tmp_path / "a", input_shape=[83, 83])
@@ -132,7 +144,7 @@ def test_bad_exports_are_refused(trained, tmp_path, capsys):
     (tmp_path / "b" / "keep.txt").write_text("x")
     with pytest.raises(ValueError, match="is not empty"):
         export_model(trained, tmp_path / "b")
-    assert main([trained, str(tmp_path / "c"), "--input-shape", "44", "44"]) == 0
+    export_main([trained, str(tmp_path / "c"), "--input-shape", "44", "44"])
     assert json.loads((tmp_path / "c" / "model.json").read_text())["output_shape"] == [28, 28]
 
 

@@ -9,6 +9,11 @@ or from Python: `predict(raw)` (raw: spatial axes z, y, x (2D: y, x), optionally
 channels first). Raw is normalised as in training, padded by the network's
 context, and predicted block by block; the prediction covers the raw array, at
 `upsample_factor` times its resolution.
+
+In the package this is a module like any other; export writes it to `apply.py`
+with the import of `scale_linear` replaced by that function's source
+(:func:`dacapo_hydra.export.model.apply_script_source`), so the exported script
+runs with numpy and torch alone, and the normalisation has one written definition.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# Export writes this function's source here (see the module docstring).
+from dacapo_hydra.data.normalize import scale_linear
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,10 +51,7 @@ def normalize(raw: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     `lo`/`hi` are the training run's values, from `model.json` (every mode of
     the package's `Normalizer` reduces to this map; mode `none` has lo 0, hi 1).
     """
-    # The same one line as dacapo_hydra.data.normalize.Normalizer, not imported:
-    # this script must run with numpy and torch alone, without the package.
-    lo, hi = float(meta["normalize"]["lo"]), float(meta["normalize"]["hi"])
-    return ((raw.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
+    return scale_linear(raw, float(meta["normalize"]["lo"]), float(meta["normalize"]["hi"]))
 
 
 def predict(

@@ -21,10 +21,10 @@ The folder holds:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import shutil
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +35,36 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dacapo_hydra.data.normalize import Normalizer
+from dacapo_hydra.data.normalize import Normalizer, scale_linear
 from dacapo_hydra.training.run import module_from_checkpoint
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 APPLY_SCRIPT = Path(__file__).with_name("apply_script.py")
+# The line of apply_script.py that export replaces with the source of what it imports.
+_INLINED_IMPORT = f"from {scale_linear.__module__} import {scale_linear.__name__}\n"
+
+
+def apply_script_source() -> str:
+    """The standalone `apply.py`: :mod:`~dacapo_hydra.export.apply_script`, package-free.
+
+    Its one import from the package (:func:`~dacapo_hydra.data.normalize.scale_linear`)
+    is replaced by that function's source, so the exported script runs with numpy
+    and torch alone and the normalisation is written once, in the package.
+
+    Example:
+        >>> lines = apply_script_source().splitlines()
+        >>> [line for line in lines if line.startswith(("from dacapo_hydra", "import dacapo"))]
+        []
+        >>> sum(line.startswith("def scale_linear(") for line in lines)
+        1
+
+    """
+    script = APPLY_SCRIPT.read_text()
+    if script.count(_INLINED_IMPORT) != 1:
+        raise RuntimeError(f"{APPLY_SCRIPT}: expected the line {_INLINED_IMPORT.strip()!r} once")
+    return script.replace(_INLINED_IMPORT, "\n" + inspect.getsource(scale_linear))
 
 
 class InferenceNetwork(nn.Module):
@@ -315,23 +338,8 @@ def export_model(
     OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
     np.save(folder / "sample_input.npy", sample_raw)
     np.save(folder / "sample_output.npy", sample_output.numpy())
-    shutil.copyfile(APPLY_SCRIPT, folder / "apply.py")
+    (folder / "apply.py").write_text(apply_script_source())
     if bioimageio:
         write_bioimageio(folder, metadata, authors)
     log.info("export: %s -> %s", checkpoint, folder)
     return ExportedModel(folder=folder, metadata=metadata)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`dacapo-export`, returning its exit status; the command line is :func:`cli.export_main`'s."""
-    from dacapo_hydra.cli import export_main
-
-    try:
-        export_main(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from dacapo_hydra.config.datasplit import DataSplitConfig
 from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.normalize import Normalizer, sample_raw
+from dacapo_hydra.data.intensity_sample import sample_raw
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.transforms import NormalizeArray
 from tests.data.helpers import memory_array
 
