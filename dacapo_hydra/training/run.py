@@ -43,7 +43,7 @@ from dacapo_hydra.training.callbacks import (
     WholeVolumeValidation,
     configured_callbacks,
 )
-from dacapo_hydra.training.checkpoints import AtomicCheckpointIO, newest_intact
+from dacapo_hydra.training.checkpoints import AtomicCheckpointIO, newest_intact, resume_candidates
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.resume import (
     OptimizerSettings,
@@ -237,7 +237,7 @@ def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
     if resume in (None, False):
         return None
     run_id = None if resume is True else str(resume)
-    found = tracking.resumable_run(uri, cfg.mlflow.experiment_name, name, run_id)
+    found = tracking.resumable_run(uri, cfg.mlflow.experiment_name, name, run_id, resume_candidates)
     if found is None:
         if run_id is not None:
             raise ConfigError(f"resume={run_id}: no such MLflow run with a checkpoint")

@@ -1,0 +1,113 @@
+"""What a training run records in MLflow besides Lightning's metrics and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dacapo_hydra import __version__
+from dacapo_hydra.tracking.model import dataset_inputs, log_network, model_checkpoint
+from dacapo_hydra.tracking.names import group_choices
+from dacapo_hydra.tracking.store import restore_tracking_env
+from dacapo_hydra.tracking.tags import DIRECTION_TAG, TAG_VALUE_LIMIT, job_overrides, override_tags
+
+log = logging.getLogger(__name__)
+
+
+class RunRecorder:
+    """What a training run records in MLflow besides Lightning's metrics and checkpoints.
+
+    :meth:`start` (once the run exists): a tag `override.<key>` per command-line
+    override (a resumed run records its changes as `resume.<n>.<key>` instead,
+    :mod:`~dacapo_hydra.training.resume`), the criterion's direction, the datasplit as
+    dataset inputs, and
+    system metrics (`system/*`) when `mlflow.log_system_metrics` is true.
+    :meth:`finish` (after training): the network as the MLflow model `model`,
+    from the best checkpoint, registered when `mlflow.register_model_name` is set.
+
+    Example:
+        >>> recorder = RunRecorder.start(cfg, tracking_uri, run_id, task)  # doctest: +SKIP
+        >>> recorder.finish(run_dir / "checkpoints")  # doctest: +SKIP
+        'models:/m-...'
+
+    """
+
+    def __init__(
+        self, cfg: DictConfig, tracking_uri: str, run_id: str, criterion: str, monitor: Any = None
+    ) -> None:
+        self.cfg = cfg
+        self.tracking_uri = tracking_uri
+        self.run_id = run_id
+        self.criterion = criterion
+        self.monitor = monitor
+
+    @classmethod
+    def start(
+        cls, cfg: DictConfig, tracking_uri: str, run_id: str, task: Any, resumed: bool = False
+    ) -> RunRecorder:
+        """Tag the run, log its dataset inputs, and start system metrics if asked.
+
+        Args:
+            cfg: the composed run config.
+            tracking_uri: the MLflow store.
+            run_id: the run.
+            task: the run's task (its criterion and the criterion's direction).
+            resumed: a resumed run keeps its inputs and `override.*` tags and continues
+                its system metrics.
+
+        """
+        from mlflow.tracking import MlflowClient
+
+        restore_tracking_env()
+        client = MlflowClient(tracking_uri)
+        criterion = str(task.criterion)
+        higher = task.score_directions().get(criterion, True)
+        tags = {
+            **({} if resumed else override_tags(job_overrides())),
+            DIRECTION_TAG: "true" if higher else "false",
+            "dacapo.version": __version__,
+        }
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        if not resumed:
+            datasplit = OmegaConf.to_container(cfg.datasplit, resolve=True)
+            inputs = dataset_inputs(datasplit, group_choices(cfg)["datasplit"])
+            if inputs:
+                client.log_inputs(run_id, datasets=inputs)
+        monitor = None
+        if OmegaConf.select(cfg, "mlflow.log_system_metrics", default=False):
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(
+                run_id, resume_logging=resumed, tracking_uri=tracking_uri
+            )
+            monitor.start()
+        return cls(cfg, tracking_uri, run_id, criterion, monitor)
+
+    def finish(self, checkpoint_dir: str | Path) -> str | None:
+        """Stop system metrics; log (and register) the model from the best checkpoint.
+
+        Returns:
+            The model's URI, or None when it could not be logged (a warning and
+            the tag `model.error` say why; the checkpoints are logged regardless).
+
+        """
+        from mlflow.tracking import MlflowClient
+
+        if self.monitor is not None:
+            self.monitor.finish()
+        checkpoint = model_checkpoint(Path(checkpoint_dir), self.criterion)
+        name = OmegaConf.select(self.cfg, "mlflow.register_model_name", default=None)
+        try:
+            # The checkpoint this run just wrote from the user's own (trusted) config.
+            return log_network(
+                self.tracking_uri, self.run_id, checkpoint, name, trust_checkpoint=True
+            )
+        except Exception as err:  # a model that will not save must not lose the trained run
+            message = f"{type(err).__name__}: {err}"[:TAG_VALUE_LIMIT]
+            log.warning("run %s: the model was not logged to MLflow: %s", self.run_id, message)
+            MlflowClient(self.tracking_uri).set_tag(self.run_id, "model.error", message)
+            return None
