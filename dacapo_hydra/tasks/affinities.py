@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from dacapo_hydra.config.units import Length
 from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
-from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
+from dacapo_hydra.tasks.balance import ClassBalancer
+from dacapo_hydra.tasks.base import Params, Task
 from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION
 from dacapo_hydra.tasks.instances.agglomeration import agglomerate, fragments
 from dacapo_hydra.tasks.instances.distance_watershed import h_grid, mask_watershed
@@ -156,9 +157,7 @@ class AffinitiesTask(Task):
         self.downsample_lsds = downsample_lsds
         self.lsds_to_affs_weight_ratio = lsds_to_affs_weight_ratio
         self.lsd_balancer = ClassBalancer(1, 2, lsd_clip_min, lsd_clip_max)
-        if criterion is not None:
-            self.criterion = criterion
-        self.check_criterion()
+        self.set_criterion(criterion)
 
     @property
     def num_affinities(self) -> int:

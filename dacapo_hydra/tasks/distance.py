@@ -11,7 +11,7 @@ from dacapo_hydra.config.units import Length, to_nm
 from dacapo_hydra.tasks.base import Params
 from dacapo_hydra.tasks.binary import BinaryEvaluation
 from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION, DistanceInstances
-from dacapo_hydra.tasks.distances import ScaledDistanceOptions, ScaledDistanceTask
+from dacapo_hydra.tasks.scaled_distance import ScaledDistanceOptions, ScaledDistanceTask
 
 
 class DistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
@@ -46,7 +46,7 @@ class DistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
         **options: `channels`, `class_ids`, `scale_factor`, `clip_distance`,
             `tol_distance` (also the tolerance of the `*_with_tolerance` scores),
             `mask_distances`, `clip_min`, `clip_max` and `object_radius`, as
-            :class:`~dacapo_hydra.tasks.distances.ScaledDistanceTask` takes them.
+            :class:`~dacapo_hydra.tasks.scaled_distance.ScaledDistanceTask` takes them.
 
     """
 
@@ -72,8 +72,7 @@ class DistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
             for t in (thresholds or self.voxel_grid(None, (-1, -0.5, 0, 0.5, 1)))
         ]
         self.init_instances(seed_h, (1, 2), min_sizes, foreground_distance, 0.0)
-        self.criterion = criterion or (INSTANCE_CRITERION if self.instances else "dice")
-        self.check_criterion()
+        self.set_criterion(criterion, INSTANCE_CRITERION if self.instances else "dice")
 
     def parameter_grid(self) -> list[Params]:
         """Instances: one set per h (nm) and minimum size; else one per threshold (nm)."""

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from dacapo_hydra.config.units import Length, to_nm
-from dacapo_hydra.tasks.base import ClassBalancer, Params
+from dacapo_hydra.tasks.balance import ClassBalancer
+from dacapo_hydra.tasks.base import Params
 from dacapo_hydra.tasks.binary import BinaryEvaluation
 from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION, DistanceInstances
-from dacapo_hydra.tasks.distances import ScaledDistanceOptions, ScaledDistanceTask
+from dacapo_hydra.tasks.scaled_distance import ScaledDistanceOptions, ScaledDistanceTask
 
 
 class HotDistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
@@ -40,7 +41,7 @@ class HotDistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
         criterion: score that picks the best iteration and parameters.
         **options: `channels`, `class_ids`, `scale_factor`, `clip_distance`,
             `tol_distance`, `mask_distances`, `clip_min` (for both heads) and
-            `clip_max`, as :class:`~dacapo_hydra.tasks.distances.ScaledDistanceTask`
+            `clip_max`, as :class:`~dacapo_hydra.tasks.scaled_distance.ScaledDistanceTask`
             takes them.
 
     """
@@ -77,8 +78,7 @@ class HotDistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
         ]
         self.instances = bool(instances)
         self.init_instances(seed_h, (1, 2), min_sizes, None, 0.0)
-        self.criterion = criterion or (INSTANCE_CRITERION if self.instances else "dice")
-        self.check_criterion()
+        self.set_criterion(criterion, INSTANCE_CRITERION if self.instances else "dice")
 
     @property
     def num_channels(self) -> int:

@@ -10,7 +10,8 @@ import numpy as np
 from dacapo_hydra.config.units import Length
 from dacapo_hydra.tasks.base import Params
 from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION, DistanceInstances
-from dacapo_hydra.tasks.distances import ScaledDistanceOptions, ScaledDistanceTask, inner_distance
+from dacapo_hydra.tasks.distances import inner_distance
+from dacapo_hydra.tasks.scaled_distance import ScaledDistanceOptions, ScaledDistanceTask
 
 
 class InnerDistanceTask(DistanceInstances, ScaledDistanceTask):
@@ -34,7 +35,7 @@ class InnerDistanceTask(DistanceInstances, ScaledDistanceTask):
         **options: `channels`, `class_ids` (the ground truth must hold instance ids),
             `scale_factor`, `clip_distance`, `tol_distance`, `mask_distances`,
             `clip_min`, `clip_max` and `object_radius`, as
-            :class:`~dacapo_hydra.tasks.distances.ScaledDistanceTask` takes them.
+            :class:`~dacapo_hydra.tasks.scaled_distance.ScaledDistanceTask` takes them.
 
     """
 
@@ -62,9 +63,7 @@ class InnerDistanceTask(DistanceInstances, ScaledDistanceTask):
             foreground_distance,
             0.25 * min(self.voxel_size),
         )
-        if criterion is not None:
-            self.criterion = criterion
-        self.check_criterion()
+        self.set_criterion(criterion)
 
     @property
     def seed_distances(self) -> list[float]:

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dacapo_hydra.config.units import Length, to_nm
-from dacapo_hydra.tasks.base import ClassBalancer, Params, Task
+from dacapo_hydra.tasks.balance import ClassBalancer
+from dacapo_hydra.tasks.base import Params, Task
 from dacapo_hydra.tasks.binary import BinaryEvaluation
 from dacapo_hydra.tasks.classes import ClassMap
 
@@ -64,9 +65,7 @@ class OneHotTask(BinaryEvaluation, Task):
         self.clip_distance = to_nm(
             clip_distance, self.voxel_size, "task.clip_distance", min_voxels=1
         )
-        if criterion is not None:
-            self.criterion = criterion
-        self.check_criterion()
+        self.set_criterion(criterion)
 
     @property
     def num_channels(self) -> int:

@@ -1,57 +1,50 @@
-"""Class balancing: DaCapo's clipped frequencies, kept running across crops."""
+"""What every task shares: its criterion, chosen once and checked; class maps."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from dacapo_hydra.tasks.base import ClassBalancer
+from dacapo_hydra.tasks.affinities import AffinitiesTask
+from dacapo_hydra.tasks.base import Task
 from dacapo_hydra.tasks.classes import ClassMap
+from dacapo_hydra.tasks.distance import DistanceTask
+from dacapo_hydra.tasks.hot_distance import HotDistanceTask
+from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
+from dacapo_hydra.tasks.one_hot import OneHotTask
+
+VS = (4.0, 4.0)
+# Each task with its default criterion, and another of its scores.
+TASKS: dict[str, tuple[Callable[..., Task], str, str]] = {
+    "distance": (lambda **kw: DistanceTask(2, VS, **kw), "dice", "jaccard"),
+    "distance_instances": (
+        lambda **kw: DistanceTask(2, VS, instances=True, **kw),
+        "detection_f1",
+        "voi",
+    ),
+    "hot_distance": (lambda **kw: HotDistanceTask(2, VS, **kw), "dice", "jaccard"),
+    "inner_distance": (lambda **kw: InnerDistanceTask(2, VS, **kw), "detection_f1", "voi"),
+    "affinities": (lambda **kw: AffinitiesTask(2, VS, **kw), "detection_f1", "voi"),
+    "one_hot": (lambda **kw: OneHotTask(2, VS, **kw), "dice", "jaccard"),
+}
 
 
-def test_binary_weights_by_hand() -> None:
-    positive = np.zeros((1, 10), bool)
-    positive[0, :2] = True  # foreground frequency 2/10
-    weights = ClassBalancer(1, 2, 0.05, 0.95)(positive, np.ones(10))
-    assert weights[0, :2] == pytest.approx([1 / (2 * 0.2)] * 2)
-    assert weights[0, 2:] == pytest.approx([1 / (2 * 0.8)] * 8)
+@pytest.mark.parametrize("name", TASKS)
+def test_the_criterion_is_the_default_or_the_given_score(name: str) -> None:
+    make, default, other = TASKS[name]
+    assert make().criterion == default
+    assert make(criterion=None).criterion == default
+    task = make(criterion=other)
+    assert task.criterion == other and other in task.score_directions()
 
 
-def test_frequencies_are_clipped_and_masked() -> None:
-    positive = np.zeros((1, 100), bool)
-    positive[0, 0] = True  # 1 %: clipped up to 10 %
-    mask = np.ones(100)
-    mask[50:] = 0  # frequency among the 50 annotated voxels is 2 %
-    weights = ClassBalancer(1, 2, 0.1, 0.9)(positive, mask)
-    assert weights[0, 0] == pytest.approx(1 / (2 * 0.1))
-    assert weights[0, 1] == pytest.approx(1 / (2 * 0.9))
-    assert not weights[0, 50:].any()
-
-
-def test_frequencies_run_across_crops() -> None:
-    balancer = ClassBalancer(1, 2, 0.01, 0.99)
-    first = np.zeros((1, 10), bool)
-    first[0, :5] = True
-    balancer(first, np.ones(10))
-    second = np.zeros((1, 10), bool)
-    second[0, 0] = True
-    # Running frequency: (5 + 1) / 20 = 0.3, not this crop's 0.1.
-    weights = balancer(second, np.ones(10))
-    assert weights[0, 0] == pytest.approx(1 / (2 * 0.3))
-    assert weights[0, 1] == pytest.approx(1 / (2 * 0.7))
-
-
-def test_many_classes() -> None:
-    classes = np.array([[0, 0, 1, 2, 2, 2, 2, 2, 2, 2]])
-    weights = ClassBalancer(1, 3, 0.05, 0.95)(classes, np.ones(10))
-    assert weights[0].tolist() == pytest.approx(
-        [1 / (3 * 0.2)] * 2 + [1 / (3 * 0.1)] + [1 / (3 * 0.7)] * 7
-    )
-
-
-def test_bad_clip_is_named() -> None:
-    with pytest.raises(ValueError, match="clip_min"):
-        ClassBalancer(1, 2, 0.6, 0.4)
+@pytest.mark.parametrize("name", TASKS)
+def test_a_criterion_that_is_no_score_is_refused(name: str) -> None:
+    make, _, _ = TASKS[name]
+    with pytest.raises(ValueError, match=r"task\.criterion: 'nope' is not a score of \w+Task"):
+        make(criterion="nope")
 
 
 def test_class_map() -> None:
