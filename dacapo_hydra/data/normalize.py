@@ -42,12 +42,15 @@ DEFAULT_PERCENTILES = (1.0, 99.8)
 FAR = 2.0
 REFUSE_FRACTION = 0.05
 WARN_FRACTION = 0.01
-_OPTIONS = {
+DEFAULT_MODE = "percentile"
+# The options of a `datasplit.normalize` node (its schema:
+# :class:`~dacapo_hydra.config.datasplit.NormalizeConfig`): each mode's own, and the shared.
+MODE_OPTIONS = {
     "minmax": ("min", "max"),
     "percentile": ("lower", "upper"),
     "meanstd": ("mean", "std"),
 }
-_SHARED = ("mode", "sample_voxels")
+SHARED_OPTIONS = ("mode", "sample_voxels")
 
 
 def scale_linear(raw: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -240,20 +243,20 @@ class Normalizer:
         if node is None:
             return cls.identity()
         options = {k: v for k, v in dict(node).items() if v is not None}
-        mode = options.pop("mode", "percentile")
+        mode = options.pop("mode", DEFAULT_MODE)
         if mode not in MODES:
             raise ValueError(f"{key}.mode must be one of {MODES}, got {mode!r}")
         for name in options:
-            if name in _SHARED:
+            if name in SHARED_OPTIONS:
                 continue
-            if name not in _OPTIONS[mode]:
-                owner = next((m for m, names in _OPTIONS.items() if name in names), None)
+            if name not in MODE_OPTIONS[mode]:
+                owner = next((m for m, names in MODE_OPTIONS.items() if name in names), None)
                 hint = f", or set {key}.mode: {owner}" if owner else ""
                 raise ValueError(
                     f"{key}.{name} is not an option of mode {mode!r} (which takes "
-                    f"{', '.join(_OPTIONS[mode])}): remove it or set it to null{hint}"
+                    f"{', '.join(MODE_OPTIONS[mode])}): remove it or set it to null{hint}"
                 )
-        values = {n: _number(options[n], f"{key}.{n}") for n in _OPTIONS[mode] if n in options}
+        values = {n: _number(options[n], f"{key}.{n}") for n in MODE_OPTIONS[mode] if n in options}
         budget = int(_number(options.get("sample_voxels", SAMPLE_VOXELS), f"{key}.sample_voxels"))
         if budget < 1:
             raise ValueError(f"{key}.sample_voxels must be at least 1, got {budget}")
