@@ -37,6 +37,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dacapo_hydra.devices import resolve_precision
 from dacapo_hydra.errors import ConfigError
 
 # pl.Trainer arguments the run sets itself, and where they come from.
@@ -114,8 +115,6 @@ def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(f"lightning.{key}: not an argument of pl.Trainer{hint}")
     arguments = {key: _instantiate(value, f"lightning.{key}") for key, value in node.items()}
     if "precision" in arguments:
-        from dacapo_hydra.devices import resolve_precision
-
         arguments["precision"] = resolve_precision(
             arguments["precision"], arguments.get("accelerator", "auto")
         )
