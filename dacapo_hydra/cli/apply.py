@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 from dacapo_hydra.cli.common import (
     execution,
@@ -15,7 +16,9 @@ from dacapo_hydra.cli.common import (
     prediction_options,
 )
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.inference.options import APPLY_DTYPES, ApplyOptions
+
+if TYPE_CHECKING:
+    from dacapo_hydra.inference.options import ApplyOptions
 
 EXAMPLES = """\
   dacapo-apply --run-id <run id> --input data/volume.zarr raw/s0 --output segmentation.zarr
@@ -71,6 +74,8 @@ def apply_criterion(args: argparse.Namespace) -> str | None:
 
 def apply_parser() -> argparse.ArgumentParser:
     """The command line of `dacapo-apply`."""
+    from dacapo_hydra.inference.options import APPLY_DTYPES
+
     made = parser(
         "dacapo-apply",
         "Predict a zarr volume with an MLflow run's best checkpoint and post-process it "
@@ -126,6 +131,7 @@ def apply_parser() -> argparse.ArgumentParser:
 def apply_options(args: argparse.Namespace) -> ApplyOptions:
     """The application's options from its command line (the MLflow store found, if a run)."""
     from dacapo_hydra import tracking
+    from dacapo_hydra.inference.options import ApplyOptions
 
     if args.run_id and args.params:
         raise ConfigError("--params goes with --checkpoint; a run brings its best parameters")

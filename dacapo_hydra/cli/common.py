@@ -14,7 +14,9 @@ One style across the commands that use a trained model:
   (:func:`guarded`).
 
 Nothing heavy (torch, Lightning, MLflow, MONAI, zarr) is imported until a
-command runs, so `--help`, `--version` and shell completion answer at once.
+command runs, so `--help`, `--version` and shell completion answer at once; the
+commands' modules import even the light ones they need only to run (options,
+devices) when they run.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from dacapo_hydra import __version__
-from dacapo_hydra.devices import parse_devices
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.inference.options import Execution, PredictOptions
 
 if TYPE_CHECKING:
     from dacapo_hydra.data.roi import Roi
+    from dacapo_hydra.inference.options import Execution, PredictOptions
 
 STORE_HELP = (
     "MLflow store of --run-id (default: $MLFLOW_TRACKING_URI, else $DACAPO_OUTPUT_DIR/mlflow.db, "
@@ -223,6 +224,8 @@ def prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...
 
 def prediction_options(args: argparse.Namespace, **extra: Any) -> PredictOptions:
     """The prediction's options from the arguments of :func:`prediction_arguments` (+ `extra`)."""
+    from dacapo_hydra.inference.options import PredictOptions
+
     return PredictOptions(
         roi=parse_roi(args.roi),
         dtype=args.dtype,
@@ -240,6 +243,9 @@ def prediction_options(args: argparse.Namespace, **extra: Any) -> PredictOptions
 
 def execution(args: argparse.Namespace) -> Execution:
     """Where the blocks run, from `--workers`, `--devices` and `--scheduler`, checked."""
+    from dacapo_hydra.devices import parse_devices
+    from dacapo_hydra.inference.options import Execution
+
     devices = parse_devices(args.devices)
     if devices and args.scheduler:
         raise ConfigError(

@@ -15,7 +15,6 @@ from dacapo_hydra.cli.common import (
     prediction_arguments,
     prediction_options,
 )
-from dacapo_hydra.inference.options import DTYPES
 
 EXAMPLES = """\
   dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr
@@ -30,6 +29,8 @@ EXAMPLES = """\
 
 def predict_parser() -> argparse.ArgumentParser:
     """The command line of `dacapo-predict`."""
+    from dacapo_hydra.inference.options import DTYPES
+
     made = parser(
         "dacapo-predict",
         "Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr "
