@@ -91,6 +91,7 @@ def run_one(dims: int, task: str, iterations: int, work: Path, extra: list[str])
 
     from dacapo_hydra.api import compose
     from dacapo_hydra.inference.apply import apply
+    from dacapo_hydra.inference.options import ApplyOptions, Execution
     from dacapo_hydra.training.run import train
 
     interval = max(1, iterations // 5)
@@ -115,9 +116,8 @@ def run_one(dims: int, task: str, iterations: int, work: Path, extra: list[str])
         container,
         "validate/raw",
         out,
-        run_id=result.run_id,
-        tracking_uri=result.tracking_uri,
-        progress=False,
+        options=ApplyOptions(run_id=result.run_id, tracking_uri=result.tracking_uri),
+        execution=Execution(progress=False),
     )
     labels = zarr.open_group(str(out))[f"{applied.labels[1]}/s0"][:]
     labels = labels[0] if labels.ndim == dims + 1 else labels

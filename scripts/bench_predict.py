@@ -83,12 +83,13 @@ def write_volume(path: Path, edge: int, chunk: int = 64) -> None:
 
 def child_predict(checkpoint: str, volume: Path, out: Path) -> dict:
     """In a fresh process: predict the whole volume blockwise, zarr to zarr."""
+    from dacapo_hydra.inference.options import Execution
     from dacapo_hydra.inference.predict import plan_prediction
 
     shutil.rmtree(out, ignore_errors=True)
     job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
     loaded = peak_rss_mb()
-    result = job.run(progress=False)
+    result = job.run(Execution(progress=False))
     voxels = int(np.prod(job.grid.roi.shape) / VOXEL**3)
     return {
         "seconds": result.seconds,
@@ -107,7 +108,8 @@ def child_memory(checkpoint: str, volume: Path) -> dict:
     from dacapo_hydra.data.array import ZarrArray
     from dacapo_hydra.data.normalize import Normalizer
     from dacapo_hydra.inference.blocks import BlockGrid
-    from dacapo_hydra.inference.predict import BlockPlan, load_model
+    from dacapo_hydra.inference.plan import BlockPlan
+    from dacapo_hydra.inference.predictor import load_model
 
     module = load_model(checkpoint)
     raw = ZarrArray.open(volume, "raw")

@@ -14,10 +14,14 @@ from dacapo_hydra.api import compose
 from dacapo_hydra.cli import apply_main
 from dacapo_hydra.data.tools.synthetic import write_synthetic
 from dacapo_hydra.inference.apply import apply
-from dacapo_hydra.inference.predict import load_model, predict
+from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
+from dacapo_hydra.inference.predict import predict
+from dacapo_hydra.inference.predictor import load_model
 from dacapo_hydra.training.run import TrainResult, train
 from tests.conftest import perturbed, tiny_overrides
 from tests.data.test_ome_valid import assert_valid_ome_zarr
+
+QUIET = Execution(progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +51,13 @@ def test_apply_predicts_with_the_best_checkpoint_and_post_processes_with_the_bes
         volume,
         "validate/raw",
         out,
-        run_id=run.run_id,
-        tracking_uri=run.tracking_uri,
-        progress=False,
+        options=ApplyOptions(run_id=run.run_id, tracking_uri=run.tracking_uri),
+        execution=QUIET,
     )
     record = tracking.read_best(run.tracking_uri, run.run_id)
     assert result.params == record["params"] and result.criterion == record["criterion"]
     best = tracking.checkpoint_for_run(run.tracking_uri, run.run_id, f"best_{result.criterion}")
-    predict(best, volume, "validate/raw", out, "reference", progress=False)
+    predict(best, volume, "validate/raw", out, "reference", execution=QUIET)
     group = zarr.open_group(str(out))
     np.testing.assert_array_equal(group["prediction/s0"][:], group["reference/s0"][:])
     task = load_model(best).task
@@ -104,8 +107,9 @@ def test_bad_input_is_refused_before_writing(
         )
     assert "trained on" in capsys.readouterr().err
     assert not out.exists()
+    half = PredictOptions(dtype="float16")
     predict(
-        run.checkpoint, volume, "validate/raw", out, "prediction", dtype="float16", progress=False
+        run.checkpoint, volume, "validate/raw", out, "prediction", options=half, execution=QUIET
     )
     with pytest.raises(SystemExit):
         apply_main(["--run-id", run.run_id, "--tracking-uri", run.tracking_uri, *args])
@@ -125,11 +129,12 @@ def test_a_rerun_resumes_only_with_the_same_model_and_parameters(
             volume,
             "validate/raw",
             out,
-            checkpoint=checkpoint,
-            params={"threshold": threshold},
-            input_shape=(44, 44, 44),
-            overwrite=overwrite,
-            progress=False,
+            options=ApplyOptions(
+                checkpoint=checkpoint,
+                params={"threshold": threshold},
+                prediction=PredictOptions(input_shape=(44, 44, 44), overwrite=overwrite),
+            ),
+            execution=QUIET,
         )
 
     apply_with(run.checkpoint, 0.0)
@@ -142,9 +147,8 @@ def test_a_rerun_resumes_only_with_the_same_model_and_parameters(
         apply_with(run.checkpoint, 0.5)
     apply_with(other, 0.5, overwrite=True)
     group = zarr.open_group(str(out))
-    predict(
-        other, volume, "validate/raw", out, "reference", input_shape=(44, 44, 44), progress=False
-    )
+    small = PredictOptions(input_shape=(44, 44, 44))
+    predict(other, volume, "validate/raw", out, "reference", options=small, execution=QUIET)
     np.testing.assert_array_equal(group["prediction/s0"][:], group["reference/s0"][:])
     expected = load_model(other).task.post_process(group["reference/s0"][:], {"threshold": 0.5})
     np.testing.assert_array_equal(group["prediction/labels/mask/s0"][:], expected)

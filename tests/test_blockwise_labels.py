@@ -9,15 +9,18 @@ import pytest
 import zarr
 from scipy.ndimage import label as connected_components
 
+from dacapo_hydra.data.output import open_output
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.labels import Source, post_process_blockwise
-from dacapo_hydra.inference.predict import open_output
+from dacapo_hydra.inference.fragments import Source
+from dacapo_hydra.inference.labels import post_process_blockwise
+from dacapo_hydra.inference.options import Execution
 from dacapo_hydra.tasks.distance import DistanceTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
 
 VOXEL = (8.0, 8.0, 8.0)
 SHAPE = (24, 48, 48)  # blocks of 24^3: a 1 x 2 x 2 grid, four blocks meeting on the axis z
 BLOCK = (24, 24, 24)
+QUIET = Execution(progress=False)
 
 
 def objects() -> np.ndarray:
@@ -69,9 +72,8 @@ def test_watershed_ids_are_consistent_across_block_faces(
         "prediction",
         tmp_path / "out.zarr",
         "labels",
-        BLOCK,
-        None,
-        progress=False,
+        block_shape=BLOCK,
+        execution=QUIET,
     )
     assert result.blocks == 4 and result.instances
     labels = zarr.open_group(str(tmp_path / "out.zarr"))["labels/s0"][:]
@@ -106,9 +108,8 @@ def test_two_dask_workers_label_like_one(
             "prediction",
             out,
             name,
-            BLOCK,
-            workers=workers,
-            progress=False,
+            block_shape=BLOCK,
+            execution=Execution(workers=workers, progress=False),
         )
     group = zarr.open_group(str(out))
     np.testing.assert_array_equal(group["two/s0"][:], group["one/s0"][:])
@@ -122,7 +123,7 @@ def test_threshold_per_block_and_connected_components(tmp_path: Path) -> None:
     out = tmp_path / "out.zarr"
     params = {"threshold": 0.0}
     mask = post_process_blockwise(
-        task, params, pred_path, "prediction", out, "mask", BLOCK, progress=False
+        task, params, pred_path, "prediction", out, "mask", block_shape=BLOCK, execution=QUIET
     )
     assert not mask.instances and mask.objects is None
     binary = zarr.open_group(str(out))["mask/s0"][:]
@@ -136,10 +137,10 @@ def test_threshold_per_block_and_connected_components(tmp_path: Path) -> None:
             "prediction",
             out,
             name,
-            BLOCK,
+            block_shape=BLOCK,
             context=context,
             connected_components=True,
-            progress=False,
+            execution=QUIET,
         )
         labels = zarr.open_group(str(out))[f"{name}/s0"][:]
         assert same_partition(labels[0], expected)  # the U's arms meet in the upper blocks
@@ -158,8 +159,8 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
         "prediction",
         out,
         "labels",
-        BLOCK,
-        progress=False,
+        block_shape=BLOCK,
+        execution=QUIET,
     )
     before = zarr.open_group(str(out))["labels/s0"][:]
     again = post_process_blockwise(
@@ -169,8 +170,8 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
         "prediction",
         out,
         "labels",
-        BLOCK,
-        progress=False,
+        block_shape=BLOCK,
+        execution=QUIET,
     )
     assert again.objects == first.objects
     np.testing.assert_array_equal(zarr.open_group(str(out))["labels/s0"][:], before)
@@ -182,8 +183,8 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
             "prediction",
             out,
             "labels",
-            BLOCK,
-            progress=False,
+            block_shape=BLOCK,
+            execution=QUIET,
         )
     with pytest.raises(
         ValueError,
@@ -197,12 +198,19 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
             "prediction",
             out,
             "labels",
-            BLOCK,
-            progress=False,
+            block_shape=BLOCK,
+            execution=QUIET,
         )
     with pytest.raises(ValueError, match="seed_distance"):
         post_process_blockwise(
-            task, {"bias": 0.5}, pred_path, "prediction", out, "other", BLOCK, progress=False
+            task,
+            {"bias": 0.5},
+            pred_path,
+            "prediction",
+            out,
+            "other",
+            block_shape=BLOCK,
+            execution=QUIET,
         )
     with pytest.raises(ValueError, match="multiples of the prediction's chunks"):
         post_process_blockwise(
@@ -212,8 +220,8 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
             "prediction",
             out,
             "other",
-            (20, 24, 24),
-            progress=False,
+            block_shape=(20, 24, 24),
+            execution=QUIET,
         )
     assert not (out / "other").exists()
     # overwrite starts afresh with the other parameters, and records them.
@@ -224,9 +232,9 @@ def test_rerun_is_a_no_op_and_a_different_output_is_refused(
         "prediction",
         out,
         "labels",
-        BLOCK,
-        progress=False,
+        block_shape=BLOCK,
         overwrite=True,
+        execution=QUIET,
     )
     attrs = zarr.open_group(str(out))["labels"].attrs.asdict()
     assert attrs["dacapo"]["post_process"] == {"seed_distance": 24.0}

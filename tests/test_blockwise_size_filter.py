@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import zarr
 
-from dacapo_hydra.inference.labels import Source, post_process_blockwise
+from dacapo_hydra.inference.fragments import Source
+from dacapo_hydra.inference.labels import post_process_blockwise
+from dacapo_hydra.inference.options import Execution
 from dacapo_hydra.tasks.affinities import AffinitiesTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
 from tests.test_blockwise_labels import VOXEL, objects, same_partition, write_prediction
+
+QUIET = Execution(progress=False)
 
 
 def volume() -> np.ndarray:
@@ -41,8 +45,9 @@ def test_blockwise_size_filter_equals_whole_volume(
     gt = volume()
     assert whole[0][gt == 7].max() == 0  # 3 voxels: filtered
     assert np.unique(whole[0][gt == 6]).size == 1 and whole[0][gt == 6][0] != 0  # 8 kept
+    out = tmp_path / "out.zarr"
     result = post_process_blockwise(
-        task, params, path, "prediction", tmp_path / "out.zarr", "labels", block, progress=False
+        task, params, path, "prediction", out, "labels", block_shape=block, execution=QUIET
     )
     labels = zarr.open_group(str(tmp_path / "out.zarr"))["labels/s0"][:]
     assert same_partition(labels, whole)
@@ -80,7 +85,14 @@ def test_affinity_routes_blockwise_equal_whole_volume_at_two_block_sizes(
     for block in ((12, 12, 12), (24, 24, 24)):
         name = f"labels_{block[0]}"
         result = post_process_blockwise(
-            task, params, path, "prediction", tmp_path / "out.zarr", name, block, progress=False
+            task,
+            params,
+            path,
+            "prediction",
+            tmp_path / "out.zarr",
+            name,
+            block_shape=block,
+            execution=QUIET,
         )
         labels = zarr.open_group(str(tmp_path / "out.zarr"))[f"{result.dataset}/s0"][:]
         assert same_partition(labels.reshape(whole.shape), whole)

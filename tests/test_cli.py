@@ -12,12 +12,13 @@ from mlflow.tracking import MlflowClient
 
 from dacapo_hydra import __version__
 from dacapo_hydra.cli import (
-    PREDICT_DTYPES,
     apply_main,
     export_main,
     predict_main,
     validate_main,
 )
+from dacapo_hydra.cli.apply import apply_parser
+from dacapo_hydra.cli.predict import predict_parser
 from dacapo_hydra.tracking import ui_url
 from tests.conftest import REPO, tiny_overrides
 
@@ -191,10 +192,12 @@ def test_version_and_help_with_examples_and_defaults(
     assert "(default: best)" in text
 
 
-def test_predict_dtypes_match_the_predictor() -> None:
-    from dacapo_hydra.inference.predict import DTYPES
+def test_command_dtypes_are_the_options() -> None:
+    from dacapo_hydra.inference.options import APPLY_DTYPES, DTYPES
 
-    assert PREDICT_DTYPES == DTYPES
+    for parser, dtypes in ((predict_parser(), DTYPES), (apply_parser(), APPLY_DTYPES)):
+        (action,) = [a for a in parser._actions if a.dest == "dtype"]
+        assert tuple(action.choices) == dtypes
 
 
 def test_train_help_and_version(tmp_path: Path) -> None:

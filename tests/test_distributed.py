@@ -524,12 +524,14 @@ def test_predict_on_gpu_workers_matches_one_process(trained_3d: str, tmp_path: P
 
     from dacapo_hydra.cli import predict_main
     from dacapo_hydra.data.tools.synthetic import write_synthetic
+    from dacapo_hydra.inference.options import PredictOptions
     from dacapo_hydra.inference.predict import predict
 
     volume = write_synthetic(tmp_path / "vol.zarr", dims=3, shape=[40, 64, 64])
     out = tmp_path / "out.zarr"
     shape = ["--input-shape", "44", "44", "44"]
-    predict(trained_3d, volume, "validate/raw", out, "one", input_shape=(44, 44, 44))
+    options = PredictOptions(input_shape=(44, 44, 44))
+    predict(trained_3d, volume, "validate/raw", out, "one", options=options)
     predict_main(
         ["--checkpoint", trained_3d, "--input", str(volume), "validate/raw", "--output", str(out)]
         + ["--prediction-dataset", "gpus", "--devices", "0,1", *shape]

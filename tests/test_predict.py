@@ -18,22 +18,20 @@ from monai.inferers import sliding_window_inference
 from dacapo_hydra.cli import predict_main
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.normalize import Normalizer
+from dacapo_hydra.data.output import LEDGER_DIR
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.tools.synthetic import write_synthetic
-from dacapo_hydra.inference.predict import (
-    LEDGER_DIR,
-    BlockPlan,
-    PredictResult,
-    load_model,
-    predict,
-    predict_roi,
-)
+from dacapo_hydra.inference.options import Execution, PredictOptions
+from dacapo_hydra.inference.plan import BlockPlan
+from dacapo_hydra.inference.predict import PredictResult, predict
+from dacapo_hydra.inference.predictor import load_model, predict_roi
 from dacapo_hydra.inference.provenance import model_sha256
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.run import build, module_from_checkpoint
 from tests.conftest import perturbed
 
 SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks
+QUIET = Execution(progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +63,13 @@ def whole_volume_prediction(checkpoint: str, container: Path, dataset: str) -> n
 def test_blockwise_equals_whole_volume_pass(trained_3d: str, volume: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.zarr"
     result = predict(
-        trained_3d, volume, "validate/raw", out, "distance", input_shape=SMALL, progress=False
+        trained_3d,
+        volume,
+        "validate/raw",
+        out,
+        "distance",
+        options=PredictOptions(input_shape=SMALL),
+        execution=QUIET,
     )
     assert result.blocks == 2 * 4 * 4
     blockwise = zarr.open_group(str(out))["distance/s0"][:]
@@ -156,8 +160,8 @@ def test_same_padding_blends_like_a_whole_volume_sliding_window(
         "validate/raw",
         out,
         "p",
-        progress=False,
-        **kwargs,
+        options=PredictOptions(**kwargs),
+        execution=QUIET,
     )
     blocks = tuple(int(np.ceil(s / b)) for s, b in zip(raw.spatial_shape, block, strict=True))
     assert result.blocks == np.prod(blocks) > 3
@@ -177,19 +181,12 @@ def test_roi_dtype_and_mirroring(trained_3d: str, volume: Path, tmp_path: Path) 
     roi = Roi((16 + 80.0, 32 + 160.0, 48 + 80.0), (160.0, 320.0, 240.0))
     assert ZarrArray.open(volume, "validate/raw").roi.contains(roi)
     out = tmp_path / "out.zarr"
-    predict(trained_3d, volume, "validate/raw", out, "f32", roi=roi, progress=False)
-    predict(
-        trained_3d,
-        volume,
-        "validate/raw",
-        out,
-        "u8",
-        roi=roi,
-        dtype="uint8",
-        value_range=(-1, 1),
-        progress=False,
-    )
-    predict(trained_3d, volume, "validate/raw", out, "tta", roi=roi, mirror=True, progress=False)
+    for name, options in (
+        ("f32", PredictOptions(roi=roi)),
+        ("u8", PredictOptions(roi=roi, dtype="uint8", value_range=(-1, 1))),
+        ("tta", PredictOptions(roi=roi, mirror=True)),
+    ):
+        predict(trained_3d, volume, "validate/raw", out, name, options=options, execution=QUIET)
     f32 = zarr.open_group(str(out))["f32/s0"][:]
     u8 = zarr.open_group(str(out))["u8/s0"][:]
     tta = zarr.open_group(str(out))["tta/s0"][:]
@@ -204,10 +201,10 @@ def test_two_dask_workers_give_the_same_output(
     trained_3d: str, volume: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.zarr"
-    predict(trained_3d, volume, "validate/raw", out, "one", input_shape=SMALL, progress=False)
-    predict(
-        trained_3d, volume, "validate/raw", out, "two", workers=2, input_shape=SMALL, progress=False
-    )
+    options = PredictOptions(input_shape=SMALL)
+    predict(trained_3d, volume, "validate/raw", out, "one", options=options, execution=QUIET)
+    two = Execution(workers=2, progress=False)
+    predict(trained_3d, volume, "validate/raw", out, "two", options=options, execution=two)
     group = zarr.open_group(str(out))
     np.testing.assert_allclose(group["two/s0"][:], group["one/s0"][:], atol=1e-6)
 
@@ -217,7 +214,8 @@ def test_kill_and_resume_gives_identical_output(
     trained_3d: str, volume: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.zarr"
-    predict(trained_3d, volume, "validate/raw", out, "reference", input_shape=SMALL, progress=False)
+    small = PredictOptions(input_shape=SMALL)
+    predict(trained_3d, volume, "validate/raw", out, "reference", options=small, execution=QUIET)
     command = [
         sys.executable,
         "-c",
@@ -244,7 +242,7 @@ def test_kill_and_resume_gives_identical_output(
     proc.wait()
     done_before = len([p for p in ledger.iterdir() if not p.name.startswith(".")])
     result = predict(
-        trained_3d, volume, "validate/raw", out, "resumed", input_shape=SMALL, progress=False
+        trained_3d, volume, "validate/raw", out, "resumed", options=small, execution=QUIET
     )
     assert 0 < done_before < result.blocks
     assert result.blocks_done_now == result.blocks - done_before
@@ -258,8 +256,9 @@ def test_a_killed_prediction_resumed_with_another_checkpoint_is_refused(
 ) -> None:
     other = perturbed(trained_3d, tmp_path / "other.ckpt")
     out = tmp_path / "out.zarr"
+    small = PredictOptions(input_shape=SMALL)
     for checkpoint, name in ((trained_3d, "reference"), (other, "other")):
-        predict(checkpoint, volume, "validate/raw", out, name, input_shape=SMALL, progress=False)
+        predict(checkpoint, volume, "validate/raw", out, name, options=small, execution=QUIET)
 
     def command(checkpoint: str | Path, *extra: str) -> list[str]:
         return [
@@ -321,10 +320,8 @@ def test_resume_with_another_model_input_or_parameters_is_refused(
             kwargs.pop("raw_dataset", "validate/raw"),
             out,
             dataset,
-            roi=FOUR_BLOCKS,
-            input_shape=SMALL,
-            progress=False,
-            **kwargs,
+            options=PredictOptions(roi=FOUR_BLOCKS, input_shape=SMALL, **kwargs),
+            execution=QUIET,
         )
 
     assert run(trained_3d).blocks == 4
@@ -389,16 +386,31 @@ def _voxels_of(block: str) -> tuple[slice, ...]:
 def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.zarr"
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
-        predict(tmp_path / "nope.ckpt", volume, "validate/raw", out, "p", progress=False)
+        predict(tmp_path / "nope.ckpt", volume, "validate/raw", out, "p", execution=QUIET)
     with pytest.raises(ValueError, match="trained on"):
         predict(
-            trained_3d, volume, "validate/raw", out, "p", raw_voxel_size=[4, 4, 4], progress=False
+            trained_3d,
+            volume,
+            "validate/raw",
+            out,
+            "p",
+            options=PredictOptions(raw_voxel_size=[4, 4, 4]),
+            execution=QUIET,
         )
     assert not out.exists()
-    predict(trained_3d, volume, "validate/raw", out, "p", dtype="float16", progress=False)
+    half = PredictOptions(dtype="float16")
+    predict(trained_3d, volume, "validate/raw", out, "p", options=half, execution=QUIET)
     before = zarr.open_group(str(out))["p/s0"][:]
     with pytest.raises(ValueError, match="already holds a different array"):
-        predict(trained_3d, volume, "validate/raw", out, "p", dtype="float32", progress=False)
+        predict(
+            trained_3d,
+            volume,
+            "validate/raw",
+            out,
+            "p",
+            options=PredictOptions(dtype="float32"),
+            execution=QUIET,
+        )
     np.testing.assert_array_equal(zarr.open_group(str(out))["p/s0"][:], before)
 
 

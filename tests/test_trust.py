@@ -26,7 +26,9 @@ from dacapo_hydra.config import register_configs
 from dacapo_hydra.data.tools.synthetic import write_synthetic
 from dacapo_hydra.export.model import export_model
 from dacapo_hydra.inference.apply import plan_apply
-from dacapo_hydra.inference.predict import load_model, predict
+from dacapo_hydra.inference.options import ApplyOptions
+from dacapo_hydra.inference.predict import predict
+from dacapo_hydra.inference.predictor import load_model
 from dacapo_hydra.tracking.model import log_network
 from dacapo_hydra.training.run import build, module_from_checkpoint
 from dacapo_hydra.trust import (
@@ -202,9 +204,12 @@ def test_every_python_load_path_refuses_a_crafted_checkpoint(
     loads: dict[str, Callable[[], object]] = {
         "module_from_checkpoint": lambda: module_from_checkpoint(checkpoint),
         "load_model": lambda: load_model(checkpoint),
-        "predict": lambda: predict(checkpoint, volume, "validate/raw", out, "p", progress=False),
+        "predict": lambda: predict(checkpoint, volume, "validate/raw", out, "p"),
         "plan_apply": lambda: plan_apply(
-            volume, "validate/raw", out, checkpoint=checkpoint, params={"threshold": 0.0}
+            volume,
+            "validate/raw",
+            out,
+            options=ApplyOptions(checkpoint=checkpoint, params={"threshold": 0.0}),
         ),
         "export_model": lambda: export_model(checkpoint, tmp_path / "exported"),
         "log_network": lambda: log_network(f"sqlite:///{tmp_path / 'm.db'}", "nope", checkpoint),

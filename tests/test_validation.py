@@ -24,6 +24,7 @@ from dacapo_hydra.cli import validate_main
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.transforms import ConstantArray
 from dacapo_hydra.errors import DataError
+from dacapo_hydra.inference.options import Execution, PredictOptions
 from dacapo_hydra.inference.predict import predict
 from dacapo_hydra.training.run import build, module_from_checkpoint, train
 from dacapo_hydra.training.validation import Validator
@@ -92,7 +93,16 @@ def test_validation_prediction_is_what_predict_writes(
     validator = Validator(built.split, built.task)
     roi, in_memory = validator.predict(module, dataset)
     container = Path(cfg.datasplit.synthetic.container)
-    predict(module, container, "validate/raw", tmp_path / "p.zarr", "p", roi=roi, progress=False)
+    options, quiet = PredictOptions(roi=roi), Execution(progress=False)
+    predict(
+        module,
+        container,
+        "validate/raw",
+        tmp_path / "p.zarr",
+        "p",
+        options=options,
+        execution=quiet,
+    )
     np.testing.assert_allclose(
         zarr.open_group(str(tmp_path / "p.zarr"))["p/s0"][:], in_memory, atol=1e-6
     )

@@ -97,17 +97,16 @@ class Array(ABC):
         )
 
     def to_voxels(self, roi: Roi) -> tuple[slice, ...]:
-        """Voxel slices for a world ROI that lies on this array's voxel grid."""
-        begin = np.subtract(roi.begin, self.offset) / self.voxel_size
-        shape = np.asarray(roi.shape) / self.voxel_size
-        if not (np.allclose(begin, np.round(begin)) and np.allclose(shape, np.round(shape))):
-            raise ValueError(
-                f"{self.where}: ROI {roi} is not aligned with the voxel grid "
-                f"(voxel_size {self.voxel_size}, offset {self.offset})"
-            )
-        b = np.round(begin).astype(int)
-        s = np.round(shape).astype(int)
-        return tuple(slice(int(i), int(i + n)) for i, n in zip(b, s, strict=True))
+        """Voxel slices of a world ROI on this array's voxel grid (:meth:`Roi.to_slices`).
+
+        Raises:
+            ValueError: naming the array, where the ROI is off its grid.
+
+        """
+        try:
+            return roi.to_slices(self.offset, self.voxel_size)
+        except ValueError as err:
+            raise ValueError(f"{self.where}: {err}") from None
 
     def snap(self, roi: Roi) -> Roi:
         """The smallest box on this array's voxel grid that contains `roi`."""
@@ -165,12 +164,9 @@ class Array(ABC):
         # differ between overlapping ROIs, so blockwise results would depend on blocks.
         if self.roi.contains(roi):
             return self.read(roi)
-        self.to_voxels(roi)  # refuses a ROI off the voxel grid
-        begin = np.round(np.subtract(roi.begin, self.offset) / self.voxel_size).astype(int)
-        size = np.round(np.asarray(roi.shape) / self.voxel_size).astype(int)
         sources = [
-            _padded_indices(b, b + n, length, mode)
-            for b, n, length in zip(begin, size, self.spatial_shape, strict=True)
+            _padded_indices(s.start, s.stop, length, mode)
+            for s, length in zip(self.to_voxels(roi), self.spatial_shape, strict=True)
         ]
         lows = [int(s.min()) for s in sources]
         box = tuple(slice(lo, int(s.max()) + 1) for lo, s in zip(lows, sources, strict=True))

@@ -1,4 +1,8 @@
-"""Regions of interest in world units (nm), axis order z, y, x (2D: y, x)."""
+"""Regions of interest in world units (nm), axis order z, y, x (2D: y, x).
+
+A :class:`Roi` is a box in the world; :meth:`Roi.to_slices` is the one place a box
+becomes voxel indices on a grid (an array's, a prediction's, a block's).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+# How far (in voxels) a box may sit off a grid and still count as on it: float rounding
+# of world coordinates (such as 3.24 nm steps), never a real fraction of a voxel.
+GRID_TOLERANCE = 1e-6
 
 
 def as_tuple(values: Sequence[float] | np.ndarray, name: str = "value") -> tuple[float, ...]:
@@ -72,6 +80,52 @@ class Roi:
             sb <= ob and oe <= se
             for sb, se, ob, oe in zip(self.begin, self.end, other.begin, other.end, strict=True)
         )
+
+    def to_slices(self, origin: Sequence[float], voxel_size: Sequence[float]) -> tuple[slice, ...]:
+        """Voxel slices of this box on the grid whose voxel 0 starts at `origin`.
+
+        Exact: the box must start and end on the grid (up to float rounding), else
+        nothing is rounded and a ValueError says so.
+
+        Example:
+            >>> Roi((16.0, 40.0), (32.0, 8.0)).to_slices((0.0, 8.0), (8.0, 4.0))
+            (slice(2, 6, None), slice(8, 10, None))
+            >>> Roi((4.0,), (8.0,)).to_slices((0.0,), (8.0,))
+            Traceback (most recent call last):
+            ...
+            ValueError: ROI [4:12] nm is not aligned with the voxel grid (voxel_size (8.0,), offset (0.0,))
+
+        Raises:
+            ValueError: the box is off the grid, or its axes differ from the grid's.
+
+        """  # noqa: E501
+        vs = tuple(float(v) for v in voxel_size)
+        offset = tuple(float(o) for o in origin)
+        if not len(vs) == len(offset) == self.dims:
+            raise ValueError(
+                f"ROI {self} has {self.dims} axes; the grid (voxel_size {vs}, offset {offset}) "
+                f"has {len(vs)}"
+            )
+        begin = np.subtract(self.begin, offset) / vs
+        shape = np.asarray(self.shape, dtype=float) / vs
+        steps = np.concatenate([begin, shape])
+        if not np.allclose(steps, np.round(steps), rtol=0, atol=GRID_TOLERANCE):
+            raise ValueError(
+                f"ROI {self} is not aligned with the voxel grid (voxel_size {vs}, offset {offset})"
+            )
+        first = np.round(begin).astype(int).tolist()
+        size = np.round(shape).astype(int).tolist()
+        return tuple(slice(b, b + n) for b, n in zip(first, size, strict=True))
+
+    def voxel_shape(self, voxel_size: Sequence[float]) -> tuple[int, ...]:
+        """The box's shape in voxels of `voxel_size` (exact, as :meth:`to_slices`).
+
+        Example:
+            >>> Roi((8.0, 0.0), (40.0, 16.0)).voxel_shape((8.0, 4.0))
+            (5, 4)
+
+        """
+        return tuple(s.stop for s in self.to_slices(self.begin, voxel_size))
 
     def __str__(self) -> str:
         fmt = ", ".join(f"{b:g}:{e:g}" for b, e in zip(self.begin, self.end, strict=True))

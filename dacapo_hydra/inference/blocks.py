@@ -2,9 +2,11 @@
 
 A :class:`BlockGrid` tiles a world ROI into blocks that each write one region and
 read it grown by a context; a :class:`BlockLedger` records finished blocks durably
-so a rerun does only the missing ones; :func:`run_blocks` runs a block function
-in-process or on a Dask cluster (a LocalCluster with N workers, or any scheduler
-address, e.g. one started by dask-jobqueue on SLURM).
+so a rerun does only the missing ones; a :class:`BlockWorker` does one block and
+travels to Dask workers as paths, opening its arrays there; :func:`run_blocks`
+runs a worker on every block in-process or on a Dask cluster (a LocalCluster with
+N workers, or any scheduler address, e.g. one started by dask-jobqueue on SLURM),
+as an :class:`~dacapo_hydra.inference.options.Execution` says.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ import itertools
 import logging
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from dacapo_hydra.data.roi import Roi
+from dacapo_hydra.devices import device_cluster
+from dacapo_hydra.inference.options import Execution
 
 log = logging.getLogger(__name__)
 
@@ -117,34 +123,62 @@ class BlockLedger:
         return sum(1 for p in self.path.iterdir() if not p.name.startswith("."))
 
 
+Opened = TypeVar("Opened")
+
+
+class BlockWorker(ABC, Generic[Opened]):
+    """Does one block (:meth:`__call__`, returning the voxels it wrote); picklable for Dask.
+
+    A worker holds paths and settings, never open arrays or models: it opens what it
+    reads and writes (:meth:`open`) on first use in each process, and a pickled
+    copy leaves them behind, so each Dask worker opens its own once.
+    """
+
+    _opened: Opened | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_opened", None)
+        return state
+
+    @abstractmethod
+    def open(self) -> Opened:
+        """Open the arrays this worker reads and writes."""
+
+    @property
+    def opened(self) -> Opened:
+        """What :meth:`open` gave, opened once per process."""
+        if self._opened is None:
+            self._opened = self.open()
+        return self._opened
+
+    @abstractmethod
+    def __call__(self, block: Block) -> int:
+        """Do one block; return the voxels written."""
+
+
 def run_blocks(
     process: Callable[[Block], int],
     blocks: Sequence[Block],
     ledger: BlockLedger | None = None,
-    workers: int = 1,
-    scheduler: str | None = None,
+    execution: Execution | None = None,
     description: str = "blocks",
-    progress: bool = True,
-    devices: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Run `process` on every block not yet in `ledger`; return throughput figures.
 
     Args:
-        process: does one block and returns the voxels it wrote. A block is
-            marked done here once `process` returned, so a kill in between only
-            means the (idempotent) block is done again.
+        process: does one block and returns the voxels it wrote (a
+            :class:`BlockWorker`, for Dask). A block is marked done here once
+            `process` returned, so a kill in between only means the (idempotent)
+            block is done again.
         blocks: all blocks; finished ones (per `ledger`) are skipped.
         ledger: the record of finished blocks, or None to do them all.
-        workers: 1 runs in this process, two blocks in flight on threads (so `process`
-            must be thread-safe for distinct blocks); more start a Dask LocalCluster.
-        scheduler: address of a running Dask scheduler (overrides `workers`).
+        execution: where the blocks run (default: in this process, two blocks in
+            flight on threads, so `process` must be thread-safe for distinct blocks).
         description: progress-bar label.
-        progress: show a progress bar with blocks done and voxels/s.
-        devices: GPUs for a LocalCluster's workers, round-robin, each worker seeing
-            one (:func:`dacapo_hydra.devices.worker_device`); given, the blocks run on
-            `workers` Dask workers even when `workers` is 1.
 
     """
+    execution = execution or Execution()
     todo = [b for b in blocks if ledger is None or not ledger.is_done(b)]
     if len(todo) < len(blocks):
         log.info(
@@ -155,8 +189,8 @@ def run_blocks(
         )
     started = time.perf_counter()
     voxels = 0
-    bar = tqdm(total=len(todo), desc=description, unit="block", disable=not progress)
-    if scheduler is None and workers <= 1 and not devices:
+    bar = tqdm(total=len(todo), desc=description, unit="block", disable=not execution.progress)
+    if execution.in_process:
         # Two blocks in flight on threads: one reads or writes zarr (codecs release the
         # GIL) while the other computes, so I/O hides behind the forward pass.
         with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool:
@@ -180,15 +214,16 @@ def run_blocks(
         from dask.distributed import Client, LocalCluster, as_completed
 
         cluster = None
-        if scheduler is None and devices:
-            from dacapo_hydra.devices import device_cluster
-
-            cluster = device_cluster(max(1, workers), devices)
-        elif scheduler is None:
+        if execution.scheduler is None and execution.devices:
+            cluster = device_cluster(execution.workers, execution.devices)
+        elif execution.scheduler is None:
             cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=execution.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
             )
-        client = Client(scheduler or cluster)
+        client = Client(execution.scheduler or cluster)
         try:
             futures = client.map(process, todo, pure=False)
             block_of = {f.key: b for f, b in zip(futures, todo, strict=True)}

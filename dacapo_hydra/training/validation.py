@@ -1,7 +1,7 @@
 """Validation on whole volumes: predict, post-process over the task's grid, evaluate.
 
 Each validation dataset's labelled region is predicted blockwise by the code
-`dacapo-predict` runs (:func:`~dacapo_hydra.inference.predict.predict_roi`: same plan, grid
+`dacapo-predict` runs (:func:`~dacapo_hydra.inference.predictor.predict_roi`: same plan, grid
 and blending), in this process and in memory (validation volumes are small),
 optionally written to zarr for viewing. The task post-processes the prediction
 with every parameter set of its grid (:meth:`~dacapo_hydra.tasks.base.Task.post_process_grid`,
@@ -26,9 +26,11 @@ import numpy as np
 
 from dacapo_hydra.data.checks import holds_object
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
+from dacapo_hydra.data.output import open_output
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.errors import DataError
-from dacapo_hydra.inference.predict import BlockPlan, open_output, predict_roi
+from dacapo_hydra.inference.plan import BlockPlan
+from dacapo_hydra.inference.predictor import predict_roi
 from dacapo_hydra.tasks.base import Params, Task
 from dacapo_hydra.training.module import RunModule
 

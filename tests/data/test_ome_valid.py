@@ -26,11 +26,13 @@ from omegaconf import DictConfig
 
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.ome import parse_multiscale
+from dacapo_hydra.data.output import open_output
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.tools.convert import convert
 from dacapo_hydra.data.tools.synthetic import write_synthetic
 from dacapo_hydra.inference.labels import post_process_blockwise
-from dacapo_hydra.inference.predict import open_output, predict
+from dacapo_hydra.inference.options import Execution
+from dacapo_hydra.inference.predict import predict
 from dacapo_hydra.tasks.distance import DistanceTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
 from dacapo_hydra.training.run import build
@@ -174,7 +176,9 @@ def test_predict_and_validation_outputs_are_valid(
     module = b.module.eval()
     container = Path(cfg.datasplit.synthetic.container)
     out = tmp_path / "p.zarr"
-    predict(module, container, "validate/raw", out, "prediction", progress=False)
+    predict(
+        module, container, "validate/raw", out, "prediction", execution=Execution(progress=False)
+    )
     images = assert_valid_ome_zarr(out)
     assert list(images) == ["prediction"] and type(images["prediction"]) is Image
     prediction = zarr.open_group(str(out), mode="r")["prediction"]
@@ -220,7 +224,7 @@ def test_labels_are_label_images_of_their_prediction(
         "prediction",
         path,
         "prediction/labels/labels",
-        progress=False,
+        execution=Execution(progress=False),
     )
     post_process_blockwise(
         DistanceTask(3, VOXEL),
@@ -229,7 +233,7 @@ def test_labels_are_label_images_of_their_prediction(
         "prediction",
         path,
         "prediction/labels/mask",
-        progress=False,
+        execution=Execution(progress=False),
     )
     images = assert_valid_ome_zarr(path)
     # Labels are found through their image, not listed as images of their own.

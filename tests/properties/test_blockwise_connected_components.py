@@ -21,9 +21,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
+from dacapo_hydra.data.output import open_output
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.labels import Source, plan_labels
-from dacapo_hydra.inference.predict import open_output
+from dacapo_hydra.inference.fragments import Source
+from dacapo_hydra.inference.labels import plan_labels
+from dacapo_hydra.inference.options import Execution
 from dacapo_hydra.tasks.dummy import DummyTask
 
 VOXEL_SIZES = (1.0, 8.0, 3.24)
@@ -84,11 +86,11 @@ def blockwise_components(case: Case, folder: Path) -> tuple[np.ndarray, int]:
         Source.open(folder / "pred.zarr", "prediction"),
         folder / "out.zarr",
         "cc",
-        case.block,
-        case.context,
+        block_shape=case.block,
+        context=case.context,
         connected_components=True,
     )
-    objects = job.run(progress=False)
+    objects = job.run(Execution(progress=False))
     labels = zarr.open_group(str(folder / "out.zarr"))["cc/s0"][:]
     return labels[0], int(objects)
 

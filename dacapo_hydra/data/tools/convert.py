@@ -20,7 +20,8 @@ import tifffile
 import zarr
 from skimage.measure import block_reduce
 
-from dacapo_hydra.data.ome import create_image, pyramid
+from dacapo_hydra.data.ome import pyramid
+from dacapo_hydra.data.output import create_image
 
 
 class TiffStack:

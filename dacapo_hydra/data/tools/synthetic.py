@@ -13,7 +13,7 @@ nuclei) and `mask` (all 1), with 250 nm pixels (1000 nm along z in 3D) by defaul
 
 Each array is an OME-Zarr image with levels `s0` and `s1` (2x coarser); the
 annotations are label images (`image-label`, source `../raw`), and the root lists
-every image (:func:`~dacapo_hydra.data.ome.add_to_collection`), so a viewer opening
+every image (:func:`~dacapo_hydra.data.output.add_to_collection`), so a viewer opening
 the container shows raw as images and the annotations as labels.
 """
 
@@ -35,7 +35,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.segmentation import find_boundaries
 
-from dacapo_hydra.data.ome import add_to_collection, create_image, pyramid
+from dacapo_hydra.data.ome import pyramid
+from dacapo_hydra.data.output import add_to_collection, create_image
 from dacapo_hydra.data.tools.synthetic_nuclei import DEFAULT_VOXEL_SIZE, generate_nuclei
 
 log = logging.getLogger(__name__)

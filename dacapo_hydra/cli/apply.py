@@ -1,0 +1,185 @@
+"""`dacapo-apply`: predict blockwise, then post-process with a run's best parameters."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING
+
+from dacapo_hydra.cli.common import (
+    execution,
+    guarded,
+    model_arguments,
+    one_model,
+    parser,
+    prediction_arguments,
+    prediction_options,
+)
+from dacapo_hydra.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dacapo_hydra.inference.options import ApplyOptions
+
+EXAMPLES = """\
+  dacapo-apply --run-id <run id> --input data/volume.zarr raw/s0 --output segmentation.zarr
+  dacapo-apply --run-id <run id> --criterion detection_f1 --input data/volume.zarr raw/s0 \\
+      --output segmentation.zarr --workers 4
+  dacapo-apply --checkpoint model.ckpt --params threshold=0.5 --connected-components \\
+      --input data/volume.zarr raw/s0 --output segmentation.zarr --labels-dataset cells
+"""
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, float | int | str] | None:
+    """`key=value` pairs as post-processing parameters (numbers where they parse).
+
+    Example:
+        >>> parse_params(["threshold=0.5", "min_size=20", "mode=fast"])
+        {'threshold': 0.5, 'min_size': 20, 'mode': 'fast'}
+
+    """
+    if pairs is None:
+        return None
+    out: dict[str, float | int | str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--params {pair!r}: expected key=value, e.g. threshold=0.5")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def apply_criterion(args: argparse.Namespace) -> str | None:
+    """The criterion whose best checkpoint and parameters apply uses (None: the task's)."""
+    name = args.checkpoint_name
+    if name == "best":
+        return args.criterion
+    if not name.startswith("best_"):
+        raise ValueError(
+            f"--checkpoint-name {name}: dacapo-apply uses a run's best_<criterion> checkpoint "
+            "with the parameters validation chose for it; for another checkpoint give "
+            "--checkpoint PATH --params KEY=VALUE ..."
+        )
+    criterion = name.removeprefix("best_")
+    if args.criterion and args.criterion != criterion:
+        raise ValueError(f"--checkpoint-name {name} and --criterion {args.criterion} disagree")
+    return criterion
+
+
+def apply_parser() -> argparse.ArgumentParser:
+    """The command line of `dacapo-apply`."""
+    from dacapo_hydra.inference.options import APPLY_DTYPES
+
+    made = parser(
+        "dacapo-apply",
+        "Predict a zarr volume with an MLflow run's best checkpoint and post-process it "
+        "blockwise with the parameters validation found best, into OME-NGFF zarr.",
+        EXAMPLES,
+    )
+    model_arguments(made)
+    made.add_argument(
+        "--criterion", help="with --run-id: the score whose best to use (default: the task's)"
+    )
+    made.add_argument(
+        "--params",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="with --checkpoint: post-processing parameters, e.g. threshold=0.5",
+    )
+    prediction_arguments(made, APPLY_DTYPES)
+    made.add_argument("--output", required=True, metavar="CONTAINER", help="output container")
+    made.add_argument(
+        "--prediction-dataset", default="prediction", help="the prediction's group in --output"
+    )
+    made.add_argument(
+        "--labels-dataset",
+        default=None,
+        help="name of the segmentation, an OME-Zarr label image written to "
+        "<prediction-dataset>/labels/<name> (default: labels for instances, mask for the "
+        "binary output of a semantic task)",
+    )
+    made.add_argument(
+        "--labels-block-shape", nargs="+", type=int, help="post-processing block, voxels"
+    )
+    made.add_argument(
+        "--context",
+        nargs="+",
+        type=int,
+        help="voxels post-processing reads beyond each block per side "
+        "(default: a quarter block for instances, 0 otherwise)",
+    )
+    made.add_argument(
+        "--connected-components",
+        action="store_true",
+        help="label connected components of a binary output (instances of a semantic task)",
+    )
+    made.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs instead of resuming them (a rerun resumes only with "
+        "the same model, input and parameters)",
+    )
+    return made
+
+
+def apply_options(args: argparse.Namespace) -> ApplyOptions:
+    """The application's options from its command line (the MLflow store found, if a run)."""
+    from dacapo_hydra import tracking
+    from dacapo_hydra.inference.options import ApplyOptions
+
+    if args.run_id and args.params:
+        raise ConfigError("--params goes with --checkpoint; a run brings its best parameters")
+    criterion = apply_criterion(args) if args.run_id else args.criterion
+    uri = tracking.find_store(args.tracking_uri) if args.run_id else ""
+    return ApplyOptions(
+        run_id=args.run_id,
+        tracking_uri=uri,
+        criterion=criterion,
+        checkpoint=args.checkpoint,
+        params=parse_params(args.params),
+        prediction_dataset=args.prediction_dataset,
+        labels_dataset=args.labels_dataset,
+        labels_block_shape=args.labels_block_shape,
+        context=args.context,
+        connected_components=args.connected_components,
+        prediction=prediction_options(args),
+    )
+
+
+def apply_main(argv: list[str] | None = None) -> None:
+    """`dacapo-apply`: predict blockwise, then post-process with the run's best parameters.
+
+    Example:
+        `dacapo-apply --run-id <run id> --input data/volume.zarr raw/s0 --output seg.zarr`
+
+    """
+    args = apply_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    def command() -> None:
+        from dacapo_hydra.inference.apply import plan_apply
+
+        one_model(args)
+        where = execution(args)
+        job = plan_apply(args.input[0], args.input[1], args.output, options=apply_options(args))
+        if job.model.criterion:
+            print(
+                f"dacapo-apply: {job.model.criterion} {job.model.score} at iteration "
+                f"{job.model.iteration}: parameters {job.model.params}"
+            )
+        result = job.run(where)
+        objects = f", {result.objects} objects" if result.objects is not None else ""
+        print(
+            f"dacapo-apply: wrote {args.output}/{result.prediction[1]}/s0 and "
+            f"{args.output}/{result.labels[1]}/s0 ({result.roi}, voxel size {result.voxel_size} "
+            f"nm, parameters {result.params}{objects}): prediction {result.predict_seconds:.1f}s, "
+            f"post-processing {result.labels_seconds:.1f}s"
+        )
+
+    guarded("dacapo-apply", command)

@@ -1,0 +1,76 @@
+"""`dacapo-export`: export a trained model to a folder that applies without training code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from dacapo_hydra.cli.common import guarded, model_arguments, model_checkpoint, one_model, parser
+
+EXAMPLES = """\
+  dacapo-export --run-id <run id> --output exported_model/
+  dacapo-export --run-id <run id> --checkpoint-name last --output exported_model/ --bioimageio
+  dacapo-export --checkpoint outputs/runs/<run>/checkpoints/best_dice.ckpt --output exported/ \\
+      --input-shape 132 132 132
+  dacapo-export <checkpoint> <folder>              (the older positional form)
+"""
+
+
+def export_parser() -> argparse.ArgumentParser:
+    """The command line of `dacapo-export`."""
+    made = parser(
+        "dacapo-export",
+        "Export a trained model to a folder that applies without the training code: "
+        "torch.export and TorchScript programs, shapes, voxel sizes, normalisation, apply.py.",
+        EXAMPLES,
+    )
+    made.add_argument("legacy_checkpoint", nargs="?", metavar="CHECKPOINT", help="(older form)")
+    made.add_argument("legacy_folder", nargs="?", metavar="FOLDER", help="(older form)")
+    model_arguments(made)
+    made.add_argument("--output", metavar="FOLDER", help="the folder to write")
+    made.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        default=None,
+        help="spatial input voxels (default: the architecture's eval input shape)",
+    )
+    made.add_argument("--overwrite", action="store_true", help="replace the folder")
+    made.add_argument("--bioimageio", action="store_true", help="also write a bioimage.io rdf.yaml")
+    made.add_argument("--author", action="append", help="author name (bioimage.io)")
+    return made
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    """`dacapo-export`: export a trained model to a folder that applies without training code.
+
+    Example:
+        `dacapo-export --run-id <run id> --output exported_model/`
+
+    """
+    args = export_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def command() -> None:
+        from dacapo_hydra.export.model import export_model
+
+        one_model(args, args.legacy_checkpoint)
+        if args.legacy_checkpoint:
+            args.checkpoint = args.legacy_checkpoint
+        if args.output and args.legacy_folder:
+            raise ValueError("give the folder once: --output FOLDER")
+        folder = args.output or args.legacy_folder
+        if not folder:
+            raise ValueError("give the output folder: --output FOLDER")
+        exported = export_model(
+            model_checkpoint(args),
+            folder,
+            args.input_shape,
+            args.overwrite,
+            bioimageio=args.bioimageio,
+            authors=args.author,
+            trust_checkpoint=args.trust_checkpoint,
+        )
+        print(f"dacapo-export: wrote {exported.folder}")
+
+    guarded("dacapo-export", command)

@@ -1,0 +1,110 @@
+"""`dacapo-predict`: blockwise prediction of a zarr volume with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from dacapo_hydra.cli.common import (
+    execution,
+    guarded,
+    model_arguments,
+    model_checkpoint,
+    one_model,
+    parser,
+    prediction_arguments,
+    prediction_options,
+)
+
+EXAMPLES = """\
+  dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr
+  dacapo-predict --run-id <run id> --checkpoint-name last --input data/volume.zarr raw \\
+      --output predictions.zarr --prediction-dataset distance --dtype uint8 --value-range -1 1
+  dacapo-predict --checkpoint outputs/runs/<run>/checkpoints/last.ckpt \\
+      --input data/volume.zarr raw --output predictions.zarr --roi 0:4000,0:8000,0:8000 --mirror
+  dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr \\
+      --devices 0,1,2,3          # four Dask workers, one GPU each
+"""
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    """The command line of `dacapo-predict`."""
+    from dacapo_hydra.inference.options import DTYPES
+
+    made = parser(
+        "dacapo-predict",
+        "Predict a zarr volume blockwise with a trained model, into OME-NGFF zarr "
+        "(<output>/<prediction-dataset>/s0). Resumable: rerun the same command after a kill "
+        "(the same model, input and parameters; --overwrite starts afresh).",
+        EXAMPLES,
+    )
+    model_arguments(made)
+    prediction_arguments(made, DTYPES)
+    made.add_argument(
+        "--output",
+        nargs="+",
+        required=True,
+        metavar="CONTAINER",
+        help="output zarr container (the older form --output CONTAINER DATASET still works)",
+    )
+    made.add_argument(
+        "--prediction-dataset", default="prediction", help="the prediction's group in --output"
+    )
+    made.add_argument(
+        "--value-range",
+        nargs=2,
+        type=float,
+        default=(0.0, 1.0),
+        metavar=("LO", "HI"),
+        help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
+    )
+    made.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing prediction instead of resuming it (a rerun resumes only "
+        "with the same model, input and parameters)",
+    )
+    return made
+
+
+def predict_main(argv: list[str] | None = None) -> None:
+    """`dacapo-predict`: blockwise prediction of a zarr volume with a trained model.
+
+    Example:
+        `dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output out.zarr`
+
+    """
+    args = predict_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    def command() -> None:
+        from dacapo_hydra.inference.predict import predict
+
+        one_model(args)
+        where = execution(args)
+        if len(args.output) > 2:
+            raise ValueError(f"--output takes CONTAINER (and an optional DATASET): {args.output}")
+        container, *legacy = args.output
+        if legacy and args.prediction_dataset not in ("prediction", legacy[0]):
+            raise ValueError(
+                f"give the dataset once: --prediction-dataset or --output {container} D"
+            )
+        dataset = legacy[0] if legacy else args.prediction_dataset
+        checkpoint = str(model_checkpoint(args))
+        options = prediction_options(args, value_range=tuple(args.value_range))
+        result = predict(
+            checkpoint,
+            args.input[0],
+            args.input[1],
+            container,
+            dataset,
+            options=options,
+            execution=where,
+        )
+        print(
+            f"dacapo-predict: wrote {result.container}/{result.dataset}/s0 ({result.roi}, voxel "
+            f"size {result.voxel_size} nm): {result.blocks_done_now} of {result.blocks} blocks in "
+            f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
+        )
+
+    guarded("dacapo-predict", command)

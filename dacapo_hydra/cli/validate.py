@@ -1,0 +1,99 @@
+"""`dacapo-validate`: validate a model on its datasplit's validation datasets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from dacapo_hydra.cli.common import guarded, model_arguments, model_checkpoint, one_model, parser
+
+EXAMPLES = """\
+  dacapo-validate --run-id <run id>
+  dacapo-validate --run-id <run id> --checkpoint-name last --scores dice voi
+  dacapo-validate --checkpoint outputs/runs/<run>/checkpoints/last.ckpt
+  dacapo-validate <run id or checkpoint path>      (the older positional form)
+"""
+
+# Columns of the table after the criterion (those the task has).
+SUMMARY_SCORES = (
+    "dice",
+    "f1",
+    "detection_f1",
+    "mean_average_precision",
+    "adapted_rand_error",
+    "voi",
+    "hausdorff_95",
+)
+
+
+def validate_parser() -> argparse.ArgumentParser:
+    """The command line of `dacapo-validate`."""
+    made = parser(
+        "dacapo-validate",
+        "Validate a checkpoint (or an MLflow run's) on whole validation volumes of the "
+        "datasplit it was trained with, and print a score table.",
+        EXAMPLES,
+    )
+    made.add_argument("model", nargs="?", help="(older form) a checkpoint path or an MLflow run id")
+    model_arguments(made)
+    made.add_argument(
+        "--scores", nargs="+", help="scores to show (default: the task's criterion and a few more)"
+    )
+    return made
+
+
+def validate_main(argv: list[str] | None = None) -> None:
+    """`dacapo-validate`: validate a model on its datasplit's validation datasets.
+
+    Example:
+        `dacapo-validate --run-id <run id> --checkpoint-name last`
+
+    """
+    args = validate_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    def command() -> None:
+        one_model(args, args.model)
+        if args.model:
+            path = Path(args.model)
+            if path.is_file() or path.suffix == ".ckpt" or len(path.parts) > 1:
+                args.checkpoint = args.model
+            else:
+                args.run_id = args.model
+        validate(model_checkpoint(args), args.scores, args.trust_checkpoint)
+
+    guarded("dacapo-validate", command)
+
+
+def validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = False) -> None:
+    """Validate the checkpoint at `path` and print its score table."""
+    from dacapo_hydra.data.datasplit import DataSplit
+    from dacapo_hydra.data.normalize import Normalizer
+    from dacapo_hydra.training.run import module_from_checkpoint
+    from dacapo_hydra.training.validation import Validator, params_key
+
+    module = module_from_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    # The checkpoint's normalisation, as in training: nothing is re-measured.
+    split = DataSplit.from_config(
+        module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
+    )
+    if not split.validate:
+        raise ValueError(f"the datasplit of {path} has no validation datasets")
+    validator = Validator(split, module.task)
+    rows = validator.run(module)
+    criterion = module.task.criterion
+    names = scores or [criterion] + [n for n in SUMMARY_SCORES if n != criterion]
+    names = [n for n in names if any(n in r.scores for r in rows)]
+    header = ["dataset", "params", *names]
+    table = [
+        [r.dataset, params_key(r.params), *(f"{r.scores.get(n, float('nan')):.4g}" for n in names)]
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
+    print(f"checkpoint {path}")
+    for line in [header, *table]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+    best = validator.best_set(rows, 0, criterion)
+    if best is not None:
+        print(f"best {criterion}: {best.score:.4g} with {best.params}")

@@ -1,0 +1,173 @@
+"""The shapes of a prediction block: what one block reads, runs and writes.
+
+Two block geometries (:class:`BlockPlan`):
+
+- valid convolutions (context > 0): one forward pass per block; the context is
+  the network's, so tiles join seamlessly.
+- 'same' padding (MONAI networks, `padding: same`): each block runs MONAI's
+  sliding-window inference over overlapping windows on a grid fixed to the
+  prediction ROI, blended with Gaussian weights, and keeps its central region.
+  The context is the margin every window touching that region needs, so a block
+  sees all the windows a whole-volume sliding-window pass would blend there, and
+  blocks agree across their faces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dacapo_hydra.training.module import RunModule
+
+
+def _blend_margin(window: int, stride: int) -> int:
+    """Input voxels read beyond a block per side so its windows are symmetric about it.
+
+    Windows start every `stride` voxels; a block of k strides is touched by the
+    windows starting in (block begin - window, block end). Among the grid phases,
+    the one placing a window start `m` before every block begin with
+    m = ((c - 1) * stride + window) / 2, c = ceil(window / stride) - 1, makes the
+    windows of a block reach exactly m past either end. For the common overlaps
+    (window a multiple of the stride) m = window - stride.
+
+    Raises:
+        ValueError: if m is not a whole number of voxels.
+
+    """
+    c = math.ceil(window / stride) - 1
+    twice = (c - 1) * stride + window
+    if twice % 2:
+        raise ValueError(
+            f"a window of {window} voxels with stride {stride} has no whole-voxel margin; "
+            "choose an even window (input_shape) or another overlap"
+        )
+    return twice // 2
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Shapes of one prediction block, in voxels and nm.
+
+    Attributes:
+        input_shape: one forward pass's input (a sliding window's, when blending).
+        output_shape: one forward pass's output.
+        write_shape: output voxels written per block (the output's chunk shape).
+        raw_voxel_size: input voxel size (nm).
+        voxel_size: output voxel size (nm).
+        overlap: window overlap (fraction) for 'same'-padding networks; None for
+            networks with context (valid convolutions), which don't blend.
+        blend_margin: input voxels read beyond the block per side, when blending.
+
+    """
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    write_shape: tuple[int, ...]
+    raw_voxel_size: tuple[float, ...]
+    voxel_size: tuple[float, ...]
+    overlap: float | None = None
+    blend_margin: tuple[int, ...] | None = None
+
+    @property
+    def blend(self) -> bool:
+        """Whether blocks blend overlapping windows ('same'-padding networks)."""
+        return self.blend_margin is not None
+
+    @property
+    def upsample(self) -> tuple[int, ...]:
+        """Output voxels per input voxel, per axis."""
+        return tuple(o // i for o, i in zip(self.output_shape, self.input_shape, strict=True))
+
+    @property
+    def context(self) -> tuple[float, ...]:
+        """Nm read beyond the written region on each side."""
+        if self.blend_margin is not None:
+            return tuple(m * v for m, v in zip(self.blend_margin, self.raw_voxel_size, strict=True))
+        return tuple(
+            (i * rv - w * v) / 2
+            for i, w, rv, v in zip(
+                self.input_shape,
+                self.write_shape,
+                self.raw_voxel_size,
+                self.voxel_size,
+                strict=True,
+            )
+        )
+
+    @property
+    def block_size(self) -> tuple[float, ...]:
+        """Nm written per block."""
+        return tuple(w * v for w, v in zip(self.write_shape, self.voxel_size, strict=True))
+
+    @property
+    def read_shape(self) -> tuple[int, ...]:
+        """Input voxels read per block."""
+        return tuple(
+            int(round(b / v + 2 * c / v))
+            for b, c, v in zip(self.block_size, self.context, self.raw_voxel_size, strict=True)
+        )
+
+    @classmethod
+    def for_module(
+        cls,
+        module: RunModule,
+        raw_voxel_size: Sequence[float],
+        input_shape: Sequence[int] | None = None,
+        overlap: float = 0.5,
+        block_shape: Sequence[int] | None = None,
+    ) -> BlockPlan:
+        """The plan for a module's eval input shape (or `input_shape`).
+
+        Args:
+            module: the trained module.
+            raw_voxel_size: input voxel size (nm).
+            input_shape: forward-pass input in voxels (default: the eval shape).
+            overlap: for 'same'-padding networks, the fraction by which sliding
+                windows overlap (MONAI's `overlap`: stride = int(window * (1 - overlap))).
+            block_shape: for 'same'-padding networks, output voxels written per
+                block, a multiple of the stride (default: the smallest multiple
+                at least twice the window). Networks with context write one
+                forward pass's output per block.
+
+        Raises:
+            ValueError: for a shape the network can't take, an overlap outside
+                [0, 1), or a block shape that does not fit.
+
+        """
+        arch = module.architecture
+        shape = tuple(int(s) for s in (input_shape or arch.eval_input_shape))
+        arch.check_input_shape("eval_input_shape (prediction input_shape)", shape)
+        out = tuple(arch.output_shape(shape))
+        up = tuple(arch.upsample_factor)
+        vs = tuple(v / u for v, u in zip(raw_voxel_size, up, strict=True))
+        same = all(i * u == o for i, o, u in zip(shape, out, up, strict=True))
+        if not same:
+            if block_shape is not None and tuple(block_shape) != out:
+                raise ValueError(
+                    f"block_shape {list(block_shape)}: a network with context writes its output "
+                    f"shape {list(out)} per block; leave block_shape unset"
+                )
+            return cls(shape, out, out, tuple(float(v) for v in raw_voxel_size), vs)
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        stride = tuple(max(int(i * (1 - overlap)), 1) for i in shape)
+        margin = tuple(_blend_margin(i, s) for i, s in zip(shape, stride, strict=True))
+        if block_shape is None:
+            write = tuple(
+                s * math.ceil(2 * i / s) * u for i, s, u in zip(shape, stride, up, strict=True)
+            )
+        else:
+            write = tuple(int(b) for b in block_shape)
+            if len(write) != len(shape) or any(
+                b <= 0 or b % (s * u) for b, s, u in zip(write, stride, up, strict=True)
+            ):
+                steps = [s * u for s, u in zip(stride, up, strict=True)]
+                raise ValueError(
+                    f"block_shape {list(block_shape)} must be positive multiples of the window "
+                    f"stride {steps} (output voxels: input_shape {list(shape)} with overlap "
+                    f"{overlap})"
+                )
+        return cls(
+            shape, out, write, tuple(float(v) for v in raw_voxel_size), vs, float(overlap), margin
+        )
