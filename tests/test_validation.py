@@ -25,7 +25,9 @@ from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.transforms import ConstantArray
 from dacapo_hydra.errors import DataError
 from dacapo_hydra.inference.predict import predict
-from dacapo_hydra.training.run import build, module_from_checkpoint, train
+from dacapo_hydra.training.build import build
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.run import train
 from dacapo_hydra.training.validation import Validator
 from tests.conftest import REPO, tiny_overrides
 
@@ -116,7 +118,8 @@ def test_start_from_a_run_and_validate_command(
     first = train(compose_tiny(datasplit="synthetic_2d"))
     cfg = compose_tiny(datasplit="synthetic_2d", overrides=[f"start=run:{first.run_id}"])
     started = build(cfg).module
-    best = module_from_checkpoint(Path(first.checkpoint).with_name(f"best_{first.criterion}.ckpt"))
+    best_path = Path(first.checkpoint).with_name(f"best_{first.criterion}.ckpt")
+    best = RunModule.from_checkpoint(best_path)
     for name, tensor in best.state_dict().items():
         torch.testing.assert_close(started.state_dict()[name], tensor)
     validate_main([first.run_id, "--tracking-uri", first.tracking_uri])

@@ -33,7 +33,7 @@ from dacapo_hydra.inference.labels import post_process_blockwise
 from dacapo_hydra.inference.predict import open_output, predict
 from dacapo_hydra.tasks.distance import DistanceTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
-from dacapo_hydra.training.run import build
+from dacapo_hydra.training.build import build
 from dacapo_hydra.training.validation import Validator
 
 
