@@ -1,12 +1,13 @@
 """Which `_target_`s a checkpoint's stored config may build: the allow-list.
 
 A checkpoint holds the config its run was composed from, and rebuilding the model
-(`dacapo-predict`, `-apply`, `-validate`, `-export`, :func:`~dacapo_hydra.training.run.
-module_from_checkpoint`) hands that config to `hydra.utils.instantiate`, which calls
-whatever its `_target_`s name. A checkpoint from elsewhere is data, so before
-anything is imported or built, :func:`check_stored_config` walks the whole stored
-config (nested nodes, lists, `_partial_` nodes, the `meta` facts too, which are
-passed to the constructors) and refuses every `_target_` that is not:
+(`dacapo-predict`, `-apply`, `-validate`, `-export`,
+:meth:`~dacapo_hydra.training.module.RunModule.from_checkpoint`) hands that config
+to `hydra.utils.instantiate`, which calls whatever its `_target_`s name. A
+checkpoint from elsewhere is data, so before anything is imported or built,
+:func:`check_stored_config` walks the whole stored config (nested nodes, lists,
+`_partial_` nodes, the `meta` facts too, which are passed to the constructors)
+and refuses every `_target_` that is not:
 
 - a dacapo-hydra architecture (`dacapo_hydra.architectures.*`, an `Architecture`)
   or task (`dacapo_hydra.tasks.*`, a `Task`);

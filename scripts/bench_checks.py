@@ -30,13 +30,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from dacapo_hydra.data.checks import (
-    Cost,
-    check_chunks,
-    check_labels,
-    check_raw_sample,
-    check_split,
-)
+from dacapo_hydra.data.checks import check_labels, check_split
+from dacapo_hydra.data.chunk_checks import Cost, check_chunks, check_raw_sample
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.errors import DataError
 

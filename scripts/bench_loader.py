@@ -35,6 +35,7 @@ from dacapo_hydra.data.datamodule import TrainCrops
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.tasks.distance import DistanceTask
+from dacapo_hydra.training.build import TaskTargets
 
 VOXEL = 8.0
 INPUT, OUTPUT = 132, 40
@@ -105,7 +106,7 @@ def make_loader(path: Path, elastic: bool, workers: int, seed: int = 0) -> DataL
     sampler = CropSampler(split.train, split, shapes, deformation)
     augment = build_augment(cfg, 3, shapes.input_shape, shapes.output_shape, shapes.voxel_size)
     task = DistanceTask(3, (VOXEL,) * 3)
-    data = TrainCrops(sampler, task, augment, seed)
+    data = TrainCrops(sampler, TaskTargets(task), augment, seed)
     return DataLoader(data, batch_size=1, num_workers=workers, persistent_workers=workers > 0)
 
 

@@ -115,7 +115,7 @@ def loader_rates(workdir: Path, workers: list[int], samples: int) -> dict[str, f
     """Crops/s of the unet_tiny training loader with each number of workers."""
     from torch.utils.data import DataLoader
 
-    from dacapo_hydra.training.run import build
+    from dacapo_hydra.training.build import build
 
     data = build(compose_run(workdir, "unet_tiny", [])).datamodule.train_data
     rates = {}
@@ -134,7 +134,7 @@ def loader_rates(workdir: Path, workers: list[int], samples: int) -> dict[str, f
 def gpu_feeding(workdir: Path, architecture: str, iterations: int) -> dict:
     """GPU-busy fraction of a loader-fed loop, and its speed against in-memory batches."""
     from dacapo_hydra.devices import loader_workers, trainer_cpus
-    from dacapo_hydra.training.run import build
+    from dacapo_hydra.training.build import build
 
     built = build(compose_run(workdir, architecture, []))
     module = built.module.cuda().train()

@@ -31,7 +31,7 @@ from dacapo_hydra.devices import (
     worker_device,
 )
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training import distributed
+from dacapo_hydra.training import distributed, launch
 from dacapo_hydra.training.distributed import RankZeroFailed, World, plan
 from tests.conftest import REPO, tiny_overrides
 
@@ -163,7 +163,7 @@ def test_rank_zero_shares_results_and_errors_without_a_timeout() -> None:
 def test_each_rank_and_worker_draws_its_own_crops(
     compose_tiny: Callable[..., DictConfig],
 ) -> None:
-    from dacapo_hydra.training.run import build
+    from dacapo_hydra.training.build import build
 
     crops = build(compose_tiny("synthetic_2d", trainer="fast")).datamodule.train_data
 
@@ -322,7 +322,7 @@ def test_ranks_started_by_slurm_train_one_run(tmp_path: Path) -> None:
         "SLURM_JOB_NAME": "dacapo-train",
         "SLURM_NODELIST": "localhost",
         "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(distributed.free_port()),
+        "MASTER_PORT": str(launch.free_port()),
     }
     args = [*tiny_overrides("synthetic_2d"), "datasplit=synthetic_2d", *DDP]
     tasks = [
@@ -431,7 +431,7 @@ def test_a_killed_ddp_run_continues_when_its_job_is_requeued(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_training_against_an_mlflow_server(tmp_path: Path) -> None:
     """A real `mlflow server` (sqlite behind it, as postgresql on a cluster): 2 iterations."""
-    port = distributed.free_port()
+    port = launch.free_port()
     server = subprocess.Popen(
         [
             sys.executable,

@@ -19,7 +19,7 @@ from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.export.apply_script import load, normalize, predict
 from dacapo_hydra.export.model import export_model
 from dacapo_hydra.training.module import RunModule
-from dacapo_hydra.training.run import module_from_checkpoint, train
+from dacapo_hydra.training.run import train
 from tests.conftest import tiny_overrides
 
 
@@ -49,7 +49,7 @@ def test_exported_model_matches_live(trained, tmp_path):
     }
     assert meta["input_voxel_size"] == meta["output_voxel_size"] == [4.0, 4.0]
     assert OmegaConf.load(exported.folder / "config.yaml").architecture.input_shape == 44
-    live = module_from_checkpoint(trained)
+    live = RunModule.from_checkpoint(trained)
     x = torch.rand(3, 1, 84, 84)
     with torch.no_grad():
         expected = live.predict(x)
@@ -85,7 +85,7 @@ def test_apply_predicts_blockwise_like_one_pass(trained, tmp_path):
     padded = np.pad(
         normalize(raw, {"normalize": {"lo": 0, "hi": 255}}), [(8, 44), (8, 74)], mode="reflect"
     )
-    live = module_from_checkpoint(trained)
+    live = RunModule.from_checkpoint(trained)
     with torch.no_grad():
         whole = live.predict(torch.from_numpy(padded)[None, None])[0].numpy()
     np.testing.assert_allclose(out, whole[:, :100, :70], atol=1e-5)

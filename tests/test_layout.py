@@ -144,7 +144,5 @@ def test_a_cycle_is_seen(tmp_path: Path) -> None:
         "if TYPE_CHECKING:\n    from dacapo_hydra.training import run\n"
         "def f():\n    from dacapo_hydra.inference import predict\n"
     )
-    found = imports_of(
-        source, {"dacapo_hydra.training.run", "dacapo_hydra.inference.predict"}
-    )
+    found = imports_of(source, {"dacapo_hydra.training.run", "dacapo_hydra.inference.predict"})
     assert found == {"dacapo_hydra.inference.predict"}

@@ -16,7 +16,9 @@ from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.export.apply_script import normalize as apply_normalize
 from dacapo_hydra.export.model import export_model
 from dacapo_hydra.inference.predict import plan_prediction
-from dacapo_hydra.training.run import build, module_from_checkpoint, train
+from dacapo_hydra.training.build import build
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.run import train
 
 
 def _raw(path: Path, data: np.ndarray) -> Path:
@@ -49,7 +51,7 @@ def test_stored_values_reach_prediction_validation_and_export(
     # The sample is deterministic: training (and its validation) used these numbers.
     assert build(cfg).split.normalize == norm
 
-    module = module_from_checkpoint(checkpoint)
+    module = RunModule.from_checkpoint(checkpoint)
     assert Normalizer.from_hparams(module.hparams) == norm
 
     # Prediction on a volume with other statistics still uses the training's values.
@@ -77,7 +79,7 @@ def test_a_checkpoint_without_stored_values_falls_back_to_its_config(
     hparams["config"] = config
     old = tmp_path / "old.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, old)
-    loaded = module_from_checkpoint(old)
+    loaded = RunModule.from_checkpoint(old)
     assert Normalizer.from_hparams(loaded.hparams) == Normalizer("minmax", 10.0, 200.0)
     assert loaded.hparams["meta"]["normalize"]["lo"] == 10.0
 

@@ -26,8 +26,8 @@ from dacapo_hydra.inference.plan import BlockPlan
 from dacapo_hydra.inference.predict import PredictResult, predict
 from dacapo_hydra.inference.predictor import load_model, predict_roi
 from dacapo_hydra.inference.provenance import model_sha256
+from dacapo_hydra.training.build import build
 from dacapo_hydra.training.module import RunModule
-from dacapo_hydra.training.run import build, module_from_checkpoint
 from tests.conftest import perturbed
 
 SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks
@@ -416,7 +416,7 @@ def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_
 
 @pytest.mark.slow
 def test_half_precision_model_predicts(trained_3d: str, volume: Path) -> None:
-    module = module_from_checkpoint(trained_3d)
+    module = RunModule.from_checkpoint(trained_3d)
     raw = ZarrArray.open(volume, "validate/raw")
     normalize = Normalizer.from_hparams(module.hparams)
     full = predict_roi(module, raw, raw.roi, normalize, "reflect", input_shape=SMALL)

@@ -13,7 +13,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training.run import build, module_from_checkpoint, train
+from dacapo_hydra.training.build import build
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.run import train
 
 
 @pytest.mark.slow
@@ -42,7 +44,7 @@ def test_train_records_a_finished_mlflow_run(compose_tiny: Callable[..., DictCon
         artifact_path="checkpoints/last.ckpt",
         tracking_uri=result.tracking_uri,
     )
-    module = module_from_checkpoint(local)
+    module = RunModule.from_checkpoint(local)
     # Nearest neighbours, and long-range steps from the measured cell size.
     channels = module.task.num_channels
     assert channels == len(module.task.neighborhood) >= 3
@@ -70,7 +72,7 @@ def test_start_from_checkpoint_loads_its_weights(compose_tiny: Callable[..., Dic
     first = train(compose_tiny(datasplit="synthetic_2d"))
     cfg = compose_tiny(datasplit="synthetic_2d", overrides=[f"start={first.checkpoint}"])
     started = build(cfg).module
-    trained = module_from_checkpoint(first.checkpoint)
+    trained = RunModule.from_checkpoint(first.checkpoint)
     for name, tensor in trained.state_dict().items():
         torch.testing.assert_close(started.state_dict()[name], tensor)
 

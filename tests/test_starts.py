@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training.run import build, train
+from dacapo_hydra.training.build import build
+from dacapo_hydra.training.run import train
 from dacapo_hydra.training.starts import load_weights, read_state_dict
 
 

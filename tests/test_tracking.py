@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from dacapo_hydra import runs, tracking
 from dacapo_hydra.api import RUN_COLUMNS, compose
 from dacapo_hydra.tracking.model import EXAMPLE_MAX_VOXELS, example_shape
-from dacapo_hydra.training.run import TrainResult, module_from_checkpoint, train
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.run import TrainResult, train
 from tests.conftest import tiny_overrides
 
 
@@ -58,7 +59,7 @@ def test_logged_model_loads_and_predicts_like_the_module(
     mlflow.set_tracking_uri(run.tracking_uri)
     network = mlflow.pytorch.load_model(f"runs:/{run.run_id}/model")
     best = Path(run.checkpoint).with_name(f"best_{run.criterion}.ckpt")
-    module = module_from_checkpoint(best)
+    module = RunModule.from_checkpoint(best)
     x = torch.rand(2, 1, 84, 84)  # the eval input shape, two at once
     with torch.no_grad():
         torch.testing.assert_close(network(x), module.predict(x))

@@ -30,7 +30,8 @@ from dacapo_hydra.inference.options import ApplyOptions
 from dacapo_hydra.inference.predict import predict
 from dacapo_hydra.inference.predictor import load_model
 from dacapo_hydra.tracking.model import log_network
-from dacapo_hydra.training.run import build, module_from_checkpoint
+from dacapo_hydra.training.build import build
+from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.trust import (
     TRUST_FLAG,
     UntrustedCheckpoint,
@@ -202,7 +203,7 @@ def test_every_python_load_path_refuses_a_crafted_checkpoint(
     checkpoint, marker = crafted
     out = tmp_path / "out.zarr"
     loads: dict[str, Callable[[], object]] = {
-        "module_from_checkpoint": lambda: module_from_checkpoint(checkpoint),
+        "from_checkpoint": lambda: RunModule.from_checkpoint(checkpoint),
         "load_model": lambda: load_model(checkpoint),
         "predict": lambda: predict(checkpoint, volume, "validate/raw", out, "p"),
         "plan_apply": lambda: plan_apply(
@@ -221,7 +222,7 @@ def test_every_python_load_path_refuses_a_crafted_checkpoint(
     assert not out.exists() and not (tmp_path / "exported").exists()
     assert not (tmp_path / "m.db").exists()
     # Trusted, it is built (its code runs, as documented) with the trained weights.
-    module = module_from_checkpoint(checkpoint, trust_checkpoint=True)
+    module = RunModule.from_checkpoint(checkpoint, trust=True)
     assert marker.exists() and isinstance(module.architecture, MarkedUNet)
     reference = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     for name, tensor in module.state_dict().items():

@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow.artifacts
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import zarr
 from mlflow.tracking import MlflowClient
@@ -26,7 +27,10 @@ from dacapo_hydra.data.transforms import ConstantArray
 from dacapo_hydra.errors import DataError
 from dacapo_hydra.inference.options import Execution, PredictOptions
 from dacapo_hydra.inference.predict import predict
-from dacapo_hydra.training.run import build, module_from_checkpoint, train
+from dacapo_hydra.training.build import build
+from dacapo_hydra.training.callbacks import BestCheckpoint
+from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.run import train
 from dacapo_hydra.training.validation import Validator
 from tests.conftest import REPO, tiny_overrides
 
@@ -83,6 +87,53 @@ def test_validation_logs_scores_and_keeps_the_best(compose_tiny: Callable[..., D
     assert len(Path(table).read_text().splitlines()) > 3
 
 
+@pytest.mark.slow
+def test_each_criterion_keeps_its_own_best_checkpoint(
+    compose_tiny: Callable[..., DictConfig],
+) -> None:
+    """Lightning's ModelCheckpoint per criterion saves what the best records say."""
+    cfg = compose_tiny(
+        datasplit="synthetic_2d",
+        trainer="fast",
+        overrides=[
+            "iterations=8",
+            "validation_interval=2",
+            "snapshot_interval=0",
+            "validation_criteria=[dice,hausdorff]",
+        ],
+    )
+    result = train(cfg)
+    client = MlflowClient(result.tracking_uri)
+    run = client.get_run(result.run_id)
+    logged = {a.path for a in client.list_artifacts(result.run_id, "checkpoints")}
+    folder = Path(result.checkpoint).parent
+    for criterion, mode in (("dice", "max"), ("hausdorff", "min")):
+        record = json.loads(run.data.tags[f"best.{criterion}"])
+        assert f"checkpoints/best_{criterion}.ckpt" in logged
+        state = torch.load(folder / f"best_{criterion}.ckpt", weights_only=True)
+        assert state["global_step"] == record["iteration"]
+        (key,) = [k for k in state["callbacks"] if f"'validation/{criterion}'" in k]
+        assert key.startswith("BestCheckpoint") and f"'mode': '{mode}'" in key
+        assert float(state["callbacks"][key]["best_model_score"]) == record["score"]
+        (validation,) = [v for k, v in state["callbacks"].items() if "WholeVolume" in k]
+        assert validation["best"][criterion]["score"] == record["score"]
+
+
+def test_a_best_checkpoint_adopts_a_restored_record(tmp_path: Path) -> None:
+    """A record restored without the callback's state (an older checkpoint) is its best."""
+    best = BestCheckpoint(tmp_path, "hausdorff", False, client=None, run_id="run")
+    assert (best.monitor, best.mode, best.save_top_k) == ("validation/hausdorff", "min", 1)
+    best.adopt(12.5)
+    assert best.best_model_path == str(tmp_path / "best_hausdorff.ckpt")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+
+    def beats(score: float) -> bool:
+        return best.check_monitor_top_k(trainer, torch.tensor(score, dtype=torch.float64))
+
+    assert not beats(12.5) and not beats(13.0) and beats(12.25)
+    assert best.state_dict()["best_model_score"] == 12.5
+
+
 def test_validation_prediction_is_what_predict_writes(
     compose_tiny: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
@@ -126,7 +177,8 @@ def test_start_from_a_run_and_validate_command(
     first = train(compose_tiny(datasplit="synthetic_2d"))
     cfg = compose_tiny(datasplit="synthetic_2d", overrides=[f"start=run:{first.run_id}"])
     started = build(cfg).module
-    best = module_from_checkpoint(Path(first.checkpoint).with_name(f"best_{first.criterion}.ckpt"))
+    best_path = Path(first.checkpoint).with_name(f"best_{first.criterion}.ckpt")
+    best = RunModule.from_checkpoint(best_path)
     for name, tensor in best.state_dict().items():
         torch.testing.assert_close(started.state_dict()[name], tensor)
     validate_main([first.run_id, "--tracking-uri", first.tracking_uri])

@@ -70,10 +70,10 @@ def validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = Fals
     """Validate the checkpoint at `path` and print its score table."""
     from dacapo_hydra.data.datasplit import DataSplit
     from dacapo_hydra.data.normalize import Normalizer
-    from dacapo_hydra.training.run import module_from_checkpoint
+    from dacapo_hydra.training.module import RunModule
     from dacapo_hydra.training.validation import Validator, params_key
 
-    module = module_from_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    module = RunModule.from_checkpoint(path, trust=trust_checkpoint)
     # The checkpoint's normalisation, as in training: nothing is re-measured.
     split = DataSplit.from_config(
         module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)

@@ -4,23 +4,24 @@
 raises a one-line :class:`~dacapo_hydra.errors.DataError` at the first problem.
 Per dataset, over the region used (below):
 
-1. Chunk index (:func:`check_chunks`): every chunk (every shard, where sharded)
-   of a dense array inside the region must exist in the store; zarr would read a
-   missing one as the fill value, so a lost raw chunk would train on zeros. Only
-   keys are compared, no voxel is read: the array's keys are listed once, or, for
-   a small region of a large array, each key is asked for
-   (:func:`~dacapo_hydra.data.store.present_keys`). Raw is dense unless its spec
-   says `sparse: true`; ground truth and masks are sparse (zarr leaves out chunks
-   that hold only the fill value, as labels often do) unless they say
-   `sparse: false`.
-2. Raw sample (:func:`check_raw_sample`): whole raw chunks are decoded (one that
-   does not, truncated or corrupt, is named) and floating-point raw is searched
-   for NaN and infinity. The sample is the diagonal of the region's chunk grid,
-   which puts a sampled chunk in every slab of chunks along every axis (so a bad
-   section or a NaN plane is found wherever it lies), then an even lattice, up to
-   `SAMPLE_VOXELS` voxels (2**22, 4 Mi voxels: 16 MiB of float32) per raw array,
-   whole chunks, at least one. A smaller defect is found where a sampled chunk
-   holds it; training still checks every crop it reads.
+1. Chunk index (:func:`~dacapo_hydra.data.chunk_checks.check_chunks`): every
+   chunk (every shard, where sharded) of a dense array inside the region must
+   exist in the store; zarr would read a missing one as the fill value, so a lost
+   raw chunk would train on zeros. Only keys are compared, no voxel is read: the
+   array's keys are listed once, or, for a small region of a large array, each
+   key is asked for (:func:`~dacapo_hydra.data.store.present_keys`). Raw is dense
+   unless its spec says `sparse: true`; ground truth and masks are sparse (zarr
+   leaves out chunks that hold only the fill value, as labels often do) unless
+   they say `sparse: false`.
+2. Raw sample (:func:`~dacapo_hydra.data.chunk_checks.check_raw_sample`): whole
+   raw chunks are decoded (one that does not, truncated or corrupt, is named) and
+   floating-point raw is searched for NaN and infinity. The sample is the
+   diagonal of the region's chunk grid, which puts a sampled chunk in every slab
+   of chunks along every axis (so a bad section or a NaN plane is found wherever
+   it lies), then an even lattice, up to `SAMPLE_VOXELS` voxels (2**22, 4 Mi
+   voxels: 16 MiB of float32) per raw array, whole chunks, at least one. A
+   smaller defect is found where a sampled chunk holds it; training still checks
+   every crop it reads.
 3. Labels (:func:`check_labels`): the ground truth must hold an object (a
    nonzero label, in any channel) where the mask, if any, is nonzero. Chunks are
    read in order up to the first object, usually the first chunk; chunks that a
@@ -41,48 +42,23 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from dacapo_hydra.data.array import Array, ZarrArray
+from dacapo_hydra.data.chunk_checks import SAMPLE_VOXELS, Cost, check_chunks, check_raw_sample
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.data.store import (
-    Box,
-    chunk_name,
-    full_box,
-    grid_ranges,
-    present_keys,
-    read_boxes,
-    stored_keys,
-    undecodable_chunk,
-    unreadable,
-)
+from dacapo_hydra.data.store import full_box, grid_ranges, present_keys, stored_keys
 from dacapo_hydra.data.transforms import ConstantArray
 from dacapo_hydra.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Raw voxels decoded per raw array at most (whole chunks; at least one chunk).
-SAMPLE_VOXELS = 2**22
 # Block edge (voxels) in which a ground truth built by transforms is read.
 LABEL_BLOCK = 64
-# Chunk keys named in a message.
-SHOWN = 5
-
-
-@dataclass
-class Cost:
-    """What the checks touched, for the log line."""
-
-    keys: int = 0
-    chunks: int = 0
-    raw_voxels: int = 0
-    label_voxels: int = 0
 
 
 def raw_margin(voxel_size: Sequence[float], *input_shapes: Sequence[int]) -> tuple[float, ...]:
@@ -151,42 +127,6 @@ def holds_object(gt: np.ndarray, mask: np.ndarray | None, dims: int) -> bool:
     return bool((labels & known).any())
 
 
-def sample_positions(grid: Sequence[int], count: int) -> list[tuple[int, ...]]:
-    """At most `count` positions on a grid of shape `grid`, spread over all of it.
-
-    All positions where they are at most `count`. Else the grid's diagonal
-    (position `i * n // m` on an axis of `n`, for `i` below the longest axis's
-    `m`), which meets every slab along every axis, evenly thinned where longer
-    than `count`; then the points of an even lattice, centred, while room is left.
-
-    Examples:
-        >>> sample_positions((2, 2), 8)
-        [(0, 0), (0, 1), (1, 0), (1, 1)]
-        >>> sample_positions((4, 2), 4)
-        [(0, 0), (1, 0), (2, 1), (3, 1)]
-
-    """
-    count = max(1, count)
-    if math.prod(grid) <= count:
-        return list(itertools.product(*(range(n) for n in grid)))
-    longest = max(grid)
-    diagonal = [tuple(i * n // longest for n in grid) for i in range(longest)]
-    if longest >= count:
-        picks = np.unique(np.round(np.linspace(0, longest - 1, count)).astype(int))
-        return [diagonal[i] for i in picks]
-    chosen = dict.fromkeys(diagonal)
-    room = count - len(chosen)
-    stride = 1
-    while math.prod(-(-n // stride) for n in grid) > room:
-        stride += 1
-    lattice = [range((n - 1 - (-(-n // stride) - 1) * stride) // 2, n, stride) for n in grid]
-    for position in itertools.product(*lattice):
-        if len(chosen) >= count:
-            break
-        chosen.setdefault(position)
-    return sorted(chosen)
-
-
 def _inner(array: Array, roi: Roi) -> Roi:
     """The largest box on `array`'s voxel grid inside `roi` (empty if none)."""
     vs = np.asarray(array.voxel_size)
@@ -194,117 +134,6 @@ def _inner(array: Array, roi: Roi) -> Roi:
     first = np.ceil((np.asarray(roi.begin) - offset) / vs - 1e-6)
     last = np.maximum(first, np.floor((np.asarray(roi.end) - offset) / vs + 1e-6))
     return Roi(tuple((offset + first * vs).tolist()), tuple(((last - first) * vs).tolist()))
-
-
-def _leaf_box(leaf: ZarrArray, region: Roi) -> Box | None:
-    """Voxel slices (all axes) of `leaf` covering `region`, or None if they miss it."""
-    inside = leaf.roi.intersect(region)
-    if inside.empty():
-        return None
-    spatial = leaf.to_voxels(leaf.snap(inside))
-    lead = (slice(None),) * (leaf.array.ndim - leaf.dims)
-    return full_box(leaf.array.shape, lead + spatial)
-
-
-def check_chunks(leaf: ZarrArray, region: Roi, label: str, cost: Cost | None = None) -> None:
-    """Raise unless the store holds every chunk (shard) of `leaf` inside `region`.
-
-    Compares keys only (:func:`~dacapo_hydra.data.store.present_keys`).
-
-    Args:
-        leaf: the zarr array.
-        region: world box, nm.
-        label: where the array sits in the config, for the message.
-        cost: counts the keys compared.
-
-    Raises:
-        DataError: naming the array and the first missing keys, with their count.
-
-    """
-    box = _leaf_box(leaf, region)
-    if box is None:
-        return
-    keys = stored_keys(leaf.array, box)
-    found = present_keys(leaf.array, keys)
-    if cost is not None:
-        cost.keys += len(keys)
-    missing = [k for k in keys if k not in found]
-    if missing:
-        shown = ", ".join(missing[:SHOWN]) + (", ..." if len(missing) > SHOWN else "")
-        raise DataError(
-            f"{label} ({leaf.where}): {len(missing)} of the {len(keys)} chunks inside the "
-            f"region used {region} are missing from the store ({shown}); zarr would read "
-            f"them as the fill value {leaf.array.fill_value}. Restore them, or, where the "
-            "fill value is meant (zarr skips writing chunks that hold only the fill "
-            "value), mark the array `sparse: true`"
-        )
-
-
-def check_raw_sample(
-    leaf: ZarrArray,
-    region: Roi,
-    label: str,
-    sample_voxels: int = SAMPLE_VOXELS,
-    cost: Cost | None = None,
-) -> None:
-    """Decode a sample of `leaf`'s chunks inside `region`; refuse NaN and infinity.
-
-    The sample is :func:`sample_positions` of the region's chunk grid, at most
-    `sample_voxels` voxels (whole chunks, all channels; at least one chunk).
-
-    Args:
-        leaf: a raw zarr array.
-        region: world box, nm.
-        label: where the array sits in the config, for the message.
-        sample_voxels: voxel budget.
-        cost: counts the chunks and voxels read.
-
-    Raises:
-        DataError: a chunk does not decode (naming it), or floating-point raw holds
-            NaN or infinity (naming the voxel, its world position and its chunk).
-
-    """
-    box = _leaf_box(leaf, region)
-    if box is None:
-        return
-    array = leaf.array
-    lead = array.ndim - leaf.dims
-    chunks = array.chunks[lead:]
-    ranges = grid_ranges(chunks, box[lead:])
-    per_chunk = math.prod(chunks) * math.prod(array.shape[:lead])
-    floating = np.issubdtype(array.dtype, np.floating)
-    where = f"{label} ({leaf.where})"
-    boxes = [
-        box[:lead]
-        + tuple(
-            slice(r[i] * c, min((r[i] + 1) * c, n))
-            for r, i, c, n in zip(ranges, position, chunks, array.shape[lead:], strict=True)
-        )
-        for position in sample_positions([len(r) for r in ranges], sample_voxels // per_chunk)
-    ]
-    for chunk, data in zip(boxes, read_boxes(array, boxes), strict=True):
-        if isinstance(data, Exception):
-            # One box per spatial chunk: with a chunked channel axis, find the chunk.
-            found = undecodable_chunk(array, chunk)
-            first = [b.start // c for b, c in zip(chunk, array.chunks, strict=True)]
-            name, err = found if found else (chunk_name(array, first), data)
-            raise DataError(unreadable(where, name, err)) from data
-        if cost is not None:
-            cost.chunks += 1
-            cost.raw_voxels += data.size
-        if floating and not np.isfinite(data).all():
-            bad = np.argwhere(~np.isfinite(data))
-            index = bad[0] + [s.start for s in chunk]
-            kind = "NaN" if np.isnan(data[tuple(bad[0])]) else "infinity"
-            voxel = [int(i) for i in index[lead:]]
-            world = [o + i * v for o, i, v in zip(leaf.offset, voxel, leaf.voxel_size, strict=True)]
-            position = [int(i) // c for i, c in zip(index, array.chunks, strict=True)]
-            name = chunk_name(array, position)
-            raise DataError(
-                f"{where} holds {kind} at voxel {voxel} (world {world} nm, chunk {name}; "
-                f"{len(bad)} non-finite values in that chunk); raw must be finite: fill "
-                "those voxels or leave that region out"
-            )
 
 
 def _label_blocks(gt: Array, region: Roi) -> Iterator[Roi]:

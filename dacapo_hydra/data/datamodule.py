@@ -1,8 +1,13 @@
-"""LightningDataModule: random augmented crops for training, fixed crops for validation."""
+"""LightningDataModule: random augmented crops for training, fixed crops for validation.
+
+The loaders know neither networks nor tasks: the network's shapes come as numbers
+(:class:`~dacapo_hydra.data.sampler.CropShapes`) and the targets as a callable
+(:data:`Targets`), so they can be built and tested on their own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -12,13 +17,15 @@ from monai.data import set_track_meta
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.data.augment import build_augment, build_deformation
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.deform import single_threaded
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.devices import loader_workers, trainer_cpus
-from dacapo_hydra.tasks.base import Task
+
+# What a crop's targets are: (gt, mask) -> named arrays, added to the sample by name
+# (training's are `target` and `weight`). Picklable, for loader workers started by spawn.
+Targets = Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -26,26 +33,35 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def _squeeze(x: Any) -> np.ndarray:
-    """Drop a channel axis of one: the task sees (*spatial), or (C, *spatial) for C > 1."""
+    """Drop a channel axis of one: targets see (*spatial), or (C, *spatial) for C > 1."""
     array = _to_numpy(x)
     return array[0] if array.shape[0] == 1 else array
 
 
-def make_sample(crop: dict[str, np.ndarray], task: Task) -> dict[str, torch.Tensor]:
-    """Targets and weights from a (possibly augmented) crop, as tensors.
+def make_sample(crop: dict[str, np.ndarray], targets: Targets) -> dict[str, torch.Tensor]:
+    """`raw`, the targets' arrays and `gt` from a (possibly augmented) crop, as tensors.
 
-    gt and mask reach the task as (*spatial) arrays; multi-channel ground truth
+    gt and mask reach `targets` as (*spatial) arrays; multi-channel ground truth
     (binarize/concat arrays) and per-class masks come as (C, *spatial).
+
+    Example:
+        >>> import numpy as np
+        >>> ones = np.ones((1, 2, 2))
+        >>> crop = {"raw": np.zeros((1, 4, 4)), "gt": ones, "mask": ones}
+        >>> sample = make_sample(crop, lambda gt, mask: {"target": (gt > 0)[None] * 1.0})
+        >>> {name: tuple(t.shape) for name, t in sample.items()}
+        {'raw': (1, 4, 4), 'target': (1, 2, 2), 'gt': (2, 2)}
+
     """
     gt = _squeeze(crop["gt"])
     mask = _squeeze(crop["mask"])
-    target, weight = task.targets(gt, mask)
-    return {
-        "raw": torch.as_tensor(np.ascontiguousarray(_to_numpy(crop["raw"])), dtype=torch.float32),
-        "target": torch.from_numpy(np.ascontiguousarray(target)),
-        "weight": torch.from_numpy(np.ascontiguousarray(weight)),
-        "gt": torch.from_numpy(np.ascontiguousarray(gt.astype(np.int64))),
+    sample = {
+        "raw": torch.as_tensor(np.ascontiguousarray(_to_numpy(crop["raw"])), dtype=torch.float32)
     }
+    for name, array in targets(gt, mask).items():
+        sample[name] = torch.from_numpy(np.ascontiguousarray(array))
+    sample["gt"] = torch.from_numpy(np.ascontiguousarray(gt.astype(np.int64)))
+    return sample
 
 
 class TrainCrops(IterableDataset):
@@ -58,7 +74,7 @@ class TrainCrops(IterableDataset):
 
     Args:
         sampler: draws and reads crops.
-        task: makes targets and weights.
+        targets: makes a crop's targets (:data:`Targets`).
         augment: the MONAI augmentations.
         seed: base seed of the streams.
         rank: the training process's global rank (set by the data module's loader).
@@ -66,11 +82,11 @@ class TrainCrops(IterableDataset):
     """
 
     def __init__(
-        self, sampler: CropSampler, task: Task, augment: Compose, seed: int, rank: int = 0
+        self, sampler: CropSampler, targets: Targets, augment: Compose, seed: int, rank: int = 0
     ) -> None:
         super().__init__()
         self.sampler = sampler
-        self.task = task
+        self.targets = targets
         self.augment = augment
         self.seed = seed
         self.rank = rank
@@ -87,17 +103,17 @@ class TrainCrops(IterableDataset):
         self.augment.set_random_state(seed=int(rng.integers(2**31)))
         while True:
             with single_threaded():
-                sample = make_sample(self.augment(self.sampler.sample(rng)), self.task)
+                sample = make_sample(self.augment(self.sampler.sample(rng)), self.targets)
             yield sample
 
 
 class ValidationCrops(Dataset):
     """A fixed set of crops per validation dataset, drawn once from `seed`, not augmented."""
 
-    def __init__(self, sampler: CropSampler, task: Task, per_dataset: int, seed: int) -> None:
+    def __init__(self, sampler: CropSampler, targets: Targets, per_dataset: int, seed: int) -> None:
         super().__init__()
         self.sampler = sampler
-        self.task = task
+        self.targets = targets
         rng = np.random.default_rng(seed)
         self.items = [
             (d, sampler.random_roi(d, rng)) for d in sampler.datasets for _ in range(per_dataset)
@@ -108,7 +124,7 @@ class ValidationCrops(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         dataset, roi = self.items[index]
-        return make_sample(self.sampler.read(dataset, roi), self.task)
+        return make_sample(self.sampler.read(dataset, roi), self.targets)
 
 
 class VolumeDataModule(pl.LightningDataModule):
@@ -118,7 +134,7 @@ class VolumeDataModule(pl.LightningDataModule):
         split: the opened datasplit.
         train_sampler: crop sampler over the training datasets.
         val_sampler: crop sampler over the validation datasets, or None.
-        task: makes targets and weights.
+        targets: makes a crop's targets (:data:`Targets`).
         augment: MONAI pipeline for training crops.
         batch_size: crops per batch.
         num_workers: DataLoader worker processes per training process, or `auto`
@@ -133,7 +149,7 @@ class VolumeDataModule(pl.LightningDataModule):
         split: DataSplit,
         train_sampler: CropSampler,
         val_sampler: CropSampler | None,
-        task: Task,
+        targets: Targets,
         augment: Compose,
         batch_size: int,
         num_workers: int | str,
@@ -143,9 +159,9 @@ class VolumeDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.split = split
-        self.train_data = TrainCrops(train_sampler, task, augment, seed)
+        self.train_data = TrainCrops(train_sampler, targets, augment, seed)
         self.val_data = (
-            ValidationCrops(val_sampler, task, validation_samples, seed + 1)
+            ValidationCrops(val_sampler, targets, validation_samples, seed + 1)
             if val_sampler is not None and validation_samples > 0
             else None
         )
@@ -160,8 +176,8 @@ class VolumeDataModule(pl.LightningDataModule):
     def build(
         cls,
         split: DataSplit,
-        architecture: Architecture,
-        task: Task,
+        shapes: CropShapes,
+        targets: Targets,
         trainer: Any,
         seed: int,
         validation_samples: int,
@@ -170,20 +186,13 @@ class VolumeDataModule(pl.LightningDataModule):
 
         Args:
             split: the opened datasplit.
-            architecture: gives the input shape and the output shape it leads to.
-            task: makes targets and weights.
-            trainer: the trainer config (batch_size, num_workers, augment).
+            shapes: the network's input and output shapes, in voxels.
+            targets: makes a crop's targets (:data:`Targets`).
+            trainer: the trainer config (batch_size, num_workers, augment, prefetch_factor).
             seed: base seed of every random stream.
             validation_samples: fixed crops per validation dataset.
 
         """
-        factor = getattr(architecture, "upsample_factor", (1,) * split.dims)
-        shapes = CropShapes(
-            tuple(architecture.input_shape),
-            tuple(architecture.output_shape(architecture.input_shape)),
-            split.voxel_size,
-            tuple(v / f for v, f in zip(split.voxel_size, factor, strict=True)),
-        )
         deformation = build_deformation(
             trainer.augment, split.dims, split.voxel_size, shapes.input_shape
         )
@@ -201,7 +210,7 @@ class VolumeDataModule(pl.LightningDataModule):
             split,
             train_sampler,
             val_sampler,
-            task,
+            targets,
             augment,
             batch_size=trainer.batch_size,
             num_workers=trainer.num_workers,

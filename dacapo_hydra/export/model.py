@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dacapo_hydra.data.normalize import Normalizer, scale_linear
-from dacapo_hydra.training.run import module_from_checkpoint
+from dacapo_hydra.training.module import RunModule
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def export_model(
             config names a target off the allow-list (unless `trust_checkpoint`).
 
     """
-    module = module_from_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
+    module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
     architecture = module.architecture
     shape = tuple(int(s) for s in (input_shape or architecture.eval_input_shape))
     architecture.check_input_shape("eval_input_shape (export input_shape)", shape)

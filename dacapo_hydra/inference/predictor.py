@@ -40,12 +40,10 @@ def load_model(checkpoint: str | Path, trust_checkpoint: bool = False) -> RunMod
     Args:
         checkpoint: the checkpoint file.
         trust_checkpoint: build whatever its stored config names (see
-            :func:`~dacapo_hydra.training.run.module_from_checkpoint`); by default only the
+            :meth:`~dacapo_hydra.training.module.RunModule.from_checkpoint`); by default only the
             allow-list of :mod:`dacapo_hydra.trust`.
 
     """
-    from dacapo_hydra.training.run import module_from_checkpoint
-
     path = Path(checkpoint).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
@@ -53,7 +51,7 @@ def load_model(checkpoint: str | Path, trust_checkpoint: bool = False) -> RunMod
     # A module loaded with trust never answers a load without it; a rewritten file reloads.
     key = (str(path), stat.st_mtime_ns, stat.st_size, trust_checkpoint)
     if key not in _MODELS:
-        module = module_from_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        module = RunModule.from_checkpoint(path, trust=trust_checkpoint)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         _MODELS[key] = module.to(device).eval()
     return _MODELS[key]

@@ -121,10 +121,10 @@ def log_network(
     from dacapo_hydra import __version__
     from dacapo_hydra.data.normalize import Normalizer
     from dacapo_hydra.export.model import InferenceNetwork
-    from dacapo_hydra.training.run import module_from_checkpoint
+    from dacapo_hydra.training.module import RunModule
 
     checkpoint = Path(checkpoint)
-    module = module_from_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
+    module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
     architecture = module.architecture
     network = InferenceNetwork(architecture, module.head, module.task).eval()
     eval_shape = tuple(int(s) for s in architecture.eval_input_shape)

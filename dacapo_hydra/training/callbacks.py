@@ -3,9 +3,10 @@
 The `callbacks` group lists Lightning callbacks as `_target_` nodes
 (:func:`configured_callbacks`: checkpoint policy, learning-rate monitor, progress
 bar, early stopping, ...). The run always adds its own: whole-volume validation
-with best checkpoints (:class:`WholeVolumeValidation`), snapshots
-(:class:`Snapshots`) and `checkpoints/last.ckpt` (:class:`LastCheckpoint`),
-which resuming needs.
+(:class:`WholeVolumeValidation`) with a `best_<criterion>.ckpt` per criterion
+(:class:`BestCheckpoint`, Lightning's `ModelCheckpoint` on the score it logs),
+snapshots (:class:`~dacapo_hydra.training.snapshots.Snapshots`) and
+`checkpoints/last.ckpt` (:class:`LastCheckpoint`), which resuming needs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from dacapo_hydra import tracking
 from dacapo_hydra.config.targets import check_arguments, target_class
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.training import distributed
-from dacapo_hydra.training.snapshots import snapshot_image
 from dacapo_hydra.training.validation import Best, ScoreRow, Validator, params_key
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,64 @@ class LastCheckpoint(ModelCheckpoint):
         """
         if isinstance(exception, SIGTERMException):
             self.on_train_end(trainer, pl_module)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """`<dirpath>/best_<criterion>.ckpt`: the weights of the best validation by one criterion.
+
+    Lightning's `ModelCheckpoint(monitor="validation/<criterion>", save_top_k=1)`
+    under a fixed file name, fed by :class:`WholeVolumeValidation`, which logs that
+    score at each validation (in `on_validation_epoch_end`, before this callback's
+    `on_validation_end`). A validation where no parameter set scored a finite value
+    logs nothing new, and saves nothing. Each save is logged to the MLflow run by
+    rank 0; the best score lives in Lightning's checkpoints, so a resumed run keeps it.
+
+    Args:
+        dirpath: the run's checkpoint folder.
+        criterion: the score that picks the best.
+        higher_is_better: the score's direction.
+        client: an `MlflowClient`.
+        run_id: the MLflow run.
+
+    """
+
+    def __init__(
+        self, dirpath: Path, criterion: str, higher_is_better: bool, client: Any, run_id: str
+    ) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=f"best_{criterion}",
+            monitor=f"validation/{criterion}",
+            mode="max" if higher_is_better else "min",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            save_on_train_epoch_end=False,
+            enable_version_counter=False,
+        )
+        self.criterion = criterion
+        self.client = client
+        self.run_id = run_id
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save when the score beats every earlier validation's, and log the file to MLflow."""
+        if self.monitor not in trainer.callback_metrics:
+            return  # no validation has scored yet
+        before = self.best_model_score
+        super().on_validation_end(trainer, pl_module)
+        if self.best_model_score is not before and trainer.is_global_zero:
+            self.client.log_artifact(self.run_id, self.best_model_path, "checkpoints")
+
+    def adopt(self, score: float) -> None:
+        """Take `score` as the best so far, kept in `best_<criterion>.ckpt`.
+
+        For a run resumed from a checkpoint that holds the validation's best record
+        but no state of this callback (saved before it existed).
+        """
+        path = self.format_checkpoint_name({})
+        value = torch.tensor(score, dtype=torch.float64)
+        self.best_k_models = {path: value}
+        self.best_model_path = self.kth_best_model_path = path
+        self.best_model_score = self.kth_value = value
 
 
 def configured_callbacks(
@@ -150,12 +208,15 @@ class WholeVolumeValidation(pl.Callback):
     over the datasets is best; `validation/<score>` are that set's scores (every
     score, so they belong together) at step = iteration, and the numeric
     parameters go to `validation/params/<name>`. When the criterion beats every
-    earlier validation, the same scores go to `validation/best/<score>`, the record
-    (iteration, score, parameters, scores) to the tag `best.<criterion>`, and the
-    checkpoint to `best_<criterion>.ckpt` (what `dacapo-apply` uses). Each other
-    criterion in `checkpoint_criteria` keeps its own best record and checkpoint.
-    Every (dataset, parameter set) row goes to the artifact `validation/scores.csv`.
-    The best records live in Lightning's checkpoints, so a resumed run keeps them.
+    earlier validation, the same scores go to `validation/best/<score>` and the
+    record (iteration, score, parameters, scores) to the tag `best.<criterion>`.
+    Each criterion in `checkpoint_criteria` keeps its own best record, and its
+    :class:`BestCheckpoint` (:attr:`checkpoints`, for the Trainer's callbacks)
+    saves `best_<criterion>.ckpt` (what `dacapo-apply` uses) from the score this
+    callback logs as `validation/<criterion>` (the best set's by that criterion;
+    not sent to MLflow). Every (dataset, parameter set) row goes to the artifact
+    `validation/scores.csv`. The best records live in Lightning's checkpoints, so
+    a resumed run keeps them.
 
     Args:
         validator: validates a module.
@@ -179,51 +240,70 @@ class WholeVolumeValidation(pl.Callback):
         self.validator = validator
         self.client = client
         self.run_id = run_id
-        self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_criteria = checkpoint_criteria
         self.default_criterion = default_criterion
         self.best: dict[str, Best] = {}
         self.rows: list[tuple[int, ScoreRow]] = []
+        directions = validator.directions
+        self.checkpoints = (
+            [
+                BestCheckpoint(Path(checkpoint_dir), c, directions[c], client, run_id)
+                for c in dict.fromkeys(checkpoint_criteria)
+            ]
+            if validator.split.validate
+            else []
+        )
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Give each best checkpoint the restored record it lacks (:meth:`BestCheckpoint.adopt`)."""
+        for checkpoint in self.checkpoints:
+            best = self.best.get(checkpoint.criterion)
+            if checkpoint.best_model_score is None and best is not None:
+                checkpoint.adopt(best.score)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Validate, log the chosen set's scores and keep the best.
 
         With DDP, rank 0 validates and logs while the other ranks wait for its outcome
-        (:func:`~dacapo_hydra.training.distributed.on_rank_zero`, no collective timeout); then
-        every rank takes part in saving the best checkpoints, which rank 0 writes.
+        (:func:`~dacapo_hydra.training.distributed.on_rank_zero`, no collective timeout);
+        then every rank logs the same scores for the best checkpoints, which rank 0 writes.
         """
         if trainer.sanity_checking or not self.validator.split.validate:
             return
-        score, self.best, improved = distributed.on_rank_zero(
+        scores, self.best = distributed.on_rank_zero(
             trainer, "validation", lambda: self._validate(trainer, pl_module)
         )
-        for criterion in improved:
-            path = self.checkpoint_dir / f"best_{criterion}.ckpt"
-            trainer.save_checkpoint(path)
-            if trainer.is_global_zero:
-                self.client.log_artifact(self.run_id, str(path), "checkpoints")
-        if score is not None:
-            name = f"validation/{self.default_criterion}"
-            pl_module.log(name, score, logger=False, sync_dist=True)
+        # float64, as the records compare them: the checkpoints' choice is the records'.
+        # Every rank holds the same value, so the "max" over ranks is that value exactly.
+        distributed_run = trainer.world_size > 1
+        device = pl_module.device if distributed_run else torch.device("cpu")
+        for criterion, score in scores.items():
+            value = torch.tensor(score, dtype=torch.float64, device=device)
+            pl_module.log(
+                f"validation/{criterion}",
+                value,
+                logger=False,
+                reduce_fx="max",
+                sync_dist=distributed_run,
+            )
 
     def _validate(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> tuple[float | None, dict[str, Best], list[str]]:
-        """Validate and log (rank 0): (chosen score, best records, criteria whose best improved)."""
+    ) -> tuple[dict[str, float], dict[str, Best]]:
+        """Validate and log (rank 0): (each criterion's chosen score, best records)."""
         iteration = trainer.global_step
-        improved: list[str] = []
         rows = self.validator.run(pl_module)
         self.rows += [(iteration, r) for r in rows]
         now = int(time.time() * 1000)
         metrics: list[Metric] = []
-        current: Best | None = None
+        scores: dict[str, float] = {}
         for criterion in dict.fromkeys([self.default_criterion, *self.checkpoint_criteria]):
             chosen = self.validator.best_set(rows, iteration, criterion)
             if chosen is None:
                 continue
+            scores[criterion] = chosen.score
             default = criterion == self.default_criterion
             if default:
-                current = chosen
                 metrics += _metrics("validation", chosen.scores, now, iteration)
                 numeric = {k: v for k, v in chosen.params.items() if isinstance(v, int | float)}
                 metrics += _metrics("validation/params", numeric, now, iteration)
@@ -235,12 +315,10 @@ class WholeVolumeValidation(pl.Callback):
             tracking.record_best(
                 self.client, self.run_id, criterion, chosen.as_record(), default=default
             )
-            if criterion in self.checkpoint_criteria:
-                improved.append(criterion)
         for i in range(0, len(metrics), 500):
             self.client.log_batch(self.run_id, metrics=metrics[i : i + 500])
         self.client.log_text(self.run_id, self.table(), "validation/scores.csv")
-        return (current.score if current is not None else None), self.best, improved
+        return scores, self.best
 
     def table(self) -> str:
         """Every score logged so far, as CSV."""
@@ -270,49 +348,3 @@ def _metrics(prefix: str, values: dict[str, float], now: int, step: int) -> list
         for name, v in values.items()
         if np.isfinite(v)
     ]
-
-
-class Snapshots(pl.Callback):
-    """Every `interval` iterations, log a PNG of one training sample to MLflow.
-
-    The image holds central slices of raw, ground truth, target, prediction and
-    weights; MLflow shows it under the run's images with a step slider.
-    """
-
-    def __init__(self, client: Any, run_id: str, interval: int, dims: int) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.interval = interval
-        self.dims = dims
-        self.logged_step = -1
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        """Log a snapshot at multiples of `interval`."""
-        step = trainer.global_step
-        # With gradient accumulation several batches end at one iteration: log the first.
-        if self.interval <= 0 or step % self.interval or step == self.logged_step:
-            return
-        if not trainer.is_global_zero:  # MLflow is rank 0's
-            return
-        self.logged_step = step
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
-            prediction = pl_module.predict(batch["raw"][:1])[0]
-        pl_module.train(was_training)
-        image = snapshot_image(
-            batch["raw"][0].float().cpu().numpy(),
-            batch["gt"][0].cpu().numpy(),
-            batch["target"][0].float().cpu().numpy(),
-            prediction.float().cpu().numpy(),
-            batch["weight"][0].float().cpu().numpy(),
-            self.dims,
-        )
-        self.client.log_image(self.run_id, image, key="snapshot", step=step)

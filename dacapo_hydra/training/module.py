@@ -1,16 +1,30 @@
-"""The LightningModule: an architecture, a task head, the task's loss, an optimiser."""
+"""The LightningModule: an architecture, a task head, the task's loss, an optimiser.
+
+A trained module comes back from its checkpoint alone with
+:meth:`RunModule.from_checkpoint` (what prediction, export and MLflow models load);
+this module imports nothing of training's run, callbacks or validation, so
+inference can load a model without them.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import hydra
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from dacapo_hydra.architectures.base import Architecture
+from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.tasks.base import Task
+from dacapo_hydra.trust import check_stored_config
+
+log = logging.getLogger(__name__)
 
 
 class RunModule(pl.LightningModule):
@@ -44,6 +58,74 @@ class RunModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.save_hyperparameters({"config": config or {}, "meta": meta or {}}, logger=False)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        trust: bool = False,
+        map_location: str | torch.device = "cpu",
+    ) -> RunModule:
+        """Rebuild a trained module from a checkpoint alone (no data is opened), in eval mode.
+
+        The checkpoint holds the composed config and the data facts the network was
+        built for (dims, channels, voxel sizes, and the raw normalisation in
+        `meta["normalize"]`); the weights are loaded strictly. A checkpoint from
+        before the normalisation was stored gets its config's min/max there
+        (:meth:`Normalizer.from_hparams`), so every reader finds `meta["normalize"]`.
+
+        The file is read with `torch.load(weights_only=True)` and its stored config is
+        data: every `_target_` in it must be on the allow-list of
+        :mod:`dacapo_hydra.trust` before anything is built.
+
+        Args:
+            path: the checkpoint.
+            trust: build whatever its config names (it runs code, like any Python
+                you run): for checkpoints made with your own classes.
+            map_location: the device the module is loaded onto.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a dacapo-hydra checkpoint, or
+                (:class:`~dacapo_hydra.trust.UntrustedCheckpoint`) a target off the allow-list.
+
+        Example:
+            >>> RunModule.from_checkpoint("missing.ckpt")
+            Traceback (most recent call last):
+            ...
+            FileNotFoundError: checkpoint 'missing.ckpt' does not exist
+
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+        if "config" not in hparams or "meta" not in hparams:
+            raise ValueError(
+                f"{path} is not a dacapo-hydra checkpoint (no config/meta hyper-parameters)"
+            )
+        if not trust:
+            check_stored_config(hparams, path)
+        cfg = OmegaConf.create(hparams["config"])
+        meta = dict(hparams["meta"])
+        if "normalize" not in meta:
+            meta["normalize"] = Normalizer.from_hparams(hparams).to_dict()
+            log.info("%s stores no normalisation: using its config's %s", path, meta["normalize"])
+        architecture = hydra.utils.instantiate(
+            cfg.architecture, dims=meta["dims"], in_channels=meta["in_channels"]
+        )
+        task = hydra.utils.instantiate(
+            cfg.task,
+            dims=meta["dims"],
+            voxel_size=meta["gt_voxel_size"],
+            object_radius=meta.get("object_radius"),
+        )
+        optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
+        module = cls(architecture, task, optimizer, None, config=hparams["config"], meta=meta)
+        module.load_state_dict(state["state_dict"])
+        return module.to(map_location).eval()
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw network output (logits or linear values) for a raw batch."""

@@ -1,8 +1,10 @@
-"""From a composed config to Lightning objects, and a training run recorded in MLflow.
+"""The train verb: a run built from its config, trained by Lightning, recorded in MLflow.
 
-Everything the config names is opened and checked in :func:`build` before an
-MLflow run exists, so bad input fails with one message and leaves no run behind.
-No task- or data-specific branching here: each room builds its own objects.
+:func:`train` builds the run's parts (:func:`~dacapo_hydra.training.build.build`:
+everything the config names is opened and checked before an MLflow run exists),
+starts or joins the run's processes (:mod:`dacapo_hydra.training.launch`), opens
+or resumes the MLflow run, and fits Lightning's Trainer with the configured
+callbacks and the run's own (:mod:`dacapo_hydra.training.callbacks`).
 """
 
 from __future__ import annotations
@@ -14,37 +16,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.loggers.logger import DummyLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 
 from dacapo_hydra import tracking
-from dacapo_hydra.architectures.base import Architecture
 from dacapo_hydra.config.lightning import trainer_arguments
-from dacapo_hydra.config.targets import optimizer_factories
-from dacapo_hydra.data.checks import check_split, raw_margin
-from dacapo_hydra.data.datamodule import VolumeDataModule
-from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.normalize import Normalizer
-from dacapo_hydra.data.statistics import typical_object_radius
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.tasks.base import Task
-from dacapo_hydra.training import distributed, stops
+from dacapo_hydra.training import launch, stops
+from dacapo_hydra.training.build import build, tracking_store
 from dacapo_hydra.training.callbacks import (
     LastCheckpoint,
-    Snapshots,
     WholeVolumeValidation,
     configured_callbacks,
 )
 from dacapo_hydra.training.checkpoints import AtomicCheckpointIO, newest_intact, resume_candidates
-from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.training.distributed import World
 from dacapo_hydra.training.resume import (
     OptimizerSettings,
     ResumePoint,
@@ -54,22 +46,10 @@ from dacapo_hydra.training.resume import (
     refuse_meaningless,
 )
 from dacapo_hydra.training.run_dir import new_run_dir
-from dacapo_hydra.training.starts import load_weights
+from dacapo_hydra.training.snapshots import Snapshots
 from dacapo_hydra.training.validation import Validator
-from dacapo_hydra.trust import check_stored_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Built:
-    """The objects a run is made of."""
-
-    split: DataSplit
-    architecture: Architecture
-    task: Task
-    module: RunModule
-    datamodule: VolumeDataModule
 
 
 @dataclass
@@ -92,135 +72,11 @@ class TrainResult:
     best_params: dict[str, Any] | None
 
 
-def build(cfg: DictConfig, data_seed: int | None = None, tracking_uri: str | None = None) -> Built:
-    """Open the datasplit and build architecture, task, module and data module.
-
-    Args:
-        cfg: the composed run config.
-        data_seed: seed of the crop streams (default `cfg.seed`; a resumed run
-            draws new crops).
-        tracking_uri: MLflow store for a start given as `run:<id>`.
-
-    Raises:
-        ConfigError: for any bad input, with the key or file at fault named.
-
-    """
-    try:
-        return _build(cfg, cfg.seed if data_seed is None else data_seed, tracking_uri)
-    except ConfigError:
-        raise
-    except InstantiationException as err:
-        # Hydra wraps the constructor's error; its message is the one that names the key.
-        cause = err.__cause__ or err
-        raise ConfigError(str(cause.args[0] if cause.args else cause)) from err
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
-        raise ConfigError(str(err.args[0] if err.args else repr(err))) from err
-
-
-def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
-    for key in ("iterations", "validation_interval"):
-        if cfg[key] < 1:
-            raise ValueError(f"{key} must be at least 1, got {cfg[key]}")
-    optimizer, scheduler = optimizer_factories(OmegaConf.to_container(cfg.trainer, resolve=True))
-    split = DataSplit.from_config(cfg.datasplit)
-    architecture: Architecture = hydra.utils.instantiate(
-        cfg.architecture, dims=split.dims, in_channels=split.in_channels
-    )
-    shapes = (architecture.input_shape, architecture.eval_input_shape)
-    check_split(split, raw_margin(split.voxel_size, *shapes))  # the data, before a run exists
-    radius = typical_object_radius([(d.gt, d.labelled_roi) for d in split.train])
-    task: Task = hydra.utils.instantiate(
-        cfg.task, dims=split.dims, voxel_size=split.gt_voxel_size, object_radius=radius
-    )
-    output_shape = architecture.output_shape(architecture.input_shape)
-    task.check_crop([s * v for s, v in zip(output_shape, split.gt_voxel_size, strict=True)])
-    config = OmegaConf.to_container(cfg, resolve=True)
-    meta = {
-        "dims": split.dims,
-        "in_channels": split.in_channels,
-        "voxel_size": list(split.voxel_size),
-        "gt_voxel_size": list(split.gt_voxel_size),
-        "object_radius": radius,
-        # Measured once here; validation, prediction and export read these values back.
-        "normalize": split.normalize.to_dict(),
-    }
-    module = RunModule(architecture, task, optimizer, scheduler, config=config, meta=meta)
-    if cfg.start:
-        uri = tracking_uri or _store(cfg)[0]
-        load_weights(module, tracking.resolve_start(str(cfg.start), uri))
-    datamodule = VolumeDataModule.build(
-        split, architecture, task, cfg.trainer, data_seed, cfg.validation_samples
-    )
-    return Built(split, architecture, task, module, datamodule)
-
-
-def module_from_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> RunModule:
-    """Rebuild a trained module from a checkpoint alone (no data is opened).
-
-    The checkpoint holds the composed config and the data facts the network was
-    built for (dims, channels, voxel sizes, and the raw normalisation in
-    `meta["normalize"]`); the weights are loaded strictly. A checkpoint from
-    before the normalisation was stored gets its config's min/max there
-    (:meth:`Normalizer.from_hparams`), so every reader finds `meta["normalize"]`.
-
-    The file is read with `torch.load(weights_only=True)` and its stored config is
-    data: every `_target_` in it must be on the allow-list of
-    :mod:`dacapo_hydra.trust` before anything is built.
-
-    Args:
-        path: the checkpoint.
-        trust_checkpoint: build whatever its config names (it runs code, like any
-            Python you run): for checkpoints made with your own classes.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: not a dacapo-hydra checkpoint, or
-            (:class:`~dacapo_hydra.trust.UntrustedCheckpoint`) a target off the allow-list.
-
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
-    if "config" not in hparams or "meta" not in hparams:
-        raise ValueError(
-            f"{path} is not a dacapo-hydra checkpoint (no config/meta hyper-parameters)"
-        )
-    if not trust_checkpoint:
-        check_stored_config(hparams, path)
-    cfg = OmegaConf.create(hparams["config"])
-    meta = dict(hparams["meta"])
-    if "normalize" not in meta:
-        meta["normalize"] = Normalizer.from_hparams(hparams).to_dict()
-        log.info("%s stores no normalisation: using its config's %s", path, meta["normalize"])
-    architecture = hydra.utils.instantiate(
-        cfg.architecture, dims=meta["dims"], in_channels=meta["in_channels"]
-    )
-    task = hydra.utils.instantiate(
-        cfg.task,
-        dims=meta["dims"],
-        voxel_size=meta["gt_voxel_size"],
-        object_radius=meta.get("object_radius"),
-    )
-    optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
-    module = RunModule(architecture, task, optimizer, None, config=hparams["config"], meta=meta)
-    module.load_state_dict(state["state_dict"])
-    return module.eval()
-
-
 def _run_dir(cfg: DictConfig, name: str) -> Path:
     """Hydra's job folder, or a fresh one of the run's own (never shared, see run_dir)."""
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return new_run_dir(cfg.paths.output_dir, name)
-
-
-def _store(cfg: DictConfig) -> tuple[str, str]:
-    try:
-        return tracking.resolve_store(cfg.mlflow.tracking_uri, cfg.mlflow.artifact_location)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
 
 
 def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
@@ -230,8 +86,8 @@ def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
     in its folder.
     """
     resume = cfg.resume
-    if resume is None and distributed.requeued():
-        resume = distributed.requeued_run(uri, cfg.mlflow.experiment_name, _run_dir(cfg, name))
+    if resume is None and launch.requeued():
+        resume = launch.requeued_run(uri, cfg.mlflow.experiment_name, _run_dir(cfg, name))
         if resume is not None:
             log.info("requeued job: continuing run %s", resume)
     if resume in (None, False):
@@ -320,21 +176,21 @@ def train(cfg: DictConfig) -> TrainResult:
             (:mod:`dacapo_hydra.training.stops`). Any other exception marks the run FAILED.
 
     With several devices (`lightning.devices`, `lightning.num_nodes`) it trains with
-    DDP (:mod:`dacapo_hydra.training.distributed`): one MLflow run, recorded by rank 0.
+    DDP (:mod:`dacapo_hydra.training.launch`): one MLflow run, recorded by rank 0.
 
     """
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
     arguments = trainer_arguments(cfg)
-    with distributed.processes(cfg, arguments) as world:
+    with launch.processes(cfg, arguments) as world:
         return _train(cfg, arguments, world)
 
 
-def _train(cfg: DictConfig, arguments: dict[str, Any], world: distributed.World) -> TrainResult:
+def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainResult:
     started = time.time()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choices = tracking.group_choices(cfg)
     name = tracking.run_name(cfg, choices)
-    uri, artifacts = _store(cfg)
+    uri, artifacts = tracking_store(cfg)
     resume, run_dir = world.from_rank_zero("start", lambda: _start_point(cfg, uri, name))
     config = OmegaConf.to_container(cfg, resolve=True)
     changes = changed_settings(resume.config, config) if resume and resume.config else {}
@@ -349,7 +205,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: distributed.World)
     built = world.rank_zero_first(
         "build",
         lambda: build(
-            cfg if world.is_zero else distributed.without_start(cfg),
+            cfg if world.is_zero else launch.without_start(cfg),
             data_seed=data_seed,
             tracking_uri=uri,
         ),
@@ -409,7 +265,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: distributed.World)
         validation = WholeVolumeValidation(
             validator, client, run_id, checkpoint_dir, criteria, task.criterion
         )
-        callbacks = [*configured, validation, last, stop]
+        callbacks = [*configured, validation, *validation.checkpoints, last, stop]
         if changes:
             callbacks.append(OptimizerSettings(changes))
         if cfg.snapshot_interval > 0 and world.is_zero:
@@ -431,7 +287,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: distributed.World)
         )
         if resume is None and world.is_zero:
             workers = built.datamodule.loader_workers(trainer)
-            logger.log_hyperparams(distributed.run_params(trainer, cfg.trainer.batch_size, workers))
+            logger.log_hyperparams(launch.run_params(trainer, cfg.trainer.batch_size, workers))
         trainer.fit(
             built.module,
             datamodule=built.datamodule,

@@ -8,11 +8,17 @@ contrast; the weights share one scale from 0. Small crops are enlarged (nearest
 neighbour) to at least `MIN_PANEL` pixels.
 
 The layout is hand-written numpy (no plotting library); Pillow draws the captions.
+:class:`Snapshots`, a callback of every run, logs one such image to MLflow every
+`snapshot_interval` iterations.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytorch_lightning as pl
+import torch
 
 PAD = 4
 CAPTION = 18
@@ -155,3 +161,49 @@ def snapshot_image(
         for row in rows
     ]
     return np.concatenate(grid, axis=0)
+
+
+class Snapshots(pl.Callback):
+    """Every `interval` iterations, log a PNG of one training sample to MLflow.
+
+    The image holds central slices of raw, ground truth, target, prediction and
+    weights; MLflow shows it under the run's images with a step slider.
+    """
+
+    def __init__(self, client: Any, run_id: str, interval: int, dims: int) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.interval = interval
+        self.dims = dims
+        self.logged_step = -1
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Log a snapshot at multiples of `interval`."""
+        step = trainer.global_step
+        # With gradient accumulation several batches end at one iteration: log the first.
+        if self.interval <= 0 or step % self.interval or step == self.logged_step:
+            return
+        if not trainer.is_global_zero:  # MLflow is rank 0's
+            return
+        self.logged_step = step
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            prediction = pl_module.predict(batch["raw"][:1])[0]
+        pl_module.train(was_training)
+        image = snapshot_image(
+            batch["raw"][0].float().cpu().numpy(),
+            batch["gt"][0].cpu().numpy(),
+            batch["target"][0].float().cpu().numpy(),
+            prediction.float().cpu().numpy(),
+            batch["weight"][0].float().cpu().numpy(),
+            self.dims,
+        )
+        self.client.log_image(self.run_id, image, key="snapshot", step=step)

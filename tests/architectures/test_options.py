@@ -33,7 +33,7 @@ def test_option_builds(option, dims):
 
 def test_bad_shape_fails_at_build_with_nearest(compose_tiny):
     from dacapo_hydra.errors import ConfigError
-    from dacapo_hydra.training.run import build
+    from dacapo_hydra.training.build import build
 
     cfg = compose_tiny(overrides=["architecture.input_shape=45"])
     with pytest.raises(ConfigError, match=r"input_shape=\[45, 45, 45\].*\[46, 46, 46\] \(up\)"):

@@ -11,7 +11,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from dacapo_hydra.api import compose, config_dir
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training.run import build
+from dacapo_hydra.training.build import build
 from tests.conftest import TINY_DATA
 
 GROUPS = ("datasplit", "architecture", "task", "trainer")

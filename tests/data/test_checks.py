@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig
 
-from dacapo_hydra.data.checks import check_split, raw_margin, sample_positions
+from dacapo_hydra.data.checks import check_split, raw_margin
+from dacapo_hydra.data.chunk_checks import sample_positions
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi

@@ -201,7 +201,7 @@ def test_constant_training_raw_names_the_dataset(mode: str) -> None:
 
 def test_a_bad_value_in_a_composed_run_is_a_config_error(compose_tiny: Any) -> None:
     from dacapo_hydra.errors import ConfigError
-    from dacapo_hydra.training.run import build
+    from dacapo_hydra.training.build import build
 
     cfg = compose_tiny(datasplit="synthetic_2d", overrides=["datasplit.normalize.mode=zscore"])
     with pytest.raises(ConfigError, match=r"^datasplit\.normalize\.mode must be one of"):

@@ -35,7 +35,7 @@ from dacapo_hydra.inference.options import Execution
 from dacapo_hydra.inference.predict import predict
 from dacapo_hydra.tasks.distance import DistanceTask
 from dacapo_hydra.tasks.inner_distance import InnerDistanceTask
-from dacapo_hydra.training.run import build
+from dacapo_hydra.training.build import build
 from dacapo_hydra.training.validation import Validator
 
 

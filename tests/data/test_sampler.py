@@ -20,6 +20,7 @@ from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.tasks.distance import DistanceTask
+from dacapo_hydra.training.build import TaskTargets
 from tests.data.helpers import memory_array
 
 
@@ -295,7 +296,7 @@ def test_seed_makes_the_batch_sequence_reproducible() -> None:
             shapes.voxel_size,
         )
         sampler = CropSampler(split.train, split, shapes, deformation)
-        stream = iter(TrainCrops(sampler, DistanceTask(2, (8.0, 8.0)), augment, seed))
+        stream = iter(TrainCrops(sampler, TaskTargets(DistanceTask(2, (8.0, 8.0))), augment, seed))
         return [next(stream)["raw"].numpy() for _ in range(4)]
 
     a, b, c = first(1), first(1), first(2)

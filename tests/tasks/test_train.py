@@ -9,7 +9,8 @@ import pytest
 from omegaconf import DictConfig
 
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training.run import build, train
+from dacapo_hydra.training.build import build
+from dacapo_hydra.training.run import train
 
 CASES = [
     pytest.param("distance", "synthetic_2d", marks=pytest.mark.slow),  # conftest trains it
