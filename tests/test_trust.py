@@ -29,7 +29,6 @@ from dacapo_hydra.inference.apply import plan_apply
 from dacapo_hydra.inference.options import ApplyOptions
 from dacapo_hydra.inference.predict import predict
 from dacapo_hydra.inference.predictor import load_model
-from dacapo_hydra.tracking.model import log_network
 from dacapo_hydra.training.build import build
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.trust import (
@@ -213,14 +212,12 @@ def test_every_python_load_path_refuses_a_crafted_checkpoint(
             options=ApplyOptions(checkpoint=checkpoint, params={"threshold": 0.0}),
         ),
         "export_model": lambda: export_model(checkpoint, tmp_path / "exported"),
-        "log_network": lambda: log_network(f"sqlite:///{tmp_path / 'm.db'}", "nope", checkpoint),
     }
     for name, load in loads.items():
         with pytest.raises(UntrustedCheckpoint, match=refusal_pattern(checkpoint)):
             load()
         assert not marker.exists(), f"{name} ran the checkpoint's code"
     assert not out.exists() and not (tmp_path / "exported").exists()
-    assert not (tmp_path / "m.db").exists()
     # Trusted, it is built (its code runs, as documented) with the trained weights.
     module = RunModule.from_checkpoint(checkpoint, trust=True)
     assert marker.exists() and isinstance(module.architecture, MarkedUNet)

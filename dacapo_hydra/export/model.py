@@ -35,6 +35,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from dacapo_hydra.architectures.inference import InferenceNetwork
 from dacapo_hydra.data.normalize import Normalizer, scale_linear
 from dacapo_hydra.training.module import RunModule
 
@@ -65,20 +66,6 @@ def apply_script_source() -> str:
     if script.count(_INLINED_IMPORT) != 1:
         raise RuntimeError(f"{APPLY_SCRIPT}: expected the line {_INLINED_IMPORT.strip()!r} once")
     return script.replace(_INLINED_IMPORT, "\n" + inspect.getsource(scale_linear))
-
-
-class InferenceNetwork(nn.Module):
-    """Network, head and the task's activation: raw (normalised) in, prediction out."""
-
-    def __init__(self, architecture: nn.Module, head: nn.Module, task: Any) -> None:
-        super().__init__()
-        self.architecture = architecture
-        self.head = head
-        self._activation = task.activation
-
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        """Prediction for a (N, C, *spatial) normalised raw batch."""
-        return self._activation(self.head(self.architecture(raw)))
 
 
 @dataclass

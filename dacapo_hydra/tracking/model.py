@@ -1,7 +1,7 @@
 """A run's trained network as an MLflow model, and its datasplit as MLflow dataset inputs.
 
 The model is the network, its task head and the task's activation
-(:class:`~dacapo_hydra.export.model.InferenceNetwork`: normalised raw in, prediction
+(:class:`~dacapo_hydra.architectures.inference.InferenceNetwork`: normalised raw in, prediction
 out), with the weights of the run's best checkpoint (`best_<criterion>.ckpt`, or
 `last.ckpt` for a run that was never validated). It is saved in MLflow's pickle
 format, so `mlflow.pytorch.load_model` returns the live `torch.nn.Module`, which
@@ -89,26 +89,29 @@ def model_checkpoint(checkpoint_dir: Path, criterion: str) -> Path:
 def log_network(
     tracking_uri: str,
     run_id: str,
+    module: Any,
     checkpoint: str | Path,
     registered_model_name: str | None = None,
-    trust_checkpoint: bool = False,
 ) -> str:
-    """Log the network of `checkpoint` as the MLflow model `model` of run `run_id`.
+    """Log the network of `module`, loaded from `checkpoint`, as the MLflow model `model`.
 
     Args:
         tracking_uri: the MLflow store.
         run_id: the run the model belongs to.
-        checkpoint: a dacapo-hydra checkpoint (e.g. the run's `best_<criterion>.ckpt`).
+        module: the trained module (a :class:`~dacapo_hydra.training.module.RunModule`,
+            e.g. from :meth:`~dacapo_hydra.training.module.RunModule.from_checkpoint`):
+            its architecture, head, task and hparams.
+        checkpoint: the checkpoint it was loaded from (e.g. the run's
+            `best_<criterion>.ckpt`): its name and iteration go into the metadata.
         registered_model_name: also register it under this name (a new version).
-        trust_checkpoint: build whatever the checkpoint's stored config names (the
-            training run passes True for the checkpoint it just wrote from the user's
-            own config); by default only the allow-list of :mod:`dacapo_hydra.trust`.
 
     Returns:
         The model's URI (`models:/<model id>`); `runs:/<run_id>/model` loads it too.
 
     Example:
-        >>> uri = log_network(tracking_uri, run_id, "checkpoints/best_dice.ckpt")  # doctest: +SKIP
+        >>> path = "checkpoints/best_dice.ckpt"
+        >>> module = RunModule.from_checkpoint(path)  # doctest: +SKIP
+        >>> uri = log_network(tracking_uri, run_id, module, path)  # doctest: +SKIP
         >>> network = mlflow.pytorch.load_model(uri)  # doctest: +SKIP
 
     """
@@ -119,12 +122,10 @@ def log_network(
     from mlflow.types import Schema, TensorSpec
 
     from dacapo_hydra import __version__
+    from dacapo_hydra.architectures.inference import InferenceNetwork
     from dacapo_hydra.data.normalize import Normalizer
-    from dacapo_hydra.export.model import InferenceNetwork
-    from dacapo_hydra.training.module import RunModule
 
     checkpoint = Path(checkpoint)
-    module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
     architecture = module.architecture
     network = InferenceNetwork(architecture, module.head, module.task).eval()
     eval_shape = tuple(int(s) for s in architecture.eval_input_shape)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ class RunRecorder:
 
     Example:
         >>> recorder = RunRecorder.start(cfg, tracking_uri, run_id, task)  # doctest: +SKIP
-        >>> recorder.finish(run_dir / "checkpoints")  # doctest: +SKIP
+        >>> recorder.finish(run_dir / "checkpoints", RunModule.from_checkpoint)  # doctest: +SKIP
         'models:/m-...'
 
     """
@@ -87,8 +88,14 @@ class RunRecorder:
             monitor.start()
         return cls(cfg, tracking_uri, run_id, criterion, monitor)
 
-    def finish(self, checkpoint_dir: str | Path) -> str | None:
+    def finish(self, checkpoint_dir: str | Path, load: Callable[[Path], Any]) -> str | None:
         """Stop system metrics; log (and register) the model from the best checkpoint.
+
+        Args:
+            checkpoint_dir: the run's checkpoints.
+            load: builds the trained module from a checkpoint (the run passes
+                :meth:`~dacapo_hydra.training.module.RunModule.from_checkpoint`, trusted:
+                the checkpoint it just wrote from the user's own config).
 
         Returns:
             The model's URI, or None when it could not be logged (a warning and
@@ -102,10 +109,7 @@ class RunRecorder:
         checkpoint = model_checkpoint(Path(checkpoint_dir), self.criterion)
         name = OmegaConf.select(self.cfg, "mlflow.register_model_name", default=None)
         try:
-            # The checkpoint this run just wrote from the user's own (trusted) config.
-            return log_network(
-                self.tracking_uri, self.run_id, checkpoint, name, trust_checkpoint=True
-            )
+            return log_network(self.tracking_uri, self.run_id, load(checkpoint), checkpoint, name)
         except Exception as err:  # a model that will not save must not lose the trained run
             message = f"{type(err).__name__}: {err}"[:TAG_VALUE_LIMIT]
             log.warning("run %s: the model was not logged to MLflow: %s", self.run_id, message)

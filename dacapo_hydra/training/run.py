@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from dacapo_hydra.training.callbacks import (
 )
 from dacapo_hydra.training.checkpoints import AtomicCheckpointIO, newest_intact, resume_candidates
 from dacapo_hydra.training.distributed import World
+from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.resume import (
     OptimizerSettings,
     ResumePoint,
@@ -300,7 +302,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainRes
                 # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
                 logger.finalize("success")
             client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
-            recorder.finish(checkpoint_dir)
+            recorder.finish(checkpoint_dir, partial(RunModule.from_checkpoint, trust=True))
     except BaseException as err:
         signal_name = stops.stop_signal(err, stop.seen)
         if isinstance(err, KeyboardInterrupt):  # outside fit: Lightning did not see it
