@@ -1,17 +1,28 @@
-"""The Python API, mirroring the command line.
+"""The Python API: the command line's verbs, for notebooks and scripts.
+
+`compose` a run, `train` it, `runs` to compare, `load_model` a checkpoint,
+`validate` it, `predict` and `post_process` a volume blockwise, `apply` a run's best
+model and parameters in one step, `export_model` for use without dacapo-hydra.
+Options are keyword-only; prediction and application take the same option objects as
+their commands (:mod:`dacapo_hydra.inference.options`).
 
 Example:
-    >>> from dacapo_hydra import compose, runs, train
+    >>> from dacapo_hydra import apply, compose, runs, train
+    >>> from dacapo_hydra import ApplyOptions
     >>> cfg = compose(datasplit="synthetic_2d", task="affinities", overrides=["iterations=20"])
     >>> result = train(cfg)  # doctest: +SKIP
-    >>> print(result.run_id, result.final_loss)  # doctest: +SKIP
     >>> runs()[["run_name", "task", "criterion", "best_score"]]  # doctest: +SKIP
+    >>> apply(  # doctest: +SKIP
+    ...     "data/volume.zarr", "raw", "segmentation.zarr",
+    ...     options=ApplyOptions(run_id=result.run_id),
+    ... )
 
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,23 +30,27 @@ if TYPE_CHECKING:
     import pandas as pd
     from omegaconf import DictConfig
 
+    from dacapo_hydra.export.model import ExportedModel
+    from dacapo_hydra.inference.apply import ApplyResult
+    from dacapo_hydra.inference.labels import LabelsResult
+    from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
+    from dacapo_hydra.inference.predict import PredictResult
+    from dacapo_hydra.tasks.base import Params
+    from dacapo_hydra.training.module import RunModule
     from dacapo_hydra.training.run import TrainResult
+    from dacapo_hydra.training.validation import Best, ScoreRow
 
-RUN_COLUMNS = (
-    "run_id",
-    "run_name",
-    "status",
-    "datasplit",
-    "architecture",
-    "task",
-    "trainer",
-    "criterion",
-    "best_score",
-    "best_iteration",
-    "best_params",
-    "start_time",
-    "parent_run_id",
-)
+__all__ = [
+    "apply",
+    "compose",
+    "export_model",
+    "load_model",
+    "post_process",
+    "predict",
+    "runs",
+    "train",
+    "validate",
+]
 
 
 def config_dir() -> Path:
@@ -49,6 +64,7 @@ def config_dir() -> Path:
 
 def compose(
     datasplit: str | None = None,
+    *,
     architecture: str | None = None,
     task: str | None = None,
     trainer: str | None = None,
@@ -116,27 +132,16 @@ def train(cfg: DictConfig) -> TrainResult:
     return _train(cfg)
 
 
-def runs(tracking_uri: str | None = None, experiment: str = "dacapo") -> pd.DataFrame:
+def runs(tracking_uri: str | None = None, *, experiment: str = "dacapo") -> pd.DataFrame:
     """The training runs of an MLflow experiment as a table, newest first.
 
-    One row per training run (a sweep's parent run is left out; its children
-    name it in `parent_run_id`): `run_id`, `run_name`, `status`, the four group
-    choices, the task's `criterion`, the best validation `best_score`, its
-    `best_iteration` and post-processing `best_params` (a dict), `start_time`
-    and `parent_run_id`. Runs never validated have NaN/None best columns.
+    One row per training run: its group choices, criterion, best score, iteration and
+    post-processing parameters (:func:`dacapo_hydra.tracking.table.runs_table`).
 
     Args:
         tracking_uri: the MLflow store (default: as the commands find it,
-            :func:`dacapo_hydra.tracking.find_store`: `$MLFLOW_TRACKING_URI`,
-            `$DACAPO_OUTPUT_DIR/mlflow.db`, then `./outputs/mlflow.db`).
+            :func:`dacapo_hydra.tracking.find_store`).
         experiment: the experiment's name (`mlflow.experiment_name`).
-
-    Returns:
-        A pandas DataFrame with the columns in :data:`RUN_COLUMNS`.
-
-    Raises:
-        FileNotFoundError: no store there.
-        KeyError: the store has no such experiment.
 
     Example:
         >>> from dacapo_hydra import runs
@@ -145,50 +150,236 @@ def runs(tracking_uri: str | None = None, experiment: str = "dacapo") -> pd.Data
         ... # doctest: +SKIP
 
     """
-    import json
+    from dacapo_hydra.tracking.table import runs_table
 
-    import pandas as pd
-    from mlflow.tracking import MlflowClient
+    return runs_table(tracking_uri, experiment)
 
-    from dacapo_hydra import tracking
 
-    uri = tracking.find_store(tracking_uri)
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        names = [e.name for e in client.search_experiments()]
-        raise KeyError(f"no experiment {experiment!r} in {uri}; it has: {', '.join(names)}")
-    rows = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [found.experiment_id],
-            order_by=["attributes.start_time DESC"],
-            max_results=1000,
-            page_token=token,
-        )
-        for run in page:
-            tags = run.data.tags
-            if tags.get("dacapo.kind") == "sweep":
-                continue
-            criterion = tags.get(tracking.CRITERION_TAG)
-            record = json.loads(tags.get(f"{tracking.BEST_TAG_PREFIX}{criterion}", "{}"))
-            rows.append(
-                {
-                    "run_id": run.info.run_id,
-                    "run_name": run.info.run_name,
-                    "status": run.info.status,
-                    **{group: tags.get(group) for group in tracking.GROUPS},
-                    "criterion": criterion,
-                    "best_score": record.get("score"),
-                    "best_iteration": record.get("iteration"),
-                    "best_params": record.get("params"),
-                    "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
-                    "parent_run_id": tags.get("mlflow.parentRunId"),
-                }
-            )
-        token = page.token
-        if not token:
-            break
-    table = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
-    return table.astype({"best_score": "float64", "best_iteration": "Int64"})
+def load_model(checkpoint: str | Path, *, trust_checkpoint: bool = False) -> RunModule:
+    """A trained model from a checkpoint alone, in eval mode on the CPU.
+
+    The network, its head and its task are rebuilt from the config stored in the
+    checkpoint; only the targets on :data:`dacapo_hydra.trust.RULES` are built unless
+    `trust_checkpoint` (a checkpoint is data).
+
+    Example:
+        >>> from dacapo_hydra import load_model
+        >>> model = load_model("outputs/runs/<run>/checkpoints/best_f1.ckpt")  # doctest: +SKIP
+        >>> model.task.criterion, model.architecture.eval_input_shape  # doctest: +SKIP
+        ('f1', (84, 84, 84))
+
+    """
+    from dacapo_hydra.training.module import RunModule
+
+    return RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
+
+
+@dataclass
+class Validation:
+    """The scores of one checkpoint on its run's validation datasets.
+
+    Attributes:
+        rows: one per (dataset, post-processing parameter set).
+        best: the parameter set the task's criterion picks, or None if no set scored.
+
+    """
+
+    rows: list[ScoreRow]
+    best: Best | None
+
+
+def validate(model: str | Path | RunModule, *, trust_checkpoint: bool = False) -> Validation:
+    """Score a model on its own datasplit's validation volumes, as training validates.
+
+    Each validation volume is predicted whole, post-processed with every parameter set
+    of the task's grid and scored (`evaluation/`); the criterion picks the best set.
+    The checkpoint's normalisation is used: nothing is re-measured.
+
+    Args:
+        model: a checkpoint path or a loaded model (:func:`load_model`).
+        trust_checkpoint: as :func:`load_model`.
+
+    Raises:
+        ValueError: the datasplit has no validation datasets.
+
+    Example:
+        >>> from dacapo_hydra import validate
+        >>> result = validate("outputs/runs/<run>/checkpoints/last.ckpt")  # doctest: +SKIP
+        >>> result.best.score, result.best.params  # doctest: +SKIP
+        (0.91, {'threshold': 0.5, 'min_size': 50})
+
+    """
+    from dacapo_hydra.data.datasplit import DataSplit
+    from dacapo_hydra.data.normalize import Normalizer
+    from dacapo_hydra.training.validation import Validator
+
+    module = (
+        load_model(model, trust_checkpoint=trust_checkpoint)
+        if isinstance(model, str | Path)
+        else model
+    )
+    split = DataSplit.from_config(
+        module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
+    )
+    if not split.validate:
+        raise ValueError(f"the datasplit of {model} has no validation datasets")
+    validator = Validator(split, module.task)
+    rows = validator.run(module)
+    return Validation(rows, validator.best_set(rows, 0, module.task.criterion))
+
+
+def predict(
+    model: str | Path | RunModule,
+    raw_container: str | Path,
+    raw_dataset: str,
+    out_container: str | Path,
+    out_dataset: str = "prediction",
+    *,
+    options: PredictOptions | None = None,
+    execution: Execution | None = None,
+) -> PredictResult:
+    """Predict a zarr volume blockwise into an OME-Zarr image (`dacapo-predict`).
+
+    Resumable: a rerun with the same model, input and options does only the blocks
+    not yet written. See :func:`dacapo_hydra.inference.predict.predict`.
+
+    Example:
+        >>> from dacapo_hydra import Execution, PredictOptions, predict
+        >>> predict(  # doctest: +SKIP
+        ...     "best_f1.ckpt", "data/volume.zarr", "raw", "out.zarr",
+        ...     options=PredictOptions(dtype="uint8", value_range=(-1, 1)),
+        ...     execution=Execution(workers=2),
+        ... ).array
+        ('out.zarr', 'prediction/s0')
+
+    """
+    from dacapo_hydra.inference.predict import predict as _predict
+
+    return _predict(
+        model,
+        raw_container,
+        raw_dataset,
+        out_container,
+        out_dataset,
+        options=options,
+        execution=execution,
+    )
+
+
+def post_process(
+    model: str | Path | RunModule,
+    pred_container: str | Path,
+    pred_dataset: str,
+    out_container: str | Path,
+    out_dataset: str = "labels",
+    *,
+    params: Params,
+    connected_components: bool = False,
+    trust_checkpoint: bool = False,
+    overwrite: bool = False,
+    execution: Execution | None = None,
+) -> LabelsResult:
+    """Post-process a prediction blockwise with the model's task into an OME-Zarr label image.
+
+    Instance tasks are stitched across blocks and size-filtered globally (the result
+    equals post-processing the whole volume at once); semantic tasks give a mask.
+    For an array in memory, `load_model(...).task.post_process(prediction, params)`.
+
+    Args:
+        model: the checkpoint (or loaded model) whose task made the prediction.
+        pred_container: the prediction's zarr container.
+        pred_dataset: its image group or array (as :func:`predict` wrote it).
+        out_container: output container.
+        out_dataset: output label group.
+        params: one parameter set of the task's grid (e.g. a run's best).
+        connected_components: label the connected components of a semantic mask.
+        trust_checkpoint: as :func:`load_model`.
+        overwrite: start afresh instead of resuming.
+        execution: where the blocks run (default: in this process).
+
+    Example:
+        >>> from dacapo_hydra import post_process
+        >>> post_process(  # doctest: +SKIP
+        ...     "best_f1.ckpt", "out.zarr", "prediction", "out.zarr",
+        ...     params={"threshold": 0.5, "min_size": 50},
+        ... ).objects
+        412
+
+    """
+    from dacapo_hydra.inference.labels import post_process_blockwise
+
+    module = (
+        load_model(model, trust_checkpoint=trust_checkpoint)
+        if isinstance(model, str | Path)
+        else model
+    )
+    return post_process_blockwise(
+        module.task,
+        params,
+        pred_container,
+        pred_dataset,
+        out_container,
+        out_dataset,
+        connected_components=connected_components,
+        overwrite=overwrite,
+        execution=execution,
+    )
+
+
+def apply(
+    raw_container: str | Path,
+    raw_dataset: str,
+    out_container: str | Path,
+    *,
+    options: ApplyOptions,
+    execution: Execution | None = None,
+) -> ApplyResult:
+    """Predict and post-process a volume with a run's best model and parameters (`dacapo-apply`).
+
+    See :func:`dacapo_hydra.inference.apply.apply`.
+
+    Example:
+        >>> from dacapo_hydra import ApplyOptions, apply
+        >>> apply(  # doctest: +SKIP
+        ...     "data/volume.zarr", "raw", "segmentation.zarr",
+        ...     options=ApplyOptions(run_id="<run id>"),
+        ... ).labels
+        ('segmentation.zarr', 'prediction/labels/labels')
+
+    """
+    from dacapo_hydra.inference.apply import apply as _apply
+
+    return _apply(raw_container, raw_dataset, out_container, options=options, execution=execution)
+
+
+def export_model(
+    checkpoint: str | Path,
+    folder: str | Path,
+    *,
+    input_shape: Sequence[int] | None = None,
+    overwrite: bool = False,
+    bioimageio: bool = False,
+    authors: Sequence[str] | None = None,
+    trust_checkpoint: bool = False,
+) -> ExportedModel:
+    """Export a checkpoint's network as a torch.export program with a standalone `apply.py`.
+
+    See :func:`dacapo_hydra.export.model.export_model` (`dacapo-export`).
+
+    Example:
+        >>> from dacapo_hydra import export_model
+        >>> export_model("best_f1.ckpt", "exported", bioimageio=True).folder  # doctest: +SKIP
+        PosixPath('exported')
+
+    """
+    from dacapo_hydra.export.model import export_model as _export
+
+    return _export(
+        checkpoint,
+        folder,
+        input_shape=list(input_shape) if input_shape is not None else None,
+        overwrite=overwrite,
+        bioimageio=bioimageio,
+        authors=list(authors) if authors is not None else None,
+        trust_checkpoint=trust_checkpoint,
+    )

@@ -16,8 +16,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from dacapo_hydra import runs, tracking
-from dacapo_hydra.api import RUN_COLUMNS, compose
+from dacapo_hydra.api import compose
 from dacapo_hydra.tracking.model import EXAMPLE_MAX_VOXELS, example_shape
+from dacapo_hydra.tracking.table import RUN_COLUMNS
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.run import TrainResult, train
 from tests.conftest import tiny_overrides

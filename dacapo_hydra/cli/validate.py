@@ -67,21 +67,14 @@ def validate_main(argv: list[str] | None = None) -> None:
 
 
 def validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = False) -> None:
-    """Validate the checkpoint at `path` and print its score table."""
-    from dacapo_hydra.data.datasplit import DataSplit
-    from dacapo_hydra.data.normalize import Normalizer
-    from dacapo_hydra.training.module import RunModule
-    from dacapo_hydra.training.validation import Validator, params_key
+    """Validate the checkpoint at `path` (:func:`dacapo_hydra.api.validate`); print its table."""
+    from dacapo_hydra.api import load_model
+    from dacapo_hydra.api import validate as validate_model
+    from dacapo_hydra.training.validation import params_key
 
-    module = RunModule.from_checkpoint(path, trust=trust_checkpoint)
-    # The checkpoint's normalisation, as in training: nothing is re-measured.
-    split = DataSplit.from_config(
-        module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
-    )
-    if not split.validate:
-        raise ValueError(f"the datasplit of {path} has no validation datasets")
-    validator = Validator(split, module.task)
-    rows = validator.run(module)
+    module = load_model(path, trust_checkpoint=trust_checkpoint)
+    result = validate_model(module)
+    rows, best = result.rows, result.best
     criterion = module.task.criterion
     names = scores or [criterion] + [n for n in SUMMARY_SCORES if n != criterion]
     names = [n for n in names if any(n in r.scores for r in rows)]
@@ -94,6 +87,5 @@ def validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = Fals
     print(f"checkpoint {path}")
     for line in [header, *table]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
-    best = validator.best_set(rows, 0, criterion)
     if best is not None:
         print(f"best {criterion}: {best.score:.4g} with {best.params}")
