@@ -174,6 +174,18 @@ def trained_3d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> str
     return train(cfg).checkpoint
 
 
+@pytest.fixture(scope="session")
+def trained_2d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> str:
+    """A unet_tiny distance checkpoint, 4 iterations on tiny 2D data (fast trainer)."""
+    from dacapo_hydra.training.run import train
+
+    out = tmp_path_factory.mktemp("trained_2d")
+    cfg = compose(
+        datasplit="synthetic_2d", trainer="fast", overrides=tiny_overrides("synthetic_2d", out)
+    )
+    return train(cfg).checkpoint
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts without `MLFLOW_TRACKING_URI` (a run or an example may set it)."""

@@ -13,24 +13,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dacapo_hydra.api import compose
 from dacapo_hydra.cli import export_main
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.export.apply_script import load, normalize, predict
 from dacapo_hydra.export.model import export_model
 from dacapo_hydra.training.module import RunModule
-from dacapo_hydra.training.run import train
-from tests.conftest import tiny_overrides
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A checkpoint of a tiny 2D distance run (4 iterations), shared by this module."""
-    out = tmp_path_factory.mktemp("export_run")
-    cfg = compose(
-        datasplit="synthetic_2d", trainer="fast", overrides=tiny_overrides("synthetic_2d", out)
-    )
-    return train(cfg).checkpoint
+def trained(trained_2d: str) -> str:
+    """A checkpoint of a tiny 2D distance run (4 iterations), shared by the session."""
+    return trained_2d
 
 
 def test_exported_model_matches_live(trained, tmp_path):

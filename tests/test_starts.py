@@ -9,15 +9,13 @@ import torch
 
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.training.build import build
-from dacapo_hydra.training.run import train
 from dacapo_hydra.training.starts import load_weights, read_state_dict
 
 
 @pytest.fixture
-def trained(compose_tiny):
-    """A checkpoint of a tiny 2D distance run (4 iterations)."""
-    result = train(compose_tiny(datasplit="synthetic_2d", trainer="fast"))
-    return result.checkpoint
+def trained(trained_2d: str) -> str:
+    """A checkpoint of a tiny 2D distance run (4 iterations), shared by the session."""
+    return trained_2d
 
 
 def test_start_from_checkpoint_with_a_new_head(trained, compose_tiny, caplog):
