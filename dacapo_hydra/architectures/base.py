@@ -37,6 +37,10 @@ def per_axis(value: Any, dims: int, name: str) -> tuple[int, ...]:
     return values
 
 
+# Sizes valid_input_shape searches up to at least, whatever it starts from.
+MIN_SEARCH = 4096
+
+
 class Architecture(nn.Module, ABC):
     """A network that knows its spatial dims, channels and shape arithmetic.
 
@@ -86,10 +90,17 @@ class Architecture(nn.Module, ABC):
         if len(near) != self.dims:
             raise ValueError(f"shape {list(near)} has {len(near)} axes, expected {self.dims}")
         step = 1 if direction == "up" else -1
+        configured = getattr(self, "input_shape", None)
         shape = []
         for axis, start in enumerate(near):
             size = int(start)
-            while 0 < size < 10 * int(start) + 100:
+            # Valid sizes recur with the downsampling period, above a network's smallest
+            # valid size (deep, wide-kernel U-Nets: hundreds of voxels), which the
+            # configured input size, when valid, bounds too.
+            limit = max(10 * int(start) + 100, MIN_SEARCH)
+            if configured is not None:
+                limit = max(limit, int(configured[axis]) + 1)
+            while 0 < size < limit:
                 if self._axis_ok(size, axis):
                     break
                 size += step
