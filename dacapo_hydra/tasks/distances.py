@@ -13,6 +13,7 @@ about 4x faster than two scipy passes per crop on a binary one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
 
 import edt
 import numpy as np
@@ -62,6 +63,14 @@ def inner_distance(
 def distance_to_unknown(mask: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
     """Distance (nm) from each voxel to the nearest unannotated voxel or the crop's outside."""
     known = np.ascontiguousarray(mask, dtype=bool)
+    if known.all():  # the nearest unknown voxel is outside, straight along one axis
+        steps = np.ix_(
+            *(
+                (np.minimum(np.arange(1, n + 1), np.arange(n, 0, -1)) * v).astype(np.float32)
+                for n, v in zip(known.shape, voxel_size, strict=True)
+            )
+        )
+        return np.broadcast_to(reduce(np.minimum, steps), known.shape).copy()
     return edt.edt(known, anisotropy=tuple(map(float, voxel_size)), black_border=True)
 
 
