@@ -18,7 +18,8 @@ import monai.transforms as mt
 
 from dacapo_hydra.config.units import lengths_to_nm, lengths_to_nm_within, to_nm
 from dacapo_hydra.data.augmentations import RandMisalignmentd, RandMissingSectiond
-from dacapo_hydra.data.deform import INTERPOLATIONS, Deformation
+from dacapo_hydra.data.deform import Deformation
+from dacapo_hydra.data.interpolation import INTERPOLATIONS
 
 SPATIAL_KEYS = ("raw", "gt", "mask")
 KEY = "trainer.augment"  # where the augment node sits in a run config, for messages

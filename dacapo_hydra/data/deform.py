@@ -11,7 +11,8 @@ resamples it, so only the region a crop needs is deformed: never the whole
 volume, and no padding shows inside the crop.
 
 Both interpolations are separable, so the displacement at every voxel is one
-small matrix per axis (:func:`axis_weights`); :meth:`Warp.points` contracts them
+small matrix per axis (:func:`~dacapo_hydra.data.interpolation.axis_weights`);
+:meth:`Warp.points` contracts them
 with the control grid and adds the rotation, writing the result straight into
 `grid_sample`'s layout (`(1, *shape, dims)`, last axis x first) with one matrix
 product: no per-voxel stacking, no temporaries the size of the crop.
@@ -29,18 +30,15 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
-from scipy.interpolate import BSpline, make_interp_spline
 
+from dacapo_hydra.data.interpolation import INTERPOLATIONS, axis_weights, contract, spline
 from dacapo_hydra.data.roi import Roi
 
 ROTATION_PLANES = ("yx", "all")
-INTERPOLATIONS = ("linear", "cubic")
 
 
 @contextmanager
@@ -70,83 +68,6 @@ def voxel_centres(roi: Roi, voxel_size: Sequence[float]) -> list[np.ndarray]:
     for b, s, v in zip(roi.begin, roi.shape, voxel_size, strict=True):
         n = int(round(s / v))
         out.append(np.arange(n) * v + b + v / 2)
-    return out
-
-
-def resample(data: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """`data` (C, *n) interpolated (bi/trilinear) at `grid` (1, *shape, dims), as (C, *shape).
-
-    `grid` is in `grid_sample`'s units (-1 and 1 the first and last voxel
-    centres, last axis x first; :meth:`Warp.points`); beyond the edge the
-    border value is repeated.
-    """
-    out = F.grid_sample(
-        data[None], grid, mode="bilinear", padding_mode="border", align_corners=True
-    )
-    return out[0]
-
-
-def nearest(points: torch.Tensor, spatial: Sequence[int]) -> np.ndarray:
-    """Flat (C order) index into an array of shape `spatial` of the voxel nearest each point.
-
-    `points` (*shape, dims) are in voxel units, x first (:meth:`Warp.voxel_points`);
-    indices beyond the edge are clamped to it. Gathering with them
-    (`np.take(data.reshape(C, -1), index, axis=1)`) is nearest-neighbour
-    interpolation exact for any dtype (uint64 ids would not survive
-    `grid_sample`'s float32).
-    """
-    dims = len(spatial)
-    flat = torch.zeros(points.shape[:-1], dtype=torch.int64)
-    for axis, n in enumerate(spatial):
-        index = torch.round(points[..., dims - 1 - axis]).long().clamp_(0, n - 1)
-        flat += index * math.prod(spatial[axis + 1 :])
-    return flat.numpy()
-
-
-@lru_cache(maxsize=64)
-def _spline(n: int) -> BSpline:
-    """The natural interpolating cubic spline of the unit vectors at 0, ..., n - 1.
-
-    Evaluated at x it gives the weights of the n control values there; its
-    coefficients `c` (n + 2, n) map control values to B-spline coefficients.
-    """
-    return make_interp_spline(np.arange(n), np.eye(n), k=3, bc_type="natural")
-
-
-@lru_cache(maxsize=256)
-def axis_weights(interpolation: str, n: int, start: float, step: float, count: int) -> np.ndarray:
-    """Weights (count, n) that interpolate `n` control values at `count` positions.
-
-    Positions are `start + i * step` in control-point units (0 the first control
-    point), clipped to the control grid. `linear` has two non-zero weights per
-    row; `cubic` is the natural interpolating cubic spline (C², reproduces the
-    control values at the control points).
-
-    Example:
-        >>> axis_weights("linear", 3, 0.0, 0.5, 5).tolist()
-        [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]]
-
-    """
-    positions = np.clip(start + step * np.arange(count), 0, n - 1)
-    if interpolation == "cubic":
-        return _spline(n)(positions).astype(np.float32)
-    low = np.minimum(np.floor(positions).astype(int), n - 2)
-    frac = positions - low
-    w = np.zeros((count, n), np.float32)
-    rows = np.arange(count)
-    w[rows, low] = 1 - frac
-    w[rows, low + 1] = frac
-    return w
-
-
-def _contract(values: np.ndarray, matrices: Sequence[np.ndarray], keep: int = 1) -> np.ndarray:
-    """`values`' axes from `keep` on, each multiplied by its matrix (m, n), in order.
-
-    The first `keep` axes stay as they are; the rest become (m_1, m_2, ...).
-    """
-    out = values
-    for matrix in matrices:
-        out = np.tensordot(out, matrix, axes=([keep], [1]))  # contracted axis moves last
     return out
 
 
@@ -308,8 +229,8 @@ class Warp:
             elif self.interpolation == "linear":
                 self._reach = np.abs(self.field).reshape(self.dims, -1).max(1)
             else:
-                spline = [_spline(n).c for n in self.field.shape[1:]]
-                coefficients = _contract(self.field.astype(np.float64), spline)
+                to_coefficients = [spline(n).c for n in self.field.shape[1:]]
+                coefficients = contract(self.field.astype(np.float64), to_coefficients)
                 self._reach = np.abs(coefficients).reshape(self.dims, -1).max(1)
         return self._reach
 

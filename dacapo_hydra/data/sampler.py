@@ -10,7 +10,8 @@ import torch
 
 from dacapo_hydra.data.array import Array
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
-from dacapo_hydra.data.deform import Deformation, Warp, nearest, resample, single_threaded
+from dacapo_hydra.data.deform import Deformation, Warp, single_threaded
+from dacapo_hydra.data.interpolation import nearest, resample
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.transforms import ConstantArray
 from dacapo_hydra.errors import DataError

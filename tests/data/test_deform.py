@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from dacapo_hydra.config.trainer import AugmentConfig
 from dacapo_hydra.data.augment import build_deformation
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
-from dacapo_hydra.data.deform import Deformation, Warp, axis_weights
+from dacapo_hydra.data.deform import Deformation, Warp
+from dacapo_hydra.data.interpolation import axis_weights
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
