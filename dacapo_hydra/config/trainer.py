@@ -37,6 +37,9 @@ class ElasticConfig:
     control_point_spacing: Any = "12.5vx"
     # Standard deviation of a control point's displacement: 10 nm at 8 nm, 312.5 nm at 250 nm.
     jitter_sigma: Any = "1.25vx"
+    # Between control points: linear, or cubic (a C² smooth interpolating cubic
+    # B-spline, as gunpowder smooths its field; same control values, costs a little more).
+    interpolation: str = "linear"
 
 
 @dataclass

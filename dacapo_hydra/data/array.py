@@ -171,8 +171,13 @@ class Array(ABC):
         lows = [int(s.min()) for s in sources]
         box = tuple(slice(lo, int(s.max()) + 1) for lo, s in zip(lows, sources, strict=True))
         data = self._read(box)
-        take = np.ix_(*(s - lo for s, lo in zip(sources, lows, strict=True)))
-        return data[(Ellipsis, *take)]
+        # Gather only along padded axes, one at a time (np.ix_ over all axes is slow).
+        channels = data.ndim - self.dims
+        for axis, (s, lo) in enumerate(zip(sources, lows, strict=True)):
+            index = s - lo
+            if not np.array_equal(index, np.arange(len(index))):
+                data = np.take(data, index, axis=channels + axis)
+        return data
 
 
 class ZarrArray(Array):

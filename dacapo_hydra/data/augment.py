@@ -19,6 +19,7 @@ import monai.transforms as mt
 from dacapo_hydra.config.units import lengths_to_nm, lengths_to_nm_within, to_nm
 from dacapo_hydra.data.augmentations import RandMisalignmentd, RandMissingSectiond
 from dacapo_hydra.data.deform import Deformation
+from dacapo_hydra.data.interpolation import INTERPOLATIONS
 
 SPATIAL_KEYS = ("raw", "gt", "mask")
 KEY = "trainer.augment"  # where the augment node sits in a run config, for messages
@@ -59,7 +60,7 @@ def build_deformation(
 
     Raises:
         ValueError: naming the key, for a spacing below one voxel or beyond the
-            crop, or a negative jitter.
+            crop, a negative jitter, or an interpolation other than `linear` or `cubic`.
 
     """
     elastic, rotation = _get(cfg, "elastic"), _get(cfg, "rotation")
@@ -69,7 +70,14 @@ def build_deformation(
         return None
     spacing: float | list[float] = 1.0  # no elastic displacement: the grid is never used
     jitter: float | list[float] = 0.0
+    interpolation = "linear"
     if elastic is not None and elastic_prob > 0:
+        interpolation = str(_get(elastic, "interpolation") or "linear")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"{key}.elastic.interpolation: expected one of {list(INTERPOLATIONS)}, "
+                f"got {interpolation!r}"
+            )
         spacing = lengths_to_nm_within(
             elastic.control_point_spacing,
             voxel_size,
@@ -88,6 +96,7 @@ def build_deformation(
         rotation_planes=str(rotation.planes) if rotation else "yx",
         elastic_prob=elastic_prob,
         rotation_prob=rotation_prob,
+        interpolation=interpolation,
     )
     return deformation if deformation.active else None
 

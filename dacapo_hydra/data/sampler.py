@@ -10,7 +10,8 @@ import torch
 
 from dacapo_hydra.data.array import Array
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
-from dacapo_hydra.data.deform import Deformation, Warp, sample_grid, single_threaded
+from dacapo_hydra.data.deform import Deformation, Warp, single_threaded
+from dacapo_hydra.data.interpolation import nearest, resample
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.transforms import ConstantArray
 from dacapo_hydra.errors import DataError
@@ -213,37 +214,33 @@ class CropSampler:
 
     def _read_warped(self, dataset: Dataset, roi: Roi, warp: Warp) -> dict[str, np.ndarray]:
         raw_roi = roi.grow(self.shapes.context)
-        region = self._region(dataset.raw, *warp.bounds(raw_roi, dataset.raw.voxel_size))
+        vs = dataset.raw.voxel_size
+        region = self._region(dataset.raw, *warp.bounds(raw_roi, vs))
         data = dataset.raw.read_padded(region, self.split.pad_mode)
         self._check_raw(dataset, data, region)
         if dataset.raw.num_channels is None:
             data = data[None]
-        coords = self._voxel_coords(
-            dataset.raw, region, warp, warp.source_points(raw_roi, dataset.raw.voxel_size)
+        # Normalisation is affine, so it commutes with linear interpolation: it runs on
+        # the crop, not on the (up to twice as large, rotated) region read.
+        warped = resample(
+            torch.from_numpy(data.astype(np.float32, copy=False)),
+            warp.grid(raw_roi, vs, region, vs),
         )
-        raw = sample_grid(torch.from_numpy(self.split.normalize(data)), coords, "bilinear")
-
-        region = self._region(dataset.gt, *warp.bounds(roi, dataset.gt.voxel_size))
-        coords = self._voxel_coords(
-            dataset.gt, region, warp, warp.source_points(roi, dataset.gt.voxel_size)
-        )
-        flat = None
-        out = {}
+        out = {"raw": self.split.normalize(warped.numpy())}
+        gt_vs = dataset.gt.voxel_size
+        region = self._region(dataset.gt, *warp.bounds(roi, gt_vs))
+        points = warp.voxel_points(roi, gt_vs, region, gt_vs)
+        index = None
         for key, array in (("gt", dataset.gt), ("mask", self._mask_array(dataset))):
-            # Nearest neighbour by gathering: exact for any label dtype (uint64 ids
-            # would not survive grid_sample's float32).
+            # Nearest neighbour by gathering: exact for any label dtype (uint64 ids).
             data = array.read_padded(region, "constant", 0)
             if array.num_channels is None:
                 data = data[None]
-            if flat is None:
-                flat = torch.zeros(coords.shape[1:], dtype=torch.int64)
-                for axis, n in enumerate(data.shape[1:]):
-                    stride = int(np.prod(data.shape[2 + axis :]))
-                    flat += torch.round(coords[axis]).long().clamp_(0, n - 1) * stride
-                flat = flat.numpy()
-            channels = data.reshape(data.shape[0], -1)
-            out[key] = np.take(channels, flat, axis=1)
-        return {"raw": raw.numpy(), "gt": out["gt"], "mask": out["mask"].astype(np.uint8)}
+            if index is None:
+                index = nearest(points, data.shape[1:])
+            out[key] = np.take(data.reshape(data.shape[0], -1), index, axis=1)
+        out["mask"] = out["mask"].astype(np.uint8)
+        return out
 
     @staticmethod
     def _region(array: Array, lo: np.ndarray, hi: np.ndarray) -> Roi:
@@ -251,14 +248,6 @@ class CropSampler:
         vs = np.asarray(array.voxel_size)
         lo, hi = lo - vs, hi + vs
         return array.snap(Roi(tuple(lo.tolist()), tuple((hi - lo).tolist())))
-
-    @staticmethod
-    def _voxel_coords(array: Array, region: Roi, warp: Warp, points: torch.Tensor) -> torch.Tensor:
-        """Voxel coordinates in `region` of `points` (relative to the warp's centre), in place."""
-        for axis, v in enumerate(array.voxel_size):
-            shift = (warp.centre[axis] - region.begin[axis]) / v - 0.5
-            points[axis].mul_(1 / v).add_(float(shift))
-        return points
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One random crop (warped if the sampler has a deformation)."""

