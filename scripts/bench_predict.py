@@ -56,7 +56,13 @@ def peak_rss_mb() -> float:
 
 
 def train_model(work: Path, iterations: int) -> str:
-    """A unet_tiny distance checkpoint trained `iterations` steps on tiny synthetic data."""
+    """A unet_tiny distance checkpoint trained `iterations` steps on tiny synthetic data.
+
+    Trained once per `work` folder and iteration count; later runs reuse it.
+    """
+    record = work / f"checkpoint_{iterations}.txt"
+    if record.exists() and Path(record.read_text()).is_file():
+        return record.read_text()
     from dacapo_hydra.api import compose
     from dacapo_hydra.training.run import train
 
@@ -73,7 +79,9 @@ def train_model(work: Path, iterations: int) -> str:
         ],
     )
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
-        return train(cfg).checkpoint
+        checkpoint = str(train(cfg).checkpoint)
+    record.write_text(checkpoint)
+    return checkpoint
 
 
 def write_volume(path: Path, edge: int, chunk: int = 64) -> None:
@@ -135,6 +143,7 @@ def child_valid(checkpoint: str, volume: Path, rounds: int) -> dict:
 
     out = volume.with_suffix(".pairs.zarr")
     job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
+    job.create_output()
     runner = job.predictor.opened[0]
     tiles = [runner.read(b) for b in job.grid]
     voxels = int(np.prod(runner.raw.spatial_shape))

@@ -297,7 +297,7 @@ def run_blocks(
         bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
 
     if execution.in_process and isinstance(process, StagedWorker):
-        _pipelined(process, todo, finished)
+        _pipelined(process, todo, finished, IN_PROCESS_THREADS)
     elif execution.in_process:
         # Two blocks in flight on threads: one reads or writes zarr (codecs release the
         # GIL) while the other computes, so I/O hides behind the forward pass.
