@@ -27,7 +27,9 @@ QUIET = Execution(progress=False)
     ("shape", "window", "overlap"),
     [((100, 90), (32, 32), 0.25), ((20, 30, 7), (16, 8, 8), 0.5), ((5,), (8,), 0.5)],
 )
-def test_windows_are_monais(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> None:
+def test_windows_are_monais(
+    shape: tuple[int, ...], window: tuple[int, ...], overlap: float
+) -> None:
     grid = WindowGrid.over(shape, window, overlap)
     padded = tuple(max(s, w) for s, w in zip(shape, window, strict=True))
     interval = tuple(
@@ -49,9 +51,7 @@ def counting(forward: Callable[[torch.Tensor], torch.Tensor], calls: list[int]) 
     return counted
 
 
-def test_each_window_runs_once_however_many_blocks_touch_it(
-    compose_tiny, tmp_path: Path
-) -> None:
+def test_each_window_runs_once_however_many_blocks_touch_it(compose_tiny, tmp_path: Path) -> None:
     torch.manual_seed(0)
     module = build(
         compose_tiny(
