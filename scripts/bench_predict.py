@@ -1,31 +1,41 @@
-"""Benchmark blockwise prediction (dacapo-predict): throughput, peak memory, cost per voxel.
+"""Benchmark blockwise prediction (dacapo-predict) against the limit, in one run.
 
-Prints one JSON document:
-- `voxels_per_s`: blockwise prediction from zarr to zarr, per volume edge;
-- `in_memory_voxels_per_s`: the same model's forward pass over the same tiles, read
-  and normalised beforehand and held in memory (the limit), and `efficiency`, the
-  ratio of the two (goal >= 0.9);
-- `peak_rss_mb`: peak resident memory (VmHWM) of a fresh process predicting a
-  128³, 256³ and 512³ volume (goal: flat), with `rss_after_load_mb` (imports + model);
-- `seconds_per_megavoxel` per edge and `cost_ratio_largest_vs_smallest` (goal: 1 +- 0.1).
+Prints one JSON document; every ratio's baseline is named beside it and measured
+in the same process, interleaved with what it is compared to (A, B, A, B, ...):
+- `valid`: unet_tiny (valid convolutions), zarr to zarr, against the bare forward
+  pass over the same tiles (read and normalised beforehand, in memory) with the
+  same number of blocks computing at once (goal: ratio >= 0.9);
+- `same`: a small MONAI BasicUNet ('same' padding), zarr to zarr (read and write
+  included), against MONAI's `sliding_window_inference` over the same volume in
+  memory with the same window, overlap and Gaussian blending (goal: ratio >= 0.9);
+- `dask`: voxels/s of the valid network on 1 and 2 Dask workers (cluster start included);
+- `memory`: peak resident memory (VmHWM) of a fresh process predicting each volume
+  edge (goal: flat), with `rss_after_load_mb`, and seconds per megavoxel
+  (`cost_ratio_largest_vs_smallest`, goal: 1 +- 0.1);
+- `valid.stage_seconds_one_thread` and `valid.profile_one_thread`: each stage's seconds (read,
+  compute, write) and a cProfile of all blocks on one thread: where the rest goes.
 
-The model is unet_tiny (a one-level valid U-Net) trained a few iterations on tiny
-synthetic data. Not a test: figures depend on the machine. Usage:
-    python scripts/bench_predict.py [--sizes 128 256 512] [--workdir /tmp/bench_predict]
+The valid model is unet_tiny trained a few iterations on tiny synthetic data; the
+'same' one is untrained. Not a test: figures depend on the machine. Usage:
+    python scripts/bench_predict.py [--sizes 128 256 512] [--rounds 3] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
+import io
 import json
 import os
 import platform
+import pstats
 import resource
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +56,13 @@ def peak_rss_mb() -> float:
 
 
 def train_model(work: Path, iterations: int) -> str:
-    """A unet_tiny distance checkpoint trained `iterations` steps on tiny synthetic data."""
+    """A unet_tiny distance checkpoint trained `iterations` steps on tiny synthetic data.
+
+    Trained once per `work` folder and iteration count; later runs reuse it.
+    """
+    record = work / f"checkpoint_{iterations}.txt"
+    if record.exists() and Path(record.read_text()).is_file():
+        return record.read_text()
     from dacapo_hydra.api import compose
     from dacapo_hydra.training.run import train
 
@@ -63,7 +79,9 @@ def train_model(work: Path, iterations: int) -> str:
         ],
     )
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
-        return train(cfg).checkpoint
+        checkpoint = str(train(cfg).checkpoint)
+    record.write_text(checkpoint)
+    return checkpoint
 
 
 def write_volume(path: Path, edge: int, chunk: int = 64) -> None:
@@ -103,30 +121,159 @@ def child_predict(checkpoint: str, volume: Path, out: Path) -> dict:
     }
 
 
-def child_memory(checkpoint: str, volume: Path) -> dict:
-    """In a fresh process: the forward pass alone over the same tiles, held in memory."""
-    from dacapo_hydra.data.array import ZarrArray
-    from dacapo_hydra.data.normalize import Normalizer
-    from dacapo_hydra.inference.blocks import BlockGrid
-    from dacapo_hydra.inference.plan import BlockPlan
-    from dacapo_hydra.inference.predictor import load_model
+def bare_forward(module: torch.nn.Module, tiles: list[torch.Tensor], in_flight: int) -> float:
+    """Seconds of the forward pass alone over `tiles`, `in_flight` at once (to numpy)."""
 
-    module = load_model(checkpoint)
-    raw = ZarrArray.open(volume, "raw")
-    plan = BlockPlan.for_module(module, raw.voxel_size)
-    normalize = Normalizer.from_hparams(module.hparams)
-    grid = BlockGrid(raw.roi, plan.block_size, plan.context)
-    tiles = [
-        torch.from_numpy(normalize(raw.read_padded(b.read_roi, "reflect")))[None, None]
-        for b in grid
-    ]
+    def one(tile: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return module.predict(tile)[0].numpy()
+
     start = time.perf_counter()
-    with torch.inference_mode():
-        for tile in tiles:
-            module.predict(tile).numpy()
-    seconds = time.perf_counter() - start
-    voxels = int(np.prod(raw.spatial_shape))
-    return {"seconds": seconds, "voxels_per_s": voxels / seconds, "tiles": len(tiles)}
+    with ThreadPoolExecutor(in_flight) as pool:
+        for _ in pool.map(one, tiles):
+            pass
+    return time.perf_counter() - start
+
+
+def child_valid(checkpoint: str, volume: Path, rounds: int) -> dict:
+    """Blockwise zarr to zarr vs the bare forward pass over its tiles, interleaved."""
+    from dacapo_hydra.inference.blocks import IN_PROCESS_THREADS
+    from dacapo_hydra.inference.options import Execution
+    from dacapo_hydra.inference.predict import plan_prediction
+
+    out = volume.with_suffix(".pairs.zarr")
+    job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
+    job.create_output()
+    runner = job.predictor.opened[0]
+    tiles = [runner.read(b) for b in job.grid]
+    voxels = int(np.prod(runner.raw.spatial_shape))
+    blockwise, bare = [], []
+    for _ in range(rounds):
+        shutil.rmtree(out, ignore_errors=True)
+        job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
+        blockwise.append(voxels / job.run(Execution(progress=False)).seconds)
+        bare.append(voxels / bare_forward(job.module, tiles, IN_PROCESS_THREADS))
+    stages, profile = staged(checkpoint, volume, out)
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "blockwise_voxels_per_s": [round(v) for v in blockwise],
+        "baseline_voxels_per_s": [round(v) for v in bare],
+        "ratios": [round(a / b, 3) for a, b in zip(blockwise, bare, strict=True)],
+        "ratio": round(float(np.median(np.divide(blockwise, bare))), 3),
+        "baseline": f"bare forward (module.predict) over the same {len(tiles)} tiles, read and "
+        f"normalised beforehand, {IN_PROCESS_THREADS} at once on threads",
+        "blocks_computing_at_once": IN_PROCESS_THREADS,
+        "input_shape": list(job.plan.input_shape),
+        "write_shape": list(job.plan.write_shape),
+        "stage_seconds_one_thread": stages,
+        "profile_one_thread": profile,
+    }
+
+
+def staged(checkpoint: str, volume: Path, out: Path, lines: int = 12) -> tuple[dict, list[str]]:
+    """Seconds per stage (read, compute, write) of every block on one thread, and the top
+    `lines` of a cProfile of that run by own time: where the time goes besides the forward."""
+    from dacapo_hydra.inference.options import PredictOptions
+    from dacapo_hydra.inference.predict import plan_prediction
+
+    options = PredictOptions(overwrite=True)
+    job = plan_prediction(checkpoint, volume, "raw", out, "prediction", options=options)
+    job.create_output()
+    worker = job.predictor
+    seconds = {"read": 0.0, "compute": 0.0, "write": 0.0}
+    profile = cProfile.Profile()
+    profile.enable()
+    for block in job.grid:
+        start = time.perf_counter()
+        loaded = worker.load(block)
+        seconds["read"] += time.perf_counter() - start
+        start = time.perf_counter()
+        computed = worker.compute(block, loaded)
+        seconds["compute"] += time.perf_counter() - start
+        start = time.perf_counter()
+        worker.store(block, computed)
+        seconds["write"] += time.perf_counter() - start
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(lines)
+    rows = [r for r in text.getvalue().splitlines() if r.strip()]
+    return {k: round(v, 2) for k, v in seconds.items()}, rows[-lines - 1 :]
+
+
+def child_same(work: Path, edge: int, window: int, block: int, rounds: int) -> dict:
+    """'Same'-padding BasicUNet: blockwise zarr to zarr vs MONAI's sliding window in memory."""
+    from monai.inferers import sliding_window_inference
+
+    from dacapo_hydra.api import compose
+    from dacapo_hydra.data.array import ZarrArray
+    from dacapo_hydra.inference.options import Execution, PredictOptions
+    from dacapo_hydra.inference.predict import plan_prediction
+    from dacapo_hydra.inference.windows import SIGMA_SCALE
+    from dacapo_hydra.training.build import build
+
+    torch.manual_seed(0)
+    cfg = compose(
+        datasplit="synthetic_3d",
+        architecture="monai_basic_unet",
+        task="distance",
+        overrides=[f"datasplit.synthetic.container={work / 'synthetic_3d.zarr'}"],
+    )
+    with contextlib.redirect_stdout(sys.stderr):
+        module = build(cfg).module.eval()
+    volume = work / f"vol{edge}.zarr"
+    write_volume(volume, edge)
+    raw = ZarrArray.open(volume, "raw")
+    options = PredictOptions(input_shape=(window,) * 3, overlap=0.5, block_shape=(block,) * 3)
+    out = volume.with_suffix(".same.zarr")
+    data = torch.from_numpy(raw.read(raw.roi).astype(np.float32) / 255)[None, None]
+    voxels = edge**3
+    blockwise, monai = [], []
+    for _ in range(rounds):
+        shutil.rmtree(out, ignore_errors=True)
+        job = plan_prediction(module, volume, "raw", out, "p", options=options)
+        blockwise.append(voxels / job.run(Execution(progress=False)).seconds)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            sliding_window_inference(
+                data,
+                (window,) * 3,
+                1,
+                module.predict,
+                overlap=0.5,
+                mode="gaussian",
+                sigma_scale=SIGMA_SCALE,
+            ).numpy()
+        monai.append(voxels / (time.perf_counter() - start))
+    shutil.rmtree(out, ignore_errors=True)
+    features = cfg.architecture.network.features
+    return {
+        "network": f"MONAI BasicUNet features {list(features)}, untrained",
+        "volume": [edge] * 3,
+        "window": [window] * 3,
+        "overlap": 0.5,
+        "block": [block] * 3,
+        "blocks": len(job.grid),
+        "blockwise_voxels_per_s": [round(v) for v in blockwise],
+        "baseline_voxels_per_s": [round(v) for v in monai],
+        "ratios": [round(a / b, 3) for a, b in zip(blockwise, monai, strict=True)],
+        "ratio": round(float(np.median(np.divide(blockwise, monai))), 3),
+        "baseline": "monai.inferers.sliding_window_inference over the same volume in memory "
+        "(same window, overlap, Gaussian blending; sw_batch_size 1); blockwise reads and "
+        "writes zarr",
+    }
+
+
+def child_dask(checkpoint: str, volume: Path, workers: int) -> dict:
+    """Voxels/s of blockwise prediction on `workers` Dask workers (cluster start included)."""
+    from dacapo_hydra.inference.options import Execution
+    from dacapo_hydra.inference.predict import plan_prediction
+
+    out = volume.with_suffix(f".dask{workers}.zarr")
+    shutil.rmtree(out, ignore_errors=True)
+    job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
+    result = job.run(Execution(workers=workers, progress=False))
+    shutil.rmtree(out, ignore_errors=True)
+    return {"voxels_per_s": round(result.voxels_per_s), "seconds": round(result.seconds, 2)}
 
 
 def run_child(*args: str) -> dict:
@@ -139,57 +286,80 @@ def run_child(*args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def child(args: list[str]) -> dict:
+    """The answer of one child mode."""
+    mode, *rest = args
+    if mode == "predict":
+        volume = Path(rest[1])
+        return child_predict(rest[0], volume, volume.with_suffix(".out.zarr"))
+    if mode == "valid":
+        return child_valid(rest[0], Path(rest[1]), int(rest[2]))
+    if mode == "same":
+        return child_same(Path(rest[0]), *(int(r) for r in rest[1:]))
+    return child_dask(rest[0], Path(rest[1]), int(rest[2]))
+
+
 def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256, 512])
-    parser.add_argument("--memory-sizes", nargs="+", type=int, default=[128, 256])
+    parser.add_argument("--ratio-size", type=int, default=256, help="edge of the valid ratio")
+    parser.add_argument(
+        "--same", nargs=3, type=int, default=[128, 64, 64], metavar=("EDGE", "WINDOW", "BLOCK")
+    )
+    parser.add_argument("--dask-size", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--workdir", default="/tmp/bench_predict")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, checkpoint, volume = args.child
-        if mode == "predict":
-            answer = child_predict(checkpoint, Path(volume), Path(volume).with_suffix(".out.zarr"))
-        else:
-            answer = child_memory(checkpoint, Path(volume))
-        print(json.dumps(answer))
+        print(json.dumps(child(args.child)))
         return
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DACAPO_CACHE_DIR", str(work / "cache"))
     checkpoint = train_model(work, args.iterations)
-    blockwise, memory = {}, {}
+
+    def volume(edge: int) -> str:
+        path = work / f"vol{edge}.zarr"
+        write_volume(path, edge)
+        return str(path)
+
+    valid = run_child("valid", checkpoint, volume(args.ratio_size), str(args.rounds))
+    same = run_child("same", str(work), *(str(v) for v in args.same), str(args.rounds))
+    dask = {n: run_child("dask", checkpoint, volume(args.dask_size), str(n)) for n in (1, 2)}
+    blockwise = {}
     for edge in args.sizes:
-        volume = work / f"vol{edge}.zarr"
-        write_volume(volume, edge)
-        blockwise[edge] = run_child("predict", checkpoint, str(volume))
-        if edge in args.memory_sizes:
-            memory[edge] = run_child("memory", checkpoint, str(volume))
-        shutil.rmtree(volume.with_suffix(".out.zarr"), ignore_errors=True)
+        blockwise[edge] = run_child("predict", checkpoint, volume(edge))
+        shutil.rmtree(Path(volume(edge)).with_suffix(".out.zarr"), ignore_errors=True)
     cost = {e: b["seconds"] / b["voxels"] * 1e6 for e, b in blockwise.items()}
     smallest, largest = min(cost), max(cost)
     print(
         json.dumps(
             {
-                "model": "unet_tiny (distance), trained "
-                f"{args.iterations} iterations; eval input "
-                f"{blockwise[smallest]['input_shape']}, block {blockwise[smallest]['write_shape']}",
+                "valid": {
+                    "model": f"unet_tiny (distance), trained {args.iterations} iterations",
+                    "volume": [args.ratio_size] * 3,
+                    **valid,
+                },
+                "same": same,
+                "dask": {
+                    "volume": [args.dask_size] * 3,
+                    "voxels_per_s": {n: d["voxels_per_s"] for n, d in dask.items()},
+                    "seconds": {n: d["seconds"] for n, d in dask.items()},
+                },
+                "memory": {
+                    "voxels_per_s": {e: round(b["voxels_per_s"]) for e, b in blockwise.items()},
+                    "peak_rss_mb": {e: round(b["peak_rss_mb"], 1) for e, b in blockwise.items()},
+                    "rss_after_load_mb": {
+                        e: round(b["rss_after_load_mb"], 1) for e, b in blockwise.items()
+                    },
+                    "seconds_per_megavoxel": {e: round(c, 3) for e, c in cost.items()},
+                    "cost_ratio_largest_vs_smallest": round(cost[largest] / cost[smallest], 3),
+                    "blocks": {e: b["blocks"] for e, b in blockwise.items()},
+                },
                 "voxel_size_nm": [VOXEL] * 3,
-                "voxels_per_s": {e: round(b["voxels_per_s"]) for e, b in blockwise.items()},
-                "in_memory_voxels_per_s": {e: round(m["voxels_per_s"]) for e, m in memory.items()},
-                "efficiency": {
-                    e: round(blockwise[e]["voxels_per_s"] / m["voxels_per_s"], 3)
-                    for e, m in memory.items()
-                },
-                "peak_rss_mb": {e: round(b["peak_rss_mb"], 1) for e, b in blockwise.items()},
-                "rss_after_load_mb": {
-                    e: round(b["rss_after_load_mb"], 1) for e, b in blockwise.items()
-                },
-                "seconds_per_megavoxel": {e: round(c, 3) for e, c in cost.items()},
-                "cost_ratio_largest_vs_smallest": round(cost[largest] / cost[smallest], 3),
-                "blocks": {e: b["blocks"] for e, b in blockwise.items()},
                 "torch_threads": torch.get_num_threads(),
                 "machine": platform.machine(),
                 "cpus": len(os.sched_getaffinity(0)),

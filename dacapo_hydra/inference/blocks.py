@@ -3,8 +3,10 @@
 A :class:`BlockGrid` tiles a world ROI into blocks that each write one region and
 read it grown by a context; a :class:`BlockLedger` records finished blocks durably
 so a rerun does only the missing ones; a :class:`BlockWorker` does one block and
-travels to Dask workers as paths, opening its arrays there; :func:`run_blocks`
-runs a worker on every block in-process or on a Dask cluster (a LocalCluster with
+travels to Dask workers as paths, opening its arrays there (a :class:`StagedWorker`
+in three stages: read, compute, write); :func:`run_blocks` runs a worker on every
+block in-process (a staged one pipelined: the next blocks' inputs are read and the
+last ones written while blocks compute) or on a Dask cluster (a LocalCluster with
 N workers, or any scheduler address, e.g. one started by dask-jobqueue on SLURM),
 as an :class:`~dacapo_hydra.inference.options.Execution` says.
 """
@@ -17,7 +19,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -31,8 +33,11 @@ from dacapo_hydra.inference.options import Execution
 
 log = logging.getLogger(__name__)
 
-# Blocks in flight when running in this process.
+# Blocks in flight when running in this process (computing, for a staged worker).
 IN_PROCESS_THREADS = 2
+# A staged worker's blocks read ahead, and being written, beyond those computing.
+READ_AHEAD = 1
+WRITE_BEHIND = 1
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,98 @@ class BlockWorker(ABC, Generic[Opened]):
         """Do one block; return the voxels written."""
 
 
+Loaded = TypeVar("Loaded")
+Computed = TypeVar("Computed")
+
+
+class StagedWorker(BlockWorker[Opened], Generic[Opened, Loaded, Computed]):
+    """A block worker in three stages, which :func:`run_blocks` overlaps in this process.
+
+    :meth:`load` reads a block's input (I/O and decompression), :meth:`compute` runs
+    the model, :meth:`store` writes the result and returns the voxels written. Each
+    stage must be thread-safe for distinct blocks.
+    """
+
+    @abstractmethod
+    def load(self, block: Block) -> Loaded:
+        """Read the block's input."""
+
+    @abstractmethod
+    def compute(self, block: Block, loaded: Loaded) -> Computed:
+        """Compute the block's result from its input."""
+
+    @abstractmethod
+    def store(self, block: Block, computed: Computed) -> int:
+        """Write the block's result; return the voxels written."""
+
+    def __call__(self, block: Block) -> int:
+        """All three stages, one after the other (on a Dask worker)."""
+        return self.store(block, self.compute(block, self.load(block)))
+
+
+def _then(future: Future, pool: ThreadPoolExecutor, fn: Callable[[Any], Any]) -> Future:
+    """A future of `fn(future.result())`, run on `pool` once `future` is done."""
+    out: Future = Future()
+
+    def settle(done: Future) -> None:
+        if done.cancelled():
+            out.set_exception(CancelledError())
+        elif done.exception() is not None:
+            out.set_exception(done.exception())
+        else:
+            out.set_result(done.result())
+
+    def start(done: Future) -> None:
+        if done.cancelled() or done.exception() is not None:
+            settle(done)
+            return
+        try:
+            pool.submit(fn, done.result()).add_done_callback(settle)
+        except RuntimeError as error:  # the pool was shut down: another block failed
+            out.set_exception(error)
+
+    future.add_done_callback(start)
+    return out
+
+
+def _pipelined(
+    worker: StagedWorker[Any, Any, Any],
+    todo: Sequence[Block],
+    finished: Callable[[Block, int], None],
+    in_flight: int = IN_PROCESS_THREADS,
+) -> None:
+    """Run a staged worker's blocks: one thread reads ahead, `in_flight` compute, one writes.
+
+    At most `in_flight + READ_AHEAD + WRITE_BEHIND` blocks are in memory; `finished`
+    is called (on this thread) once a block is written.
+    """
+    worker.opened  # noqa: B018 - open once here, not racing in the stage threads
+    reads = ThreadPoolExecutor(1, "read")
+    computes = ThreadPoolExecutor(in_flight, "compute")
+    writes = ThreadPoolExecutor(1, "write")
+    pending: dict[Future, Block] = {}
+    queue = iter(todo)
+
+    def admit() -> None:
+        block = next(queue, None)
+        if block is not None:
+            loaded = reads.submit(worker.load, block)
+            computed = _then(loaded, computes, lambda x, b=block: worker.compute(b, x))
+            pending[_then(computed, writes, lambda y, b=block: worker.store(b, y))] = block
+
+    try:
+        for _ in range(in_flight + READ_AHEAD + WRITE_BEHIND):
+            admit()
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                finished(pending.pop(future), future.result())
+                admit()
+    finally:
+        for pool in (reads, computes, writes):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_blocks(
     process: Callable[[Block], int],
     blocks: Sequence[Block],
@@ -190,7 +287,18 @@ def run_blocks(
     started = time.perf_counter()
     voxels = 0
     bar = tqdm(total=len(todo), desc=description, unit="block", disable=not execution.progress)
-    if execution.in_process:
+
+    def finished(block: Block, written: int) -> None:
+        nonlocal voxels
+        voxels += written
+        if ledger is not None:
+            ledger.mark_done(block)
+        bar.update()
+        bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
+
+    if execution.in_process and isinstance(process, StagedWorker):
+        _pipelined(process, todo, finished, IN_PROCESS_THREADS)
+    elif execution.in_process:
         # Two blocks in flight on threads: one reads or writes zarr (codecs release the
         # GIL) while the other computes, so I/O hides behind the forward pass.
         with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool:
@@ -200,13 +308,7 @@ def run_blocks(
             while block_of:
                 done, _ = wait(list(block_of), return_when=FIRST_COMPLETED)
                 for future in done:
-                    voxels += future.result()
-                    if ledger is not None:
-                        ledger.mark_done(block_of.pop(future))
-                    else:
-                        block_of.pop(future)
-                    bar.update()
-                    bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
+                    finished(block_of.pop(future), future.result())
                     following = next(queue, None)
                     if following is not None:
                         block_of[pool.submit(process, following)] = following
@@ -228,11 +330,7 @@ def run_blocks(
             futures = client.map(process, todo, pure=False)
             block_of = {f.key: b for f, b in zip(futures, todo, strict=True)}
             for future in as_completed(futures):
-                voxels += future.result()
-                if ledger is not None:
-                    ledger.mark_done(block_of[future.key])
-                bar.update()
-                bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
+                finished(block_of[future.key], future.result())
         finally:
             client.close()
             if cluster is not None:

@@ -4,12 +4,12 @@ Two block geometries (:class:`BlockPlan`):
 
 - valid convolutions (context > 0): one forward pass per block; the context is
   the network's, so tiles join seamlessly.
-- 'same' padding (MONAI networks, `padding: same`): each block runs MONAI's
-  sliding-window inference over overlapping windows on a grid fixed to the
-  prediction ROI, blended with Gaussian weights, and keeps its central region.
-  The context is the margin every window touching that region needs, so a block
-  sees all the windows a whole-volume sliding-window pass would blend there, and
-  blocks agree across their faces.
+- 'same' padding (MONAI networks, `padding: same`): the windows are those of one
+  MONAI sliding-window pass over the whole prediction ROI
+  (:class:`~dacapo_hydra.inference.windows.WindowGrid`); a block blends, with
+  Gaussian weights, every window that touches it, so blocks agree across their
+  faces and the output equals that one pass. A window shared by several blocks is
+  computed once per process (:class:`~dacapo_hydra.inference.windows.WindowCache`).
 """
 
 from __future__ import annotations
@@ -19,30 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dacapo_hydra.training.module import RunModule
-
-
-def _blend_margin(window: int, stride: int) -> int:
-    """Input voxels read beyond a block per side so its windows are symmetric about it.
-
-    Windows start every `stride` voxels; a block of k strides is touched by the
-    windows starting in (block begin - window, block end). Among the grid phases,
-    the one placing a window start `m` before every block begin with
-    m = ((c - 1) * stride + window) / 2, c = ceil(window / stride) - 1, makes the
-    windows of a block reach exactly m past either end. For the common overlaps
-    (window a multiple of the stride) m = window - stride.
-
-    Raises:
-        ValueError: if m is not a whole number of voxels.
-
-    """
-    c = math.ceil(window / stride) - 1
-    twice = (c - 1) * stride + window
-    if twice % 2:
-        raise ValueError(
-            f"a window of {window} voxels with stride {stride} has no whole-voxel margin; "
-            "choose an even window (input_shape) or another overlap"
-        )
-    return twice // 2
 
 
 @dataclass(frozen=True)
@@ -57,7 +33,6 @@ class BlockPlan:
         voxel_size: output voxel size (nm).
         overlap: window overlap (fraction) for 'same'-padding networks; None for
             networks with context (valid convolutions), which don't blend.
-        blend_margin: input voxels read beyond the block per side, when blending.
 
     """
 
@@ -67,12 +42,17 @@ class BlockPlan:
     raw_voxel_size: tuple[float, ...]
     voxel_size: tuple[float, ...]
     overlap: float | None = None
-    blend_margin: tuple[int, ...] | None = None
 
     @property
     def blend(self) -> bool:
         """Whether blocks blend overlapping windows ('same'-padding networks)."""
-        return self.blend_margin is not None
+        return self.overlap is not None
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        """Input voxels between window starts (MONAI's `int(window * (1 - overlap))`)."""
+        overlap = self.overlap or 0.0
+        return tuple(max(int(i * (1 - overlap)), 1) for i in self.input_shape)
 
     @property
     def upsample(self) -> tuple[int, ...]:
@@ -81,9 +61,13 @@ class BlockPlan:
 
     @property
     def context(self) -> tuple[float, ...]:
-        """Nm read beyond the written region on each side."""
-        if self.blend_margin is not None:
-            return tuple(m * v for m, v in zip(self.blend_margin, self.raw_voxel_size, strict=True))
+        """Nm read beyond the written region on each side.
+
+        None when blending: a block reads the windows that touch it
+        (:meth:`~dacapo_hydra.inference.windows.WindowGrid.touching`).
+        """
+        if self.blend:
+            return (0.0,) * len(self.input_shape)
         return tuple(
             (i * rv - w * v) / 2
             for i, w, rv, v in zip(
@@ -152,7 +136,6 @@ class BlockPlan:
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
         stride = tuple(max(int(i * (1 - overlap)), 1) for i in shape)
-        margin = tuple(_blend_margin(i, s) for i, s in zip(shape, stride, strict=True))
         if block_shape is None:
             write = tuple(
                 s * math.ceil(2 * i / s) * u for i, s, u in zip(shape, stride, up, strict=True)
@@ -168,6 +151,4 @@ class BlockPlan:
                     f"stride {steps} (output voxels: input_shape {list(shape)} with overlap "
                     f"{overlap})"
                 )
-        return cls(
-            shape, out, write, tuple(float(v) for v in raw_voxel_size), vs, float(overlap), margin
-        )
+        return cls(shape, out, write, tuple(float(v) for v in raw_voxel_size), vs, float(overlap))

@@ -1,12 +1,15 @@
 """One block's prediction, and the worker that predicts and writes blocks.
 
 The model is loaded once per process (:func:`load_model`; each Dask worker loads
-its own). A block reads its input (the region it writes grown by a context,
-padded at the volume's edge as in training), normalises it, runs one forward
-pass or MONAI's Gaussian-blended sliding window (:class:`~dacapo_hydra.inference.plan.BlockPlan`),
-applies the task's activation and keeps exactly its region
-(:func:`predict_block`). :class:`BlockPredictor` writes that region into the
-output, aligned to its chunks; :func:`predict_roi` keeps the same blocks in memory.
+its own). A :class:`BlockRunner` reads a block's input and predicts it: for a
+network with context, the region it writes grown by that context (padded at the
+volume's edge as in training) in one forward pass; for a 'same'-padding network,
+every window of one sliding-window pass over the ROI that touches the block,
+blended with Gaussian weights (:mod:`~dacapo_hydra.inference.windows`; a window
+shared with other blocks is computed once per process). :class:`BlockPredictor`
+writes that region into the output, aligned to its chunks, in three stages that
+:func:`~dacapo_hydra.inference.blocks.run_blocks` overlaps (read, forward, write);
+:func:`predict_roi` keeps the same blocks in memory.
 """
 
 from __future__ import annotations
@@ -19,17 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from monai.inferers import sliding_window_inference
 
 from dacapo_hydra.data.array import Array, ZarrArray
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.blocks import Block, BlockGrid, BlockWorker
+from dacapo_hydra.inference.blocks import Block, BlockGrid, StagedWorker
 from dacapo_hydra.inference.options import PredictOptions
 from dacapo_hydra.inference.plan import BlockPlan
+from dacapo_hydra.inference.windows import WindowCache, WindowGrid, blend
 from dacapo_hydra.training.module import RunModule
-
-# MONAI's Gaussian blending: sigma of the importance map per window side.
-SIGMA_SCALE = 0.125
 
 _MODELS: dict[tuple[str, int, int, bool], RunModule] = {}
 
@@ -57,59 +57,116 @@ def load_model(checkpoint: str | Path, trust_checkpoint: bool = False) -> RunMod
     return _MODELS[key]
 
 
-def predict_block(
-    module: RunModule,
-    raw: Array,
-    block: Block,
-    plan: BlockPlan,
-    normalize: Callable[[np.ndarray], np.ndarray],
-    pad_mode: str,
-    mirror: bool = False,
-) -> np.ndarray:
-    """Activated prediction (C, *write_shape) of a block's full (unclipped) output region.
-
-    Reads `block.read_roi` from `raw` (padded with `pad_mode` outside it),
-    normalises, and runs one forward pass, or for a blending plan MONAI's
-    `sliding_window_inference` with Gaussian weights, whose windows then lie on
-    the grid every block shares; the margin is cut off.
+class BlockRunner:
+    """Reads and predicts the blocks of one ROI in one process (thread-safe per block).
 
     Args:
         module: the trained module (eval mode).
         raw: the input array.
-        block: one block of a grid made with `plan.block_size` and `plan.context`.
+        roi: the world ROI the blocks tile (windows of 'same'-padding networks are
+            placed over it).
         plan: the block shapes.
         normalize: raw intensities to network input.
         pad_mode: `reflect`, `edge` or `constant`, as in training.
         mirror: average the predictions over all axis flips (test-time augmentation).
 
     """
-    data = raw.read_padded(block.read_roi, pad_mode)
-    if raw.num_channels is None:
-        data = data[None]
-    weight = next(module.parameters())
-    # The input follows the weights' device and dtype (a half-precision model included).
-    x = torch.from_numpy(np.ascontiguousarray(normalize(data)))[None]
-    x = x.to(weight.device, dtype=weight.dtype if weight.is_floating_point() else None)
-    forward = _mirrored(module) if mirror else module.predict
-    with torch.inference_mode():
-        if plan.blend_margin is None:
-            y = forward(x)
+
+    def __init__(
+        self,
+        module: RunModule,
+        raw: Array,
+        roi: Roi,
+        plan: BlockPlan,
+        normalize: Callable[[np.ndarray], np.ndarray],
+        pad_mode: str,
+        mirror: bool = False,
+    ) -> None:
+        self.module = module
+        self.raw = raw
+        self.roi = roi
+        self.plan = plan
+        self.normalize = normalize
+        self.pad_mode = pad_mode
+        self.forward = _mirrored(module) if mirror else module.predict
+        weight = next(module.parameters())
+        self.device = weight.device
+        # The input follows the weights' dtype (a half-precision model included).
+        self.dtype = weight.dtype if weight.is_floating_point() else None
+        self.windows: WindowGrid | None = None
+        if plan.blend:
+            shape = roi.voxel_shape(plan.raw_voxel_size)
+            self.windows = WindowGrid.over(shape, plan.input_shape, plan.overlap, plan.upsample)
+            blocks = BlockGrid(roi, plan.block_size, plan.context).shape
+            windows = self.windows
+            self.cache = WindowCache(lambda s: windows.blocks_touched(s, plan.write_shape, blocks))
+            self.weights = windows.importance(self.device)
+
+    def _region(self, block: Block) -> tuple[slice, ...]:
+        """The block's (clipped) write region in output voxels of the ROI."""
+        return block.write_roi.to_slices(self.roi.begin, self.plan.voxel_size)
+
+    def _touching(self, block: Block) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+        """A blending block's windows and the first input voxel (of the ROI) they read."""
+        assert self.windows is not None
+        region = tuple(
+            slice(r.start // u, -(-r.stop // u))
+            for r, u in zip(self._region(block), self.plan.upsample, strict=True)
+        )
+        starts = self.windows.touching(region)
+        return starts, tuple(min(axis) for axis in zip(*starts, strict=True))
+
+    def read(self, block: Block) -> torch.Tensor:
+        """The block's normalised input (1, C, *shape): its read ROI, or its windows' box."""
+        if self.windows is None:
+            roi = block.read_roi
         else:
-            y = sliding_window_inference(
-                x,
-                roi_size=plan.input_shape,
-                sw_batch_size=1,
-                predictor=forward,
-                overlap=plan.overlap,
-                mode="gaussian",
-                sigma_scale=SIGMA_SCALE,
+            starts, low = self._touching(block)
+            high = [
+                max(s) + w
+                for s, w in zip(zip(*starts, strict=True), self.plan.input_shape, strict=True)
+            ]
+            vs = self.plan.raw_voxel_size
+            roi = Roi(
+                tuple(b + lo * v for b, lo, v in zip(self.roi.begin, low, vs, strict=True)),
+                tuple((hi - lo) * v for lo, hi, v in zip(low, high, vs, strict=True)),
             )
-            cut = tuple(
-                slice(m * u, m * u + w)
-                for m, u, w in zip(plan.blend_margin, plan.upsample, plan.write_shape, strict=True)
-            )
-            y = y[(slice(None), slice(None), *cut)]
-    return y[0].float().cpu().numpy()
+        data = self.raw.read_padded(roi, self.pad_mode)
+        if self.raw.num_channels is None:
+            data = data[None]
+        return torch.from_numpy(np.ascontiguousarray(self.normalize(data)))[None]
+
+    def predict(self, block: Block, x: torch.Tensor) -> np.ndarray:
+        """Activated prediction (C, *region) of the block's (clipped) write region."""
+        x = x.to(self.device, dtype=self.dtype)
+        region = self._region(block)
+        with torch.inference_mode():
+            if self.windows is None:
+                y = self.forward(x)[0]
+                y = y[(slice(None), *(slice(0, r.stop - r.start) for r in region))]
+            else:
+                y = self._blend(block, x, region)
+        return y.float().cpu().numpy()
+
+    def _blend(self, block: Block, x: torch.Tensor, region: Sequence[slice]) -> torch.Tensor:
+        """Every window touching the block (computed here, by another block, or cached), blended."""
+        assert self.windows is not None
+        starts, low = self._touching(block)
+        mine, futures = self.cache.claim(starts)
+        try:
+            for start in mine:
+                window = tuple(
+                    slice(s - lo, s - lo + w)
+                    for s, lo, w in zip(start, low, self.plan.input_shape, strict=True)
+                )
+                self.cache.put(start, self.forward(x[(slice(None), slice(None), *window)])[0])
+        except BaseException as error:
+            self.cache.fail(mine, error)
+            raise
+        outputs = {s: futures[s].result() for s in starts}
+        y = blend(self.windows, region, outputs, self.weights)
+        self.cache.release(starts)
+        return y
 
 
 def _mirrored(module: RunModule) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -126,11 +183,6 @@ def _mirrored(module: RunModule) -> Callable[[torch.Tensor], torch.Tensor]:
         return total / len(flips)
 
     return forward
-
-
-def _crop(pred: np.ndarray, region: Sequence[slice]) -> np.ndarray:
-    """The first voxels of a block's full prediction that its (clipped) region holds."""
-    return pred[(slice(None), *(slice(0, r.stop - r.start) for r in region))]
 
 
 def predict_roi(
@@ -152,16 +204,16 @@ def predict_roi(
     """
     plan = BlockPlan.for_module(module, raw.voxel_size, input_shape, overlap, block_shape)
     grid = BlockGrid(roi, plan.block_size, plan.context)
+    runner = BlockRunner(module, raw, roi, plan, normalize, pad_mode, mirror)
     out = np.zeros((module.task.num_channels, *roi.voxel_shape(plan.voxel_size)), np.float32)
     for block in grid:
-        pred = predict_block(module, raw, block, plan, normalize, pad_mode, mirror)
         region = block.write_roi.to_slices(roi.begin, plan.voxel_size)
-        out[(slice(None), *region)] = _crop(pred, region)
+        out[(slice(None), *region)] = runner.predict(block, runner.read(block))
     return out
 
 
-class BlockPredictor(BlockWorker[tuple[ZarrArray, zarr.Array]]):
-    """Predicts one block (:func:`predict_block`) and writes its region.
+class BlockPredictor(StagedWorker[tuple[BlockRunner, zarr.Array], torch.Tensor, np.ndarray]):
+    """Predicts one block (:class:`BlockRunner`) and writes its region, in three stages.
 
     Picklable (it holds paths, not arrays or models) so Dask can ship it to workers;
     each worker opens the arrays and loads the model once.
@@ -215,8 +267,8 @@ class BlockPredictor(BlockWorker[tuple[ZarrArray, zarr.Array]]):
             raise TypeError("a live module cannot go to Dask workers: give a checkpoint path")
         return super().__getstate__()
 
-    def open(self) -> tuple[ZarrArray, zarr.Array]:
-        """The input and the output's `s0`."""
+    def open(self) -> tuple[BlockRunner, zarr.Array]:
+        """The input's runner (with the model) and the output's `s0`."""
         container, dataset = self.raw
         raw = ZarrArray.open(
             container,
@@ -224,7 +276,16 @@ class BlockPredictor(BlockWorker[tuple[ZarrArray, zarr.Array]]):
             voxel_size=self.options.raw_voxel_size,
             offset=self.options.raw_offset,
         )
-        return raw, zarr.open_group(self.output[0], mode="r+")[f"{self.output[1]}/s0"]
+        runner = BlockRunner(
+            self.module(),
+            raw,
+            self.grid_roi,
+            self.plan,
+            self.normalize,
+            self.pad_mode,
+            self.options.mirror,
+        )
+        return runner, zarr.open_group(self.output[0], mode="r+")[f"{self.output[1]}/s0"]
 
     def module(self) -> RunModule:
         """The model: the live module, or the checkpoint's, loaded once per process."""
@@ -232,16 +293,19 @@ class BlockPredictor(BlockWorker[tuple[ZarrArray, zarr.Array]]):
             return self.model
         return load_model(self.model, self.options.trust_checkpoint)
 
-    def __call__(self, block: Block) -> int:
-        """Predict and write one block; returns the voxels written."""
-        raw, out = self.opened
-        pred = predict_block(
-            self.module(), raw, block, self.plan, self.normalize, self.pad_mode, self.options.mirror
-        )
+    def load(self, block: Block) -> torch.Tensor:
+        """Read and normalise the block's input."""
+        return self.opened[0].read(block)
+
+    def compute(self, block: Block, loaded: torch.Tensor) -> np.ndarray:
+        """The block's activated prediction, in the output dtype."""
+        return self.convert(self.opened[0].predict(block, loaded))
+
+    def store(self, block: Block, computed: np.ndarray) -> int:
+        """Write the block's region; returns the voxels written."""
         region = block.write_roi.to_slices(self.grid_roi.begin, self.plan.voxel_size)
-        pred = _crop(pred, region)
-        out[(slice(None), *region)] = self.convert(pred)
-        return int(np.prod(pred.shape[1:]))
+        self.opened[1][(slice(None), *region)] = computed
+        return int(np.prod(computed.shape[1:]))
 
     def convert(self, pred: np.ndarray) -> np.ndarray:
         """Cast to the output dtype (uint8: `value_range` scaled to 0..255)."""
