@@ -8,7 +8,7 @@ Prints one JSON document:
   `extras_ms_per_iteration` = the project's full training configuration (MLflow logger,
   callbacks, progress bar, train/loss logging) - bare Lightning (goal < 1 ms); medians of
   interleaved runs, in wall-clock and process CPU time, and the callbacks' hooks profiled
-  (`train_loops.py` holds the loops);
+  (`train_loops.py` holds the loops); `extras_3d`: the same on 3D unet_tiny (44³ crops);
 - `training`: iterations/s and samples/s (crops per second over all processes) of the
   real training path (`dacapo_hydra.train`, synthetic 3D data, the default trainer and
   its augmentations, no validation) for each architecture (`unet_tiny`,
@@ -191,6 +191,8 @@ def main() -> None:
     torch.set_num_threads(threads)
     report: dict[str, Any] = {"extras": extras}
     if not args.quick:
+        # The same figures on the project's usual step (3D unet_tiny, 44³ crops): fewer runs.
+        report["extras_3d"] = training_extras(work, "unet_tiny", "synthetic_3d", 60, 3)
         report["training"] = [
             train_rate(work, architecture, processes, args.iterations)
             for architecture in args.architectures
