@@ -23,7 +23,7 @@ Prints one JSON document:
 `--quick` measures `extras` only. Not a test: figures depend on the machine. Usage:
     python scripts/bench_train.py [--quick] [--iterations 5]
         [--architectures unet_tiny cnnectome_unet] [--processes 1 2] [--workers 0 1 2]
-        [--extras-iterations 300] [--extras-repeats 5] [--workdir /tmp/bench_train]
+        [--extras-iterations 500] [--extras-repeats 5] [--workdir /tmp/bench_train]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def train_rate(workdir: Path, architecture: str, processes: int, iterations: int
     )
     with contextlib.redirect_stdout(sys.stderr):  # the run's summary line: not the JSON
         train(cfg)
-    stamps = [wall for wall, _ in json.loads(times.read_text())[WARMUP - 1 :]]
+    stamps = [wall for wall, *_ in json.loads(times.read_text())[WARMUP - 1 :]]
     rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     batch = int(cfg.trainer.batch_size)
     return {
@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--loader-samples", type=int, default=20)
-    parser.add_argument("--extras-iterations", type=int, default=300, help="per run, each loop")
+    parser.add_argument("--extras-iterations", type=int, default=500, help="per run, each loop")
     parser.add_argument("--extras-repeats", type=int, default=5, help="interleaved runs of each")
     parser.add_argument("--extras-threads", type=int, default=1, help="torch threads (CPU)")
     parser.add_argument(
