@@ -1,6 +1,14 @@
-"""Benchmark training throughput: processes (DDP), architectures, loader workers, GPU feeding.
+"""Benchmark training: the project's extras per iteration and the loop ratio, throughput
+over processes (DDP), architectures and loader workers, GPU feeding.
 
 Prints one JSON document:
+- `extras`: per iteration, on the same in-memory batches, same module, device and threads
+  (a tiny network, 2D unet_tiny, so the step is small and the extras show):
+  `loop_ratio` = bare Lightning / a plain PyTorch loop (goal <= 1.05) and
+  `extras_ms_per_iteration` = the project's full training configuration (MLflow logger,
+  callbacks, progress bar, train/loss logging) - bare Lightning (goal < 1 ms); medians of
+  interleaved runs, in wall-clock and process CPU time, and the callbacks' hooks profiled
+  (`train_loops.py` holds the loops); `extras_3d`: the same on 3D unet_tiny (44³ crops);
 - `training`: iterations/s and samples/s (crops per second over all processes) of the
   real training path (`dacapo_hydra.train`, synthetic 3D data, the default trainer and
   its augmentations, no validation) for each architecture (`unet_tiny`,
@@ -12,9 +20,10 @@ Prints one JSON document:
   loader (compute time / wall time) and its speed against the same loop fed from
   batches made beforehand and kept in GPU memory; otherwise null, and `note` says so.
 
-Not a test: figures depend on the machine. Usage:
-    python scripts/bench_train.py [--iterations 5] [--architectures unet_tiny cnnectome_unet]
-        [--processes 1 2] [--workers 0 1 2] [--workdir /tmp/bench_train]
+`--quick` measures `extras` only. Not a test: figures depend on the machine. Usage:
+    python scripts/bench_train.py [--quick] [--iterations 5]
+        [--architectures unet_tiny cnnectome_unet] [--processes 1 2] [--workers 0 1 2]
+        [--extras-iterations 500] [--extras-repeats 5] [--workdir /tmp/bench_train]
 """
 
 from __future__ import annotations
@@ -31,44 +40,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-
-WARMUP = 2
-
-
-class StepTimer(pl.Callback):
-    """Rank 0 writes the time at the end of every iteration to `path` (JSON) when training ends."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.times: list[float] = []
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        """Note the time of this iteration's end."""
-        self.times.append(time.perf_counter())
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the times (rank 0)."""
-        if trainer.is_global_zero:
-            self.path.write_text(json.dumps(self.times))
-
-
-def compose_run(workdir: Path, architecture: str, overrides: list[str]) -> Any:
-    """A training config for the benchmark: synthetic 3D data, no validation or snapshots."""
-    from dacapo_hydra.api import compose
-
-    return compose(
-        datasplit="synthetic_3d",
-        architecture=architecture,
-        overrides=[
-            f"paths.output_dir={workdir / 'outputs'}",
-            "validation_interval=100000",
-            "write_validation=false",
-            "snapshot_interval=0",
-            "lightning.enable_progress_bar=false",
-            "lightning.log_every_n_steps=1000",
-            *overrides,
-        ],
-    )
+from torch.utils.data import DataLoader
+from train_loops import WARMUP, compose_run, training_extras
 
 
 def train_rate(workdir: Path, architecture: str, processes: int, iterations: int) -> dict:
@@ -85,14 +58,14 @@ def train_rate(workdir: Path, architecture: str, processes: int, iterations: int
         [
             f"iterations={iterations + WARMUP}",
             f"lightning.devices={processes}",
-            "+callbacks.timer._target_=bench_train.StepTimer",
+            "+callbacks.timer._target_=train_loops.StepTimer",
             f"+callbacks.timer.path={times}",
             *ddp,
         ],
     )
     with contextlib.redirect_stdout(sys.stderr):  # the run's summary line: not the JSON
         train(cfg)
-    stamps = json.loads(times.read_text())[WARMUP - 1 :]
+    stamps = [wall for wall, *_ in json.loads(times.read_text())[WARMUP - 1 :]]
     rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     batch = int(cfg.trainer.batch_size)
     return {
@@ -113,8 +86,6 @@ def train_rate(workdir: Path, architecture: str, processes: int, iterations: int
 
 def loader_rates(workdir: Path, workers: list[int], samples: int) -> dict[str, float]:
     """Crops/s of the unet_tiny training loader with each number of workers."""
-    from torch.utils.data import DataLoader
-
     from dacapo_hydra.training.build import build
 
     data = build(compose_run(workdir, "unet_tiny", [])).datamodule.train_data
@@ -142,7 +113,7 @@ def gpu_feeding(workdir: Path, architecture: str, iterations: int) -> dict:
     datamodule = built.datamodule
     workers = loader_workers(datamodule.num_workers, trainer_cpus(None))
     loader = iter(
-        torch.utils.data.DataLoader(
+        DataLoader(
             datamodule.train_data,
             batch_size=datamodule.batch_size,
             num_workers=workers,
@@ -197,37 +168,55 @@ def main() -> None:
     parser.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--loader-samples", type=int, default=20)
+    parser.add_argument("--extras-iterations", type=int, default=500, help="per run, each loop")
+    parser.add_argument("--extras-repeats", type=int, default=5, help="interleaved runs of each")
+    parser.add_argument("--extras-threads", type=int, default=1, help="torch threads (CPU)")
+    parser.add_argument(
+        "--quick", action="store_true", help="extras and loop ratio only (no throughput runs)"
+    )
     parser.add_argument("--workdir", default="/tmp/bench_train")
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DACAPO_CACHE_DIR", str(work / "cache"))
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_train.StepTimer
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # DDP ranks: train_loops.StepTimer
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_loops.StepTimer
     started = time.perf_counter()
-    training = [
-        train_rate(work, architecture, processes, args.iterations)
-        for architecture in args.architectures
-        for processes in args.processes
-    ]
-    loader = loader_rates(work, args.workers, args.loader_samples)
-    gpu = None
-    note = "no GPU was present: GPU-busy fraction and the in-memory ratio were not measured"
-    if torch.cuda.is_available():
-        gpu = [gpu_feeding(work, a, args.iterations) for a in args.architectures]
-        note = "GPU present: DDP processes use one GPU each (nccl)"
+    threads = torch.get_num_threads()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(args.extras_threads)
+    extras = training_extras(
+        work, "unet_tiny", "synthetic_2d", args.extras_iterations, args.extras_repeats
+    )
+    torch.set_num_threads(threads)
+    report: dict[str, Any] = {"extras": extras}
+    if not args.quick:
+        # The same figures on the project's usual step (3D unet_tiny, 44³ crops): fewer runs.
+        report["extras_3d"] = training_extras(work, "unet_tiny", "synthetic_3d", 60, 3)
+        report["training"] = [
+            train_rate(work, architecture, processes, args.iterations)
+            for architecture in args.architectures
+            for processes in args.processes
+        ]
+        report["loader_samples_per_s"] = loader_rates(work, args.workers, args.loader_samples)
+        report["gpu"] = None
+        report["note"] = (
+            "no GPU was present: GPU-busy fraction and the in-memory ratio were not measured"
+        )
+        if torch.cuda.is_available():
+            report["gpu"] = [gpu_feeding(work, a, args.iterations) for a in args.architectures]
+            report["note"] = "GPU present: DDP processes use one GPU each (nccl)"
+        report["backend"] = "nccl" if torch.cuda.is_available() else "gloo"
+        report["warmup_iterations"] = WARMUP
     print(
         json.dumps(
             {
-                "training": training,
-                "loader_samples_per_s": loader,
-                "gpu": gpu,
+                **report,
                 "gpu_present": torch.cuda.is_available(),
-                "note": note,
-                "backend": "nccl" if torch.cuda.is_available() else "gloo",
-                "warmup_iterations": WARMUP,
                 "cpus": len(os.sched_getaffinity(0)),
-                "torch_threads": torch.get_num_threads(),
+                "torch_threads": threads,
                 "torch": torch.__version__,
+                "lightning": pl.__version__,
                 "machine": platform.machine(),
                 "seconds": round(time.perf_counter() - started, 1),
             },

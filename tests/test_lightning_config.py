@@ -120,7 +120,8 @@ def test_sgd_trains(compose_tiny: Callable[..., DictConfig]) -> None:
 def test_lightning_node_is_checked_against_pl_trainer() -> None:
     arguments = trainer_arguments(compose(overrides=["lightning.accumulate_grad_batches=2"]))
     assert arguments["accumulate_grad_batches"] == 2
-    assert arguments["log_every_n_steps"] == 10  # null: iterations / 10, at most 10
+    assert arguments["log_every_n_steps"] == 30  # null: iterations / 10, at most 50
+    assert trainer_arguments(compose(overrides=["iterations=5000"]))["log_every_n_steps"] == 50
     with pytest.raises(ConfigError, match=r"^lightning\.bogus: not an argument of pl\.Trainer$"):
         trainer_arguments(compose(overrides=["+lightning.bogus=1"]))
     with pytest.raises(ConfigError, match="did you mean accumulate_grad_batches"):

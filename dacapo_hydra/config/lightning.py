@@ -16,7 +16,7 @@ callbacks                  the `callbacks` group, plus the run's own
 default_root_dir           the run folder
 enable_checkpointing       always on: the run keeps `checkpoints/last.ckpt`
 log_every_n_steps          `lightning.log_every_n_steps`, or if null every
-                           `iterations / 10` steps, at most 10
+                           `iterations / 10` steps, at most 50
 precision                  `lightning.precision`; `auto` is bf16-mixed on CUDA
                            GPUs with bfloat16, else 32-true
 everything else            `lightning.<argument>`
@@ -119,5 +119,5 @@ def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
             arguments["precision"], arguments.get("accelerator", "auto")
         )
     if arguments.get("log_every_n_steps") is None:
-        arguments["log_every_n_steps"] = max(1, min(10, int(cfg.iterations) // 10))
+        arguments["log_every_n_steps"] = max(1, min(50, int(cfg.iterations) // 10))
     return arguments

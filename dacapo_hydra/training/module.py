@@ -139,10 +139,25 @@ class RunModule(pl.LightningModule):
         return self.task.loss(self(batch["raw"]), batch["target"], batch["weight"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One optimiser step's loss, logged as `train/loss`."""
+        """One optimiser step's loss, logged as `train/loss` where Lightning writes logs.
+
+        Lightning sends step metrics to the loggers every `log_every_n_steps` only, but
+        `self.log` costs on every step (and on a GPU its value is read back when the
+        progress bar shows it): the loss is logged on the steps whose metrics are
+        written, and on the last one, so `train/loss` in `trainer.callback_metrics` is
+        the final loss and the logged series is unchanged.
+        """
         loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["raw"].shape[0])
+        if self._logs_this_step():
+            self.log("train/loss", loss, prog_bar=True, batch_size=batch["raw"].shape[0])
         return loss
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning writes this step's metrics, or it is the last step."""
+        trainer = self.trainer
+        last = 0 <= trainer.max_steps <= self.global_step + 1
+        # The test Lightning's own LearningRateMonitor uses to log only on these steps.
+        return bool(trainer.fast_dev_run) or last or trainer._logger_connector.should_update_logs
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Loss on the fixed validation crops, logged as `val/loss` (averaged over DDP ranks)."""

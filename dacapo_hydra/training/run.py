@@ -141,6 +141,16 @@ def _checkpoint_criteria(cfg: DictConfig, task: Task) -> list[str]:
     return criteria
 
 
+def _run_logger(uri: str, **kwargs: Any) -> MLFlowLogger:
+    """Lightning's MLflow logger of the run, its metrics written off the training thread.
+
+    `synchronous=False`: Lightning's metric writes go to MLflow's async queue, so a
+    training step never waits on the store (a sqlite write takes tens of ms). Ending the
+    run (`set_terminated`, which Lightning's `finalize` calls) drains the queue first.
+    """
+    return MLFlowLogger(tracking_uri=uri, log_model=False, synchronous=False, **kwargs)
+
+
 def _new_run_logger(
     cfg: DictConfig, uri: str, artifacts: str, name: str, choices: dict[str, str], run_dir: Path
 ) -> MLFlowLogger:
@@ -149,12 +159,11 @@ def _new_run_logger(
     parent = tracking.parent_run_id()
     if parent:
         tags["mlflow.parentRunId"] = parent
-    return MLFlowLogger(
+    return _run_logger(
+        uri,
         experiment_name=cfg.mlflow.experiment_name,
         run_name=name,
-        tracking_uri=uri,
         tags=tags,
-        log_model=False,
         artifact_location=artifacts,
     )
 
@@ -229,7 +238,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainRes
     def open_run() -> str:
         experiment = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name, artifacts)
         if resume is not None:
-            logger = MLFlowLogger(tracking_uri=uri, run_id=resume.run_id, log_model=False)
+            logger = _run_logger(uri, run_id=resume.run_id)
         else:
             logger = _new_run_logger(cfg, uri, artifacts, name, choices, run_dir)
         opened.append((experiment, logger))
@@ -239,6 +248,8 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainRes
     run_id = world.from_rank_zero("run", open_run)
     experiment_id, logger = opened[0] if world.is_zero else ("", DummyLogger())
     client = logger.experiment if world.is_zero else None
+    # Parameters are written at once (a conflicting value fails here, not in a log line).
+    params = MLFlowLogger(tracking_uri=uri, run_id=run_id) if world.is_zero else None
     last = LastCheckpoint(checkpoint_dir, cfg.validation_interval)
     stop = stops.StopReason()
     trainer: pl.Trainer | None = None
@@ -249,7 +260,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainRes
                 cfg, uri, run_id, task, resumed=resume is not None
             )
         if resume is None and world.is_zero:
-            logger.log_hyperparams(config)
+            params.log_hyperparams(config)
             client.log_dict(run_id, config, "config.yaml")
         elif world.is_zero:
             number = record_resume(client, resume, config, changes)
@@ -289,7 +300,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainRes
         )
         if resume is None and world.is_zero:
             workers = built.datamodule.loader_workers(trainer)
-            logger.log_hyperparams(launch.run_params(trainer, cfg.trainer.batch_size, workers))
+            params.log_hyperparams(launch.run_params(trainer, cfg.trainer.batch_size, workers))
         trainer.fit(
             built.module,
             datamodule=built.datamodule,
