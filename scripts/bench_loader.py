@@ -51,7 +51,7 @@ from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from dacapo_hydra.data.augment import build_augment, build_deformation
-from dacapo_hydra.data.datamodule import TrainCrops
+from dacapo_hydra.data.datamodule import TrainCrops, collate
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
 from dacapo_hydra.devices import cpus_per_device, loader_workers
@@ -148,7 +148,13 @@ def make_loader(path: Path, mode: str, workers: int, seed: int = 0) -> DataLoade
     augment = build_augment(cfg, 3, shapes.input_shape, shapes.output_shape, shapes.voxel_size)
     task = DistanceTask(3, (VOXEL,) * 3)
     data = TrainCrops(sampler, TaskTargets(task), augment, seed)
-    return DataLoader(data, batch_size=1, num_workers=workers, persistent_workers=workers > 0)
+    return DataLoader(
+        data,
+        batch_size=1,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        collate_fn=collate,
+    )
 
 
 def throughput(path: Path, mode: str, workers: int, samples: int) -> tuple[float, float]:
