@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,25 @@ from dacapo_hydra.tracking.store import restore_tracking_env
 from dacapo_hydra.tracking.tags import DIRECTION_TAG, TAG_VALUE_LIMIT, job_overrides, override_tags
 
 log = logging.getLogger(__name__)
+
+
+def log_inputs(client: Any, run_id: str, inputs: list[Any], attempts: int = 5) -> None:
+    """`client.log_inputs`, retried when jobs started together insert the same dataset.
+
+    MLflow's sqlite store checks for a dataset, then inserts it: two runs of one
+    experiment logging the same dataset at once can both miss it and one insert fails
+    on the table's unique key. The retry finds the row the other job wrote.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            if "UNIQUE constraint" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 class RunRecorder:
@@ -77,7 +97,7 @@ class RunRecorder:
             datasplit = OmegaConf.to_container(cfg.datasplit, resolve=True)
             inputs = dataset_inputs(datasplit, group_choices(cfg)["datasplit"])
             if inputs:
-                client.log_inputs(run_id, datasets=inputs)
+                log_inputs(client, run_id, inputs)
         monitor = None
         if OmegaConf.select(cfg, "mlflow.log_system_metrics", default=False):
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
