@@ -32,17 +32,6 @@ if TYPE_CHECKING:
     )
     from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
 
-_VERBS = (
-    "apply",
-    "compose",
-    "export_model",
-    "load_model",
-    "post_process",
-    "predict",
-    "runs",
-    "train",
-    "validate",
-)
 _OPTIONS = ("ApplyOptions", "Execution", "PredictOptions")
 
 __all__ = [
@@ -63,16 +52,16 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    if name in _VERBS:
-        from dacapo_hydra import api
-
-        return getattr(api, name)
     if name in _OPTIONS:
         from dacapo_hydra.inference import options
 
         return getattr(options, name)
+    if name in __all__:
+        from dacapo_hydra import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'dacapo_hydra' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_VERBS, *_OPTIONS])
+    return sorted({*globals(), *__all__})

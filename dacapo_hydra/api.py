@@ -40,18 +40,6 @@ if TYPE_CHECKING:
     from dacapo_hydra.training.run import TrainResult
     from dacapo_hydra.training.validation import Best, ScoreRow
 
-__all__ = [
-    "apply",
-    "compose",
-    "export_model",
-    "load_model",
-    "post_process",
-    "predict",
-    "runs",
-    "train",
-    "validate",
-]
-
 
 def config_dir() -> Path:
     """The `conf/` folder: the checkout's, or the copy installed inside the package."""
