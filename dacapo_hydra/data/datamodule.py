@@ -46,8 +46,8 @@ def reuse_freed_memory() -> bool:
     float32 region, the resampled raw: 9-30 MB at 132³). By default glibc maps
     such blocks afresh and unmaps them when freed, so every crop pays a page fault
     per 4 KiB page it touches: measured 10-15 % of a crop's CPU time. Once per
-    process (a loader worker, or the training process with 0 workers); a no-op
-    (False) without glibc.
+    loader worker process, never in the training process (a notebook's or a
+    cluster job's allocator is not ours to change); a no-op (False) without glibc.
     """
     name = ctypes.util.find_library("c")
     try:
@@ -145,8 +145,9 @@ class TrainCrops(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         set_track_meta(False)
-        reuse_freed_memory()
         info = get_worker_info()
+        if info is not None:  # a loader process of ours: its allocator is ours to tune
+            reuse_freed_memory()
         worker = info.id if info is not None else 0
         rng = np.random.default_rng(self.entropy(worker))
         self.augment.set_random_state(seed=int(rng.integers(2**31)))
