@@ -8,7 +8,8 @@ in the same process, interleaved with what it is compared to (A, B, A, B, ...):
 - `same`: a small MONAI BasicUNet ('same' padding), zarr to zarr (read and write
   included), against MONAI's `sliding_window_inference` over the same volume in
   memory with the same window, overlap and Gaussian blending (goal: ratio >= 0.9);
-- `dask`: voxels/s of the valid network on 1 and 2 Dask workers (cluster start included);
+- `dask`: voxels/s of the valid network in this process and on 2 Dask workers (the
+  cluster's start-up, paid once per cluster, given apart);
 - `memory`: peak resident memory (VmHWM) of a fresh process predicting each volume
   edge (goal: flat), with `rss_after_load_mb`, and seconds per megavoxel
   (`cost_ratio_largest_vs_smallest`, goal: 1 +- 0.1);
@@ -271,16 +272,47 @@ def child_same(work: Path, edge: int, window: int, block: int, rounds: int) -> d
 
 
 def child_dask(checkpoint: str, volume: Path, workers: int) -> dict:
-    """Voxels/s of blockwise prediction on `workers` Dask workers (cluster start included)."""
+    """Voxels/s of blockwise prediction on `workers` Dask workers, and their start-up.
+
+    One worker runs in this process (two blocks in flight on threads). For more, a
+    LocalCluster starts first and its workers import torch and the predictor
+    (`startup_seconds`: paid once per cluster, so amortised over a large volume); the
+    job's voxels/s then include shipping the predictor and each worker's model load.
+    """
     from dacapo_hydra.inference.options import Execution
     from dacapo_hydra.inference.predict import plan_prediction
 
     out = volume.with_suffix(f".dask{workers}.zarr")
     shutil.rmtree(out, ignore_errors=True)
     job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
-    result = job.run(Execution(workers=workers, progress=False))
+    started = time.perf_counter()
+    if workers == 1:
+        result = job.run(Execution(progress=False))
+        startup = 0.0
+    else:
+        from dask.distributed import Client, LocalCluster
+
+        def warm() -> int:
+            import dacapo_hydra.inference.predictor  # noqa: F401
+
+            return torch.get_num_threads()
+
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            threads = set(client.run(warm).values())
+            startup = time.perf_counter() - started
+            result = job.run(Execution(scheduler=cluster.scheduler_address, progress=False))
+        assert threads == {1}, f"each worker's torch threads: {threads}"
     shutil.rmtree(out, ignore_errors=True)
-    return {"voxels_per_s": round(result.voxels_per_s), "seconds": round(result.seconds, 2)}
+    return {
+        "voxels_per_s": round(result.voxels_per_s),
+        "seconds": round(result.seconds, 2),
+        "startup_seconds": round(startup, 2),
+    }
 
 
 def run_child(*args: str) -> dict:
@@ -355,6 +387,7 @@ def main() -> None:
                     "volume": [args.dask_size] * 3,
                     "voxels_per_s": {n: d["voxels_per_s"] for n, d in dask.items()},
                     "seconds": {n: d["seconds"] for n, d in dask.items()},
+                    "startup_seconds": {n: d["startup_seconds"] for n, d in dask.items()},
                 },
                 "memory": {
                     "voxels_per_s": {e: round(b["voxels_per_s"]) for e, b in blockwise.items()},

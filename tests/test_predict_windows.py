@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,3 +121,34 @@ def test_the_pipeline_does_every_block_and_stops_at_a_failure(tmp_path: Path) ->
     with pytest.raises(RuntimeError, match="block 2_1 failed"):
         run_blocks(Doubler(bad=(2, 1)), blocks, ledger, QUIET)
     assert not ledger.is_done(blocks[7]) and ledger.count() < len(blocks)
+
+
+class OpenCounter(StagedWorker[int, int, int]):
+    """Appends its process id to `log` each time it opens (a model load, in a predictor)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def open(self) -> int:
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return 0
+
+    def load(self, block: Block) -> int:
+        return self.opened
+
+    def compute(self, block: Block, loaded: int) -> int:
+        return loaded + 1
+
+    def store(self, block: Block, computed: int) -> int:
+        return computed
+
+
+@pytest.mark.slow
+def test_each_dask_worker_opens_the_model_once_not_once_per_block(tmp_path: Path) -> None:
+    blocks = list(BlockGrid(Roi((0, 0), (40, 40)), (10, 10), (0, 0)))
+    log = tmp_path / "opens.log"
+    figures = run_blocks(OpenCounter(log), blocks, None, Execution(workers=2, progress=False))
+    opens = log.read_text().split()
+    assert figures["voxels"] == len(blocks) == 16
+    assert len(opens) == len(set(opens)) <= 2

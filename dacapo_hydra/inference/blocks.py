@@ -191,6 +191,11 @@ class StagedWorker(BlockWorker[Opened], Generic[Opened, Loaded, Computed]):
         return self.store(block, self.compute(block, self.load(block)))
 
 
+def _call(block: Block, worker: Callable[[Block], int]) -> int:
+    """`worker(block)`, as a Dask task whose worker argument is a scattered future."""
+    return worker(block)
+
+
 def _then(future: Future, pool: ThreadPoolExecutor, fn: Callable[[Any], Any]) -> Future:
     """A future of `fn(future.result())`, run on `pool` once `future` is done."""
     out: Future = Future()
@@ -327,7 +332,11 @@ def run_blocks(
             )
         client = Client(execution.scheduler or cluster)
         try:
-            futures = client.map(process, todo, pure=False)
+            # Scattered once, so every task on a Dask worker gets that worker's one copy
+            # and what it opened (the model, the arrays); mapping `process` itself
+            # unpickles a fresh copy per task, which reopens everything per block.
+            shipped = client.scatter(process, broadcast=True, hash=False)
+            futures = client.map(_call, todo, worker=shipped, pure=False)
             block_of = {f.key: b for f, b in zip(futures, todo, strict=True)}
             for future in as_completed(futures):
                 finished(block_of[future.key], future.result())
