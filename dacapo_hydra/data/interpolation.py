@@ -3,7 +3,7 @@
 The warp's displacement lives on a coarse control-point grid; between control
 points it is interpolated linearly or with a natural cubic spline, separately
 along each axis, so a crop's displacement is one small weight matrix per axis
-(:func:`axis_weights`) contracted with the grid (:func:`contract`). The crop is
+(:func:`axis_weights`) contracted with the grid. The crop is
 then read from the box it needs: bi/trilinear with `grid_sample`
 (:func:`resample`), or by nearest-neighbour gathering for labels (:func:`nearest`).
 """
@@ -86,14 +86,3 @@ def axis_weights(interpolation: str, n: int, start: float, step: float, count: i
     w[rows, low] = 1 - frac
     w[rows, low + 1] = frac
     return w
-
-
-def contract(values: np.ndarray, matrices: Sequence[np.ndarray], keep: int = 1) -> np.ndarray:
-    """`values`' axes from `keep` on, each multiplied by its matrix (m, n), in order.
-
-    The first `keep` axes stay as they are; the rest become (m_1, m_2, ...).
-    """
-    out = values
-    for matrix in matrices:
-        out = np.tensordot(out, matrix, axes=([keep], [1]))  # contracted axis moves last
-    return out

@@ -120,8 +120,9 @@ def test_cubic_overshoots_its_control_values_but_not_its_reach() -> None:
     moved = warp.source_points(line, (1.0, 1.0, 1.0)).numpy()[2, 0, 0]
     moved -= (np.arange(len(moved)) + 0.5) - 96
     assert np.abs(moved).max() > 10.2  # beyond every control value
-    assert np.abs(moved).max() <= warp.reach()[2] + 1e-4
-    assert warp.reach()[2] < 30 and _warp(field, "linear").reach()[2] == 10
+    reach = warp.reach(line, (1.0, 1.0, 1.0))[2]
+    assert np.abs(moved).max() <= reach + 1e-4
+    assert reach < 30 and _warp(field, "linear").reach(line, (1.0, 1.0, 1.0))[2] == 10
 
 
 def test_grid_and_voxel_points_agree_with_source_points() -> None:
@@ -170,3 +171,18 @@ def test_interpolation_is_read_from_the_config_and_checked() -> None:
     bad = OmegaConf.merge(base, {"elastic": {"prob": 1.0, "interpolation": "quadratic"}})
     with pytest.raises(ValueError, match=r"trainer.augment.elastic.interpolation: .*'quadratic'"):
         build_deformation(bad, 3, VS, (24, 24, 24))
+
+
+def test_cubic_bounds_follow_the_points_not_the_whole_fields_coefficients() -> None:
+    """The region read is the points' box plus little: not twice it, as a loose bound made it."""
+    deformation = Deformation(3, 100.0, 10.0, 90, "yx", 1, 1, interpolation="cubic")
+    rng = np.random.default_rng(2)
+    roi = Roi((0.0,) * 3, (8.0 * 64,) * 3)
+    ratios = []
+    for _ in range(10):
+        warp = deformation.sample(rng, roi, VS)
+        assert warp is not None
+        lo, hi = warp.bounds(roi, VS)
+        points = warp.source_points(roi, VS).numpy().reshape(3, -1)
+        ratios.append(np.prod(hi - lo) / np.prod(np.ptp(points, axis=1)))
+    assert 1 <= np.mean(ratios) < 1.6  # 3.2 with a bound from all the field's coefficients
