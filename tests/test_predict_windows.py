@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,21 @@ def test_each_dask_worker_opens_the_model_once_not_once_per_block(tmp_path: Path
     opens = log.read_text().split()
     assert figures["voxels"] == len(blocks) == 16
     assert len(opens) == len(set(opens)) <= 2
+
+
+@pytest.mark.slow
+def test_blocks_wait_for_a_schedulers_workers_that_join_late(tmp_path: Path) -> None:
+    """A SLURM cluster's workers may still be queued when the job starts."""
+    from dask.distributed import LocalCluster
+
+    blocks = list(BlockGrid(Roi((0, 0), (20, 20)), (10, 10), (0, 0)))
+    log = tmp_path / "opens.log"
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster:
+        execution = Execution(scheduler=cluster.scheduler_address, progress=False)
+        with ThreadPoolExecutor(1) as pool:
+            job = pool.submit(run_blocks, OpenCounter(log), blocks, None, execution)
+            time.sleep(1.0)
+            assert not job.done()
+            cluster.scale(1)
+            assert job.result(timeout=120)["voxels"] == len(blocks) == 4
+    assert len(log.read_text().split()) == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -129,6 +130,8 @@ class BlockLedger:
 
 
 Opened = TypeVar("Opened")
+# Held while a worker opens, so threads sharing it (a Dask worker's) open it once.
+_OPENING = threading.Lock()
 
 
 class BlockWorker(ABC, Generic[Opened]):
@@ -152,9 +155,11 @@ class BlockWorker(ABC, Generic[Opened]):
 
     @property
     def opened(self) -> Opened:
-        """What :meth:`open` gave, opened once per process."""
+        """What :meth:`open` gave, opened once per process (by whichever thread asks first)."""
         if self._opened is None:
-            self._opened = self.open()
+            with _OPENING:
+                if self._opened is None:
+                    self._opened = self.open()
         return self._opened
 
     @abstractmethod
@@ -335,6 +340,9 @@ def run_blocks(
             # Scattered once, so every task on a Dask worker gets that worker's one copy
             # and what it opened (the model, the arrays); mapping `process` itself
             # unpickles a fresh copy per task, which reopens everything per block.
+            # Scattering needs a worker (a SLURM cluster's may still be queued); workers
+            # joining later fetch the copy from one that has it.
+            client.wait_for_workers(1)
             shipped = client.scatter(process, broadcast=True, hash=False)
             futures = client.map(_call, todo, worker=shipped, pure=False)
             block_of = {f.key: b for f, b in zip(futures, todo, strict=True)}
