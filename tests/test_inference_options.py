@@ -35,6 +35,7 @@ def test_predict_options_normalise_their_values() -> None:
         ({"dtype": "uint8", "value_range": (1, 1)}, "value_range (1.0, 1.0): the upper end"),
         ({"value_range": (0, 1, 2)}, "value_range (0, 1, 2): expected two numbers, LO HI"),
         ({"overlap": 1.0}, "overlap must be in [0, 1), got 1.0"),
+        ({"window_batch": 0}, "window_batch must be a whole number >= 1, got 0"),
         ({"input_shape": [44, 0]}, "input_shape [44, 0]: expected positive values"),
         ({"input_shape": [44.5]}, "input_shape [44.5]: expected a list of whole numbers"),
         ({"block_shape": "28"}, "block_shape '28': expected a list of whole numbers"),

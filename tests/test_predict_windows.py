@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import zarr
 from monai.data.utils import dense_patch_slices
 
 from dacapo_hydra.data.array import ZarrArray
@@ -76,6 +77,13 @@ def test_each_window_runs_once_however_many_blocks_touch_it(compose_tiny, tmp_pa
     assert sum(calls) == np.prod([len(s) for s in windows.starts]) == 6 * 5
     runner = job.predictor.opened[0]
     assert runner.cache.nbytes == 0  # every window went once its last block used it
+    assert max(calls) == 2  # two windows per forward pass (the default window_batch)
+    one = PredictOptions(input_shape=(32, 32), overlap=0.5, block_shape=(16, 16), window_batch=1)
+    calls.clear()
+    plan_prediction(module, vol, "validate/raw", tmp_path / "out.zarr", "q", options=one).run(QUIET)
+    assert set(calls) == {1} and sum(calls) == 6 * 5
+    group = zarr.open_group(str(tmp_path / "out.zarr"))
+    np.testing.assert_allclose(group["q/s0"][:], group["p/s0"][:], atol=1e-5)
 
 
 def test_a_cache_over_budget_recomputes_but_blends_the_same(tmp_path: Path) -> None:

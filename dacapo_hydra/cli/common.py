@@ -215,6 +215,12 @@ def prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...
         help="'same'-padding networks: output voxels per block (a multiple of the stride)",
     )
     parser.add_argument(
+        "--window-batch",
+        type=int,
+        default=2,
+        help="'same'-padding networks: windows per forward pass (MONAI's sw_batch_size)",
+    )
+    parser.add_argument(
         "--input-voxel-size", nargs="+", type=float, help="where the input has no metadata"
     )
     parser.add_argument(
@@ -233,6 +239,7 @@ def prediction_options(args: argparse.Namespace, **extra: Any) -> PredictOptions
         input_shape=args.input_shape,
         overlap=args.overlap,
         block_shape=args.block_shape,
+        window_batch=args.window_batch,
         raw_voxel_size=args.input_voxel_size,
         raw_offset=args.input_offset,
         trust_checkpoint=args.trust_checkpoint,

@@ -112,6 +112,8 @@ class PredictOptions:
             blending), in [0, 1).
         block_shape: output voxels per block for 'same'-padding networks (see
             :meth:`~dacapo_hydra.inference.plan.BlockPlan.for_module`).
+        window_batch: windows per forward pass for 'same'-padding networks (MONAI's
+            `sw_batch_size`; see :meth:`~dacapo_hydra.inference.plan.BlockPlan.for_module`).
         raw_voxel_size: input voxel size (nm) where the file has no metadata.
         raw_offset: input offset (nm) where the file has no metadata.
         trust_checkpoint: build whatever the checkpoint's stored config names (it
@@ -136,6 +138,7 @@ class PredictOptions:
     input_shape: tuple[int, ...] | None = None
     overlap: float = 0.5
     block_shape: tuple[int, ...] | None = None
+    window_batch: int = 2
     raw_voxel_size: tuple[float, ...] | None = None
     raw_offset: tuple[float, ...] | None = None
     trust_checkpoint: bool = False
@@ -151,6 +154,9 @@ class PredictOptions:
             raise ValueError(f"value_range {value_range}: the upper end must exceed the lower")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        batch = self.window_batch
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"window_batch must be a whole number >= 1, got {batch!r}")
         for name, value in (
             ("value_range", value_range),
             ("input_shape", _numbers(self.input_shape, "input_shape", int, positive=True)),

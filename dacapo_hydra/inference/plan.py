@@ -33,6 +33,8 @@ class BlockPlan:
         voxel_size: output voxel size (nm).
         overlap: window overlap (fraction) for 'same'-padding networks; None for
             networks with context (valid convolutions), which don't blend.
+        window_batch: 'same'-padding networks: windows per forward pass (MONAI's
+            `sw_batch_size`).
 
     """
 
@@ -42,6 +44,7 @@ class BlockPlan:
     raw_voxel_size: tuple[float, ...]
     voxel_size: tuple[float, ...]
     overlap: float | None = None
+    window_batch: int = 1
 
     @property
     def blend(self) -> bool:
@@ -100,6 +103,7 @@ class BlockPlan:
         input_shape: Sequence[int] | None = None,
         overlap: float = 0.5,
         block_shape: Sequence[int] | None = None,
+        window_batch: int = 2,
     ) -> BlockPlan:
         """The plan for a module's eval input shape (or `input_shape`).
 
@@ -113,6 +117,10 @@ class BlockPlan:
                 block, a multiple of the stride (default: the smallest multiple
                 at least twice the window). Networks with context write one
                 forward pass's output per block.
+            window_batch: for 'same'-padding networks, windows a block computes in one
+                forward pass (MONAI's `sw_batch_size`). Two: on 2 CPU cores a BasicUNet
+                ran 1.6x faster per window than one at a time, and four slower; on a GPU
+                more may pay.
 
         Raises:
             ValueError: for a shape the network can't take, an overlap outside
@@ -135,6 +143,8 @@ class BlockPlan:
             return cls(shape, out, out, tuple(float(v) for v in raw_voxel_size), vs)
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if isinstance(window_batch, bool) or not isinstance(window_batch, int) or window_batch < 1:
+            raise ValueError(f"window_batch must be a whole number >= 1, got {window_batch!r}")
         stride = tuple(max(int(i * (1 - overlap)), 1) for i in shape)
         if block_shape is None:
             write = tuple(
@@ -151,4 +161,5 @@ class BlockPlan:
                     f"stride {steps} (output voxels: input_shape {list(shape)} with overlap "
                     f"{overlap})"
                 )
-        return cls(shape, out, write, tuple(float(v) for v in raw_voxel_size), vs, float(overlap))
+        raw_vs = tuple(float(v) for v in raw_voxel_size)
+        return cls(shape, out, write, raw_vs, vs, float(overlap), window_batch)

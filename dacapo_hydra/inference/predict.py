@@ -172,7 +172,12 @@ def plan_prediction(
             f"{trained} nm (pick the matching scale level, or resample the input)"
         )
     plan = BlockPlan.for_module(
-        module, raw.voxel_size, options.input_shape, options.overlap, options.block_shape
+        module,
+        raw.voxel_size,
+        options.input_shape,
+        options.overlap,
+        options.block_shape,
+        options.window_batch,
     )
     roi = options.roi or raw.roi
     if roi.dims != raw.dims:

@@ -148,18 +148,26 @@ class BlockRunner:
                 y = self._blend(block, x, region)
         return y.float().cpu().numpy()
 
+    def _window(self, start: tuple[int, ...], low: tuple[int, ...]) -> tuple[slice, ...]:
+        """The window at `start` in a block input whose first voxel is `low`."""
+        shape = self.plan.input_shape
+        return tuple(slice(s - lo, s - lo + w) for s, lo, w in zip(start, low, shape, strict=True))
+
     def _blend(self, block: Block, x: torch.Tensor, region: Sequence[slice]) -> torch.Tensor:
         """Every window touching the block (computed here, by another block, or cached), blended."""
         assert self.windows is not None
         starts, low = self._touching(block)
         mine, futures = self.cache.claim(starts)
+        size = self.plan.window_batch
         try:
-            for start in mine:
-                window = tuple(
-                    slice(s - lo, s - lo + w)
-                    for s, lo, w in zip(start, low, self.plan.input_shape, strict=True)
-                )
-                self.cache.put(start, self.forward(x[(slice(None), slice(None), *window)])[0])
+            for first in range(0, len(mine), size):
+                batch = mine[first : first + size]
+                inputs = [
+                    x[(slice(None), slice(None), *self._window(start, low))] for start in batch
+                ]
+                outputs = self.forward(torch.cat(inputs) if len(inputs) > 1 else inputs[0])
+                for start, output in zip(batch, outputs, strict=True):
+                    self.cache.put(start, output)
         except BaseException as error:
             self.cache.fail(mine, error)
             raise
