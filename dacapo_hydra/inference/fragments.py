@@ -22,6 +22,7 @@ from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.output import save_npz
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.inference.blocks import Block, BlockGrid, BlockWorker
+from dacapo_hydra.inference.encoding import decode_uint8
 from dacapo_hydra.tasks.base import Params, Task
 
 
@@ -89,8 +90,7 @@ class Source:
         """The prediction (C, *spatial) float32 in `roi`, uint8 scaled back to its range."""
         data = array.read(roi)
         if self.value_range is not None:
-            lo, hi = self.value_range
-            return (data.astype(np.float32) / 255 * (hi - lo) + lo).astype(np.float32)
+            return decode_uint8(data, self.value_range)
         return data.astype(np.float32, copy=False)
 
 

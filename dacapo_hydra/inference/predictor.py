@@ -26,6 +26,7 @@ import zarr
 from dacapo_hydra.data.array import Array, ZarrArray
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.inference.blocks import Block, BlockGrid, StagedWorker
+from dacapo_hydra.inference.encoding import encode_uint8
 from dacapo_hydra.inference.options import PredictOptions
 from dacapo_hydra.inference.plan import BlockPlan
 from dacapo_hydra.inference.windows import WindowCache, WindowGrid, blend
@@ -318,6 +319,5 @@ class BlockPredictor(StagedWorker[tuple[BlockRunner, zarr.Array], torch.Tensor, 
     def convert(self, pred: np.ndarray) -> np.ndarray:
         """Cast to the output dtype (uint8: `value_range` scaled to 0..255)."""
         if self.dtype == "uint8":
-            lo, hi = self.value_range
-            return np.clip(np.round((pred - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+            return encode_uint8(pred, self.value_range)
         return pred.astype(self.dtype)
