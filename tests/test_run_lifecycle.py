@@ -195,6 +195,9 @@ def test_a_signal_marks_the_run_killed_and_resume_continues(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with SIGINT ignored, and the child would inherit
+        # that: give it the default, as a terminal's Ctrl-C finds it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_for("outputs/runs/*/checkpoints/iteration_000010.ckpt", tmp_path, proc)
     proc.send_signal(signum)
