@@ -167,8 +167,10 @@ class BlockRunner:
                     x[(slice(None), slice(None), *self._window(start, low))] for start in batch
                 ]
                 outputs = self.forward(torch.cat(inputs) if len(inputs) > 1 else inputs[0])
+                # Each window in its own storage: a view would keep its whole batch alive
+                # in the cache, beyond the bytes the cache counts.
                 for start, output in zip(batch, outputs, strict=True):
-                    self.cache.put(start, output)
+                    self.cache.put(start, output.clone() if len(batch) > 1 else output)
         except BaseException as error:
             self.cache.fail(mine, error)
             raise
