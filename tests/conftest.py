@@ -162,28 +162,25 @@ def compose_tiny(tmp_path: Path) -> Callable[..., DictConfig]:
     return _compose
 
 
+def _trained(factory: pytest.TempPathFactory, datasplit: str, **groups: str) -> str:
+    """The last checkpoint of a unet_tiny run of `datasplit` trained on tiny crops."""
+    from dacapo_hydra.training.run import train
+
+    out = factory.mktemp(f"trained_{datasplit}")
+    cfg = compose(datasplit=datasplit, overrides=tiny_overrides(datasplit, out), **groups)
+    return train(cfg).checkpoint
+
+
 @pytest.fixture(scope="session")
 def trained_3d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> str:
     """A checkpoint of a unet_tiny distance model trained for 4 iterations on tiny 3D data."""
-    from dacapo_hydra.training.run import train
-
-    out = tmp_path_factory.mktemp("trained_3d")
-    cfg = compose(
-        datasplit="synthetic_3d", task="distance", overrides=tiny_overrides("synthetic_3d", out)
-    )
-    return train(cfg).checkpoint
+    return _trained(tmp_path_factory, "synthetic_3d", task="distance")
 
 
 @pytest.fixture(scope="session")
 def trained_2d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> str:
     """A unet_tiny distance checkpoint, 4 iterations on tiny 2D data (fast trainer)."""
-    from dacapo_hydra.training.run import train
-
-    out = tmp_path_factory.mktemp("trained_2d")
-    cfg = compose(
-        datasplit="synthetic_2d", trainer="fast", overrides=tiny_overrides("synthetic_2d", out)
-    )
-    return train(cfg).checkpoint
+    return _trained(tmp_path_factory, "synthetic_2d", trainer="fast")
 
 
 @pytest.fixture(autouse=True)
