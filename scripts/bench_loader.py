@@ -5,7 +5,11 @@ Prints one JSON document:
   elastic + rotation, mirror/transpose, intensity, distance targets and weights) for a
   132³ raw / 40³ gt crop from a 256³ zstd zarr at 8 nm: elastic with `linear` and with
   `cubic` (C² B-spline) interpolation between control points, and without elastic, each
-  with 0, 1 and 2 DataLoader workers (medians over `--rounds`);
+  with 0, 1 and 2 DataLoader workers (medians over `--rounds`; 0 workers: one thread),
+  keeping decoded chunks as training does (`trainer.chunk_cache_mb`, 512 MiB: the 256³
+  volume fits, as a labelled region usually does; timed after `--warmup` samples per
+  worker, the steady state of a long run); `elastic_linear_no_cache` decodes every
+  chunk on every read, the figure for volumes far larger than the cache;
 - `dacapo_reference_samples_per_s`: the baseline, DaCapo's pipeline on gunpowder
   (`scripts/bench_loader_dacapo.py`: ElasticAugment, SimpleAugment, IntensityAugment,
   DaCapo's distance targets) on the same volume (a zarr v2 copy), same shapes, one thread,
@@ -51,6 +55,7 @@ from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from dacapo_hydra.data.augment import build_augment, build_deformation
+from dacapo_hydra.data.chunk_cache import ChunkCache
 from dacapo_hydra.data.datamodule import TrainCrops, collate
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
@@ -60,13 +65,15 @@ from dacapo_hydra.training.build import TaskTargets
 
 VOXEL = 8.0
 INPUT, OUTPUT = 132, 40
-MODES = ("elastic_linear", "elastic_cubic", "no_elastic")
+MODES = ("elastic_linear", "elastic_cubic", "no_elastic", "elastic_linear_no_cache")
+CACHE_MB = 512  # trainer.chunk_cache_mb's default
 # The issue's DaCapo figure on the 2-core machine, used where gunpowder is not at hand.
 ISSUE_REFERENCE = (0.13, 0.32)
 
 
 def augment_cfg(mode: str) -> dict:
     """The augmentations benchmarked (gunpowder's ElasticAugment/SimpleAugment/IntensityAugment)."""
+    mode = mode.removesuffix("_no_cache")
     elastic = mode != "no_elastic"
     return {
         "mirror_prob": 0.5,
@@ -128,7 +135,10 @@ def write_v2_copy(source: Path, path: Path) -> None:
 
 
 def make_loader(path: Path, mode: str, workers: int, seed: int = 0) -> DataLoader:
-    """The training loader over one dataset, as VolumeDataModule builds it."""
+    """The training loader over one dataset, as VolumeDataModule builds it.
+
+    Modes ending in `_no_cache` keep no decoded chunks (`trainer.chunk_cache_mb: 0`).
+    """
     split = DataSplit.from_config(
         {
             "dims": 3,
@@ -144,7 +154,8 @@ def make_loader(path: Path, mode: str, workers: int, seed: int = 0) -> DataLoade
     shapes = CropShapes((INPUT,) * 3, (OUTPUT,) * 3, (VOXEL,) * 3)
     cfg = OmegaConf.create(augment_cfg(mode))
     deformation = build_deformation(cfg, 3, shapes.voxel_size, shapes.input_shape)
-    sampler = CropSampler(split.train, split, shapes, deformation)
+    chunk_cache = None if mode.endswith("_no_cache") else ChunkCache(CACHE_MB * 2**20)
+    sampler = CropSampler(split.train, split, shapes, deformation, chunk_cache)
     augment = build_augment(cfg, 3, shapes.input_shape, shapes.output_shape, shapes.voxel_size)
     task = DistanceTask(3, (VOXEL,) * 3)
     data = TrainCrops(sampler, TaskTargets(task), augment, seed)
@@ -157,22 +168,33 @@ def make_loader(path: Path, mode: str, workers: int, seed: int = 0) -> DataLoade
     )
 
 
-def throughput(path: Path, mode: str, workers: int, samples: int) -> tuple[float, float]:
-    """Samples/s after a short warm-up (workers started, first chunks read), and CPU s/sample.
+def throughput(
+    path: Path, mode: str, workers: int, samples: int, warmup: int
+) -> tuple[float, float]:
+    """Samples/s after `warmup` samples per worker (workers started, chunk cache filled).
 
-    The CPU time is this process's (all its threads): the cost per core with 0 workers,
-    less affected than wall time by other work on a shared machine.
+    With 0 workers, sampling runs on one thread (PyTorch's too), as DaCapo's
+    reference does and as each loader worker does in training; the CPU time is
+    then this process's (all its threads): the cost per core, less affected than
+    wall time by other work on a shared machine.
     """
-    loader = iter(make_loader(path, mode, workers))
-    for _ in range(max(2, workers * 2)):
-        batch = next(loader)
-    assert batch["raw"].shape[-3:] == (INPUT,) * 3 and batch["target"].shape[-3:] == (OUTPUT,) * 3
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(samples):
-        next(loader)
-    rate = samples / (time.perf_counter() - start)
-    cpu_per_sample = (time.process_time() - cpu) / samples
-    del loader
+    threads = torch.get_num_threads()
+    if workers == 0:
+        torch.set_num_threads(1)
+    try:
+        loader = iter(make_loader(path, mode, workers))
+        for _ in range(warmup * max(1, workers)):
+            batch = next(loader)
+        assert batch["raw"].shape[-3:] == (INPUT,) * 3
+        assert batch["target"].shape[-3:] == (OUTPUT,) * 3
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(samples):
+            next(loader)
+        rate = samples / (time.perf_counter() - start)
+        cpu_per_sample = (time.process_time() - cpu) / samples
+        del loader
+    finally:
+        torch.set_num_threads(threads)
     return rate, cpu_per_sample
 
 
@@ -263,7 +285,7 @@ def measure(args: argparse.Namespace, small: Path) -> dict:
         for w in workers:
             for mode in MODES:
                 key = f"{mode}_workers{w}"
-                ours[key], cpu[key] = throughput(small, mode, w, args.samples)
+                ours[key], cpu[key] = throughput(small, mode, w, args.samples, args.warmup)
                 rates.setdefault(key, []).append(ours[key])
                 if w == 0:
                     cpus.setdefault(key, []).append(cpu[key])
@@ -275,7 +297,7 @@ def measure(args: argparse.Namespace, small: Path) -> dict:
                         )
                         rates.setdefault(f"dacapo_subsample_{subsample}", []).append(ref)
                         cpus.setdefault(f"dacapo_subsample_{subsample}", []).append(ref_cpu)
-        for mode in ("elastic_linear", "elastic_cubic"):
+        for mode in ("elastic_linear", "elastic_cubic", "elastic_linear_no_cache"):
             for subsample in (1, 8) if args.dacapo_python else ():
                 name = f"{mode}_vs_subsample_{subsample}"
                 ref = rates[f"dacapo_subsample_{subsample}"][-1]
@@ -316,6 +338,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="samples per worker before timing (cache fills)"
+    )
     parser.add_argument("--workers", default="0,1,2", help="loader workers measured")
     parser.add_argument("--dacapo-python", help="a Python with gunpowder: measure DaCapo's")
     parser.add_argument("--dacapo-samples", type=int, default=4)
@@ -339,6 +364,7 @@ def main() -> None:
         "volume": [256] * 3,
         "augment": augment_cfg("elastic_linear"),
         "samples": args.samples,
+        "warmup_samples_per_worker": args.warmup,
         "rounds": args.rounds,
         **measure(args, small),
         "workers_default": {

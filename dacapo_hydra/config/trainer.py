@@ -133,14 +133,16 @@ class TrainerConfig:
     (`trainer=default`) is RAdam at lr 1e-3 with decoupled weight decay and a
     linear warm-up. `num_workers` is the loader processes per training process, `auto`
     by default (:func:`~dacapo_hydra.devices.loader_workers`: min(CPUs per device - 1,
-    8)); each prepares `prefetch_factor` batches ahead. `precision` and
-    `gradient_clip_val` are deprecated aliases of
+    8)); each prepares `prefetch_factor` batches ahead and keeps up to `chunk_cache_mb`
+    MiB of decoded training chunks (:mod:`~dacapo_hydra.data.chunk_cache`; 0: none).
+    `precision` and `gradient_clip_val` are deprecated aliases of
     `lightning.precision` and `lightning.gradient_clip_val` (null unless given).
     """
 
     batch_size: int = 2
     num_workers: Any = "auto"
     prefetch_factor: int = 2
+    chunk_cache_mb: int = 512
     optimizer: Any = MISSING
     scheduler: Any = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)

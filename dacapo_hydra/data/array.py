@@ -13,13 +13,14 @@ import json
 import logging
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence, ValuesView
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.errors import MetadataValidationError
 
+from dacapo_hydra.data.chunk_cache import ChunkCache
 from dacapo_hydra.data.ome import LABELS_GROUP, OME_GROUP, SPATIAL_AXES, parse_multiscale
 from dacapo_hydra.data.roi import Roi, as_tuple
 from dacapo_hydra.data.store import full_box, not_json, undecodable_chunk, unreadable
@@ -118,6 +119,19 @@ class Array(ABC):
             tuple(((last - first) * vs).tolist()),
         )
 
+    def arrays_within(self) -> Iterator[Array]:
+        """The array itself and, for a transform, every array it is computed from (depth first).
+
+        Found among the attributes (an array, or a list or dict of arrays), so a
+        transform needs no code of its own for it.
+        """
+        yield self
+        for value in vars(self).values():
+            items = value.values() if isinstance(value, dict) else value
+            for item in items if isinstance(items, (list, tuple, ValuesView)) else [value]:
+                if isinstance(item, Array):
+                    yield from item.arrays_within()
+
     def read(self, roi: Roi) -> np.ndarray:
         """Read a world ROI that lies inside the array (channel axis kept if present)."""
         # Inside up to rounding: a box cut from the array's ROI (an intersection) can end
@@ -193,7 +207,13 @@ class ZarrArray(Array):
             dense, ground truth and masks may be sparse: see
             :mod:`dacapo_hydra.data.checks`).
 
+    :attr:`cache` (a :class:`~dacapo_hydra.data.chunk_cache.ChunkCache`, None by
+    default) keeps decoded chunks between reads; set it only on arrays nothing
+    writes while they are read (the training sampler does, for its datasets).
+
     """
+
+    cache: ChunkCache | None = None
 
     def __init__(
         self,
@@ -281,6 +301,8 @@ class ZarrArray(Array):
         # Slicing a zarr array decodes only the chunks the slices touch.
         full = (slice(None),) * (self.array.ndim - self.dims) + index
         try:
+            if self.cache is not None:
+                return self.cache.read(self.array, full)
             return np.asarray(self.array[full])
         except MemoryError:
             raise

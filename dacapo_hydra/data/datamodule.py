@@ -21,6 +21,7 @@ from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
 from dacapo_hydra.data.augment import build_augment, build_deformation
+from dacapo_hydra.data.chunk_cache import ChunkCache
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.deform import single_threaded
 from dacapo_hydra.data.sampler import CropSampler, CropShapes
@@ -238,7 +239,8 @@ class VolumeDataModule(pl.LightningDataModule):
             split: the opened datasplit.
             shapes: the network's input and output shapes, in voxels.
             targets: makes a crop's targets (:data:`Targets`).
-            trainer: the trainer config (batch_size, num_workers, augment, prefetch_factor).
+            trainer: the trainer config (batch_size, num_workers, augment, prefetch_factor,
+                chunk_cache_mb).
             seed: base seed of every random stream.
             validation_samples: fixed crops per validation dataset.
 
@@ -246,7 +248,14 @@ class VolumeDataModule(pl.LightningDataModule):
         deformation = build_deformation(
             trainer.augment, split.dims, split.voxel_size, shapes.input_shape
         )
-        train_sampler = CropSampler(split.train, split, shapes, deformation)
+        cache_mb = trainer.get("chunk_cache_mb", 512)
+        if not isinstance(cache_mb, (int, float)) or cache_mb < 0:
+            raise ValueError(
+                f"trainer.chunk_cache_mb={cache_mb!r}: expected the MiB of decoded chunks "
+                "each loader process keeps (0: none)"
+            )
+        chunk_cache = ChunkCache(int(cache_mb * 2**20)) if cache_mb > 0 else None
+        train_sampler = CropSampler(split.train, split, shapes, deformation, chunk_cache)
         val_sampler = CropSampler(split.validate, split, shapes) if split.validate else None
         augment = build_augment(
             trainer.augment,

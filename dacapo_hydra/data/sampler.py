@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dacapo_hydra.data.array import Array
+from dacapo_hydra.data.array import Array, ZarrArray
+from dacapo_hydra.data.chunk_cache import ChunkCache
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
 from dacapo_hydra.data.deform import Deformation, Warp, single_threaded
 from dacapo_hydra.data.interpolation import nearest, resample
@@ -66,6 +67,8 @@ class CropSampler:
         split: the datasplit (normalisation, pad mode, sampling strategy).
         shapes: the network's input/output shapes.
         deformation: elastic/rotation warps, or None.
+        chunk_cache: keeps the decoded chunks of the datasets' zarr arrays between
+            crops (:class:`~dacapo_hydra.data.chunk_cache.ChunkCache`), or None.
 
     """
 
@@ -75,8 +78,15 @@ class CropSampler:
         split: DataSplit,
         shapes: CropShapes,
         deformation: Deformation | None = None,
+        chunk_cache: ChunkCache | None = None,
     ) -> None:
         self.datasets = list(datasets)
+        if chunk_cache is not None:
+            for d in self.datasets:
+                for top in (d.raw, d.gt, d.mask):
+                    for array in top.arrays_within() if top is not None else ():
+                        if isinstance(array, ZarrArray):
+                            array.cache = chunk_cache
         self.split = split
         self.shapes = shapes
         self.deformation = deformation if deformation is not None and deformation.active else None
