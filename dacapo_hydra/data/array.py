@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence, ValuesView
 from pathlib import Path
@@ -21,7 +20,8 @@ import zarr
 from zarr.errors import MetadataValidationError
 
 from dacapo_hydra.data.chunk_cache import ChunkCache
-from dacapo_hydra.data.ome import LABELS_GROUP, OME_GROUP, SPATIAL_AXES, parse_multiscale
+from dacapo_hydra.data.locate import open_node
+from dacapo_hydra.data.ome import SPATIAL_AXES
 from dacapo_hydra.data.roi import Roi, as_tuple
 from dacapo_hydra.data.store import full_box, not_json, undecodable_chunk, unreadable
 from dacapo_hydra.errors import DataError
@@ -153,7 +153,9 @@ class Array(ABC):
         if mode not in PAD_MODES:
             raise ValueError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
         inner = self.roi.intersect(roi)
-        if inner.empty():
+        # Empty on the voxel grid: a box that ends where the array begins can overlap
+        # it by a float ulp (0.3 + 3 * -0.3 + 3 * 0.3 > 0.3), which holds no voxel.
+        if any(s < v / 2 for s, v in zip(inner.shape, self.voxel_size, strict=True)):
             if mode != "constant":
                 raise ValueError(
                     f"{self.where}: ROI {roi} does not overlap the array's ROI {self.roi}"
@@ -267,7 +269,7 @@ class ZarrArray(Array):
         if not path.exists():
             raise FileNotFoundError(f"zarr container {container!r} does not exist")
         try:
-            node, where, meta_vs, meta_off = _open_node(path, dataset, scale_voxel_size)
+            node, where, meta_vs, meta_off = open_node(path, dataset, scale_voxel_size)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DataError(not_json(path, dataset, err)) from None
         except MetadataValidationError as err:  # JSON, but not zarr metadata
@@ -314,56 +316,6 @@ class ZarrArray(Array):
             raise DataError(unreadable(self.where, *found)) from err
 
 
-def _open_node(
-    path: Path, dataset: str, scale_voxel_size: Sequence[float] | None
-) -> tuple[zarr.Array, str, tuple[float, ...] | None, tuple[float, ...] | None]:
-    """The zarr array `dataset` names in the container at `path`, and what it says of it.
-
-    Returns the array (the picked level where `dataset` is a multiscale group),
-    its location for messages, and its metadata's voxel size and offset (None
-    where absent). JSON errors in metadata pass through, for the caller to name
-    the file.
-    """
-    container = str(path)
-    where = f"{container}:{dataset}"
-    try:
-        root = zarr.open_group(container, mode="r")
-    except (json.JSONDecodeError, UnicodeDecodeError, MetadataValidationError):
-        raise
-    except Exception as err:  # zarr raises several types for a non-zarr folder
-        raise ValueError(f"{container!r} is not a readable zarr group: {err}") from err
-    try:
-        node = root[dataset]
-    except KeyError:
-        available = sorted(_list_arrays(root))
-        raise KeyError(
-            f"dataset {dataset!r} not found in zarr container {container!r}; "
-            f"it holds: {', '.join(available) or 'nothing'}"
-        ) from None
-    meta_vs: tuple[float, ...] | None = None
-    meta_off: tuple[float, ...] | None = None
-    if isinstance(node, zarr.Group):
-        ms = parse_multiscale(node.attrs.asdict(), where)
-        if ms is None:
-            raise ValueError(f"{where} is a group without OME-NGFF multiscales metadata")
-        level = ms.levels[0]
-        if scale_voxel_size is not None:
-            want = as_tuple(scale_voxel_size, "scale_voxel_size")
-            matches = [lv for lv in ms.levels if np.allclose(lv.voxel_size, want)]
-            if not matches:
-                have = [lv.voxel_size for lv in ms.levels]
-                raise ValueError(
-                    f"{where}: no scale level has voxel size {want}; levels have {have}"
-                )
-            level = matches[0]
-        node = node[level.path]
-        where = f"{where}/{level.path}"
-        meta_vs, meta_off = level.voxel_size, level.offset
-    else:
-        meta_vs, meta_off = _metadata_for_array(root, dataset, node, where)
-    return node, where, meta_vs, meta_off
-
-
 def _padded_indices(start: int, stop: int, length: int, mode: str) -> np.ndarray:
     """Source index of each position in [start, stop) of an axis of `length`, padded.
 
@@ -376,46 +328,3 @@ def _padded_indices(start: int, stop: int, length: int, mode: str) -> np.ndarray
     period = 2 * (length - 1)
     folded = np.mod(index, period)
     return np.where(folded < length, folded, period - folded)
-
-
-def _list_arrays(group: zarr.Group, prefix: str = "") -> list[str]:
-    out = []
-    with warnings.catch_warnings():
-        # Block ledgers and OME/METADATA.ome.xml are files zarr does not know; no arrays.
-        warnings.filterwarnings("ignore", "Object at .* is not recognized", UserWarning)
-        members = list(group.members())
-    for name, node in members:
-        path = f"{prefix}{name}"
-        if not prefix and name == OME_GROUP:
-            continue
-        if isinstance(node, zarr.Group):
-            if parse_multiscale(node.attrs.asdict(), path) is not None:
-                out.append(path)
-                # An image's label images live in its `labels` group.
-                labels = node.get(LABELS_GROUP)
-                if isinstance(labels, zarr.Group):
-                    out.extend(_list_arrays(labels, f"{path}/{LABELS_GROUP}/"))
-            else:
-                out.extend(_list_arrays(node, f"{path}/"))
-        else:
-            out.append(path)
-    return out
-
-
-def _metadata_for_array(
-    root: zarr.Group, dataset: str, node: zarr.Array, where: str
-) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-    parent_path, _, name = dataset.rstrip("/").rpartition("/")
-    parent = root[parent_path] if parent_path else root
-    ms = parse_multiscale(parent.attrs.asdict(), where)
-    if ms is not None:
-        for level in ms.levels:
-            if level.path == name:
-                return level.voxel_size, level.offset
-    attrs = node.attrs.asdict()
-    vs = attrs.get("voxel_size", attrs.get("resolution"))
-    off = attrs.get("offset")
-    return (
-        as_tuple(vs, f"{where} voxel_size") if vs is not None else None,
-        as_tuple(off, f"{where} offset") if off is not None else None,
-    )

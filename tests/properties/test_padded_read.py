@@ -139,3 +139,16 @@ def test_reflect_and_edge_refuse_a_roi_outside_the_array(
         array = volume.open_on_disk(Path(folder))
         with pytest.raises(ValueError, match="does not overlap"):
             array.read_padded(world(array, begin, size), mode)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_a_box_ending_where_the_array_begins_is_refused(tmp_path: Path, mode: str) -> None:
+    """Found by the property above: on a 0.3 nm grid offset by 0.3, a box ending where the
+    array begins overlapped it by a float ulp (0.3 - 0.9 + 0.9 > 0.3) and was read."""
+    data = np.array([[[85], [63], [51]]], np.uint8)
+    volume = Volume(data, 3, (1, 1, 1), (1.0, 0.3, 1.0), (0.0, 0.3, 0.0))
+    array = volume.open_on_disk(tmp_path)
+    with pytest.raises(ValueError, match="does not overlap"):
+        array.read_padded(world(array, [0, -3, 0], [1, 3, 1]), mode)
+    constant = array.read_padded(world(array, [0, -3, 0], [1, 3, 1]), "constant", FILL)
+    assert constant.shape == (1, 3, 1) and (constant == FILL).all()
