@@ -8,7 +8,7 @@ import resource
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytorch_lightning as pl
@@ -16,6 +16,9 @@ import torch
 from omegaconf import DictConfig
 
 from dacapo_hydra.api import compose
+
+if TYPE_CHECKING:
+    from dacapo_hydra.training.run import TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,9 +175,21 @@ def _trained(factory: pytest.TempPathFactory, datasplit: str, **groups: str) -> 
 
 
 @pytest.fixture(scope="session")
-def trained_3d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> str:
-    """A checkpoint of a unet_tiny distance model trained for 4 iterations on tiny 3D data."""
-    return _trained(tmp_path_factory, "synthetic_3d", task="distance")
+def run_3d(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> TrainResult:
+    """A validated unet_tiny distance run, 4 iterations on tiny 3D data, recorded in MLflow."""
+    from dacapo_hydra.training.run import train
+
+    out = tmp_path_factory.mktemp("trained_synthetic_3d")
+    cfg = compose(
+        datasplit="synthetic_3d", task="distance", overrides=tiny_overrides("synthetic_3d", out)
+    )
+    return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def trained_3d(run_3d: TrainResult) -> str:
+    """The last checkpoint of :func:`run_3d`."""
+    return run_3d.checkpoint
 
 
 @pytest.fixture(scope="session")

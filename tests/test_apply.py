@@ -10,30 +10,24 @@ import zarr
 from mlflow.tracking import MlflowClient
 
 from dacapo_hydra import tracking
-from dacapo_hydra.api import compose
 from dacapo_hydra.cli import apply_main
 from dacapo_hydra.data.tools.synthetic import write_synthetic
 from dacapo_hydra.inference.apply import apply
 from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
 from dacapo_hydra.inference.predict import predict
 from dacapo_hydra.inference.predictor import load_model
-from dacapo_hydra.training.run import TrainResult, train
-from tests.conftest import perturbed, tiny_overrides
+from dacapo_hydra.training.run import TrainResult
+from tests.conftest import perturbed
 from tests.data.test_ome_valid import assert_valid_ome_zarr
 
 QUIET = Execution(progress=False)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> TrainResult:
-    """A validated unet_tiny distance run, recorded in MLflow."""
-    out = tmp_path_factory.mktemp("run")
-    cfg = compose(
-        datasplit="synthetic_3d", task="distance", overrides=tiny_overrides("synthetic_3d", out)
-    )
-    result = train(cfg)
-    assert result.best_params is not None
-    return result
+def run(run_3d: TrainResult) -> TrainResult:
+    """A validated unet_tiny distance run, recorded in MLflow (shared by the session)."""
+    assert run_3d.best_params is not None
+    return run_3d
 
 
 @pytest.fixture(scope="module")
