@@ -19,8 +19,9 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -39,6 +40,8 @@ IN_PROCESS_THREADS = 2
 # A staged worker's blocks read ahead, and being written, beyond those computing.
 READ_AHEAD = 1
 WRITE_BEHIND = 1
+# Dask tasks in flight per worker: enough to keep each busy, few enough to stay small.
+WINDOW_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,14 @@ class BlockGrid:
         for index in itertools.product(*(range(n) for n in self.shape)):
             yield self.block(index)
 
+    def linear(self, block: Block) -> int:
+        """The block's position in C order (its record in ledgers and graph tables)."""
+        return int(np.ravel_multi_index(block.index, self.shape))
+
+    def at(self, linear: int) -> Block:
+        """The block at C-order position `linear`."""
+        return self.block(tuple(int(i) for i in np.unravel_index(linear, self.shape)))
+
     def neighbours(self) -> Iterator[tuple[Block, Block, int]]:
         """Pairs of face-adjacent blocks (lower, upper, axis)."""
         for block in self:
@@ -127,6 +138,59 @@ class BlockLedger:
     def count(self) -> int:
         """Finished blocks."""
         return sum(1 for p in self.path.iterdir() if not p.name.startswith("."))
+
+    def record(self, block: Block, result: Any) -> None:
+        """Record `block` as finished (its result is in the output it wrote)."""
+        self.mark_done(block)
+
+    def close(self) -> None:
+        """Nothing is buffered."""
+
+
+class BlockLog:
+    """Durable record of finished blocks of a grid in one append-only file.
+
+    The driver appends each finished block's C-order position as 8 bytes and
+    flushes it to the operating system at once, so a `kill -9` of the driver loses
+    nothing it recorded; a torn last record (a machine crash) is ignored. Millions
+    of blocks cost one file and 8 bytes each, not a file each
+    (:class:`BlockLedger`'s way), and loading is one read into a bitmap of the grid.
+    """
+
+    def __init__(self, path: str | Path, grid: BlockGrid) -> None:
+        self.path = Path(path)
+        self.grid = grid
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done = np.zeros(len(grid), bool)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            records = np.frombuffer(data[: len(data) // 8 * 8], "<i8")
+            self.done[records[(records >= 0) & (records < len(grid))]] = True
+        self._file = None
+
+    def is_done(self, block: Block) -> bool:
+        """Whether `block` finished in this or an earlier run."""
+        return bool(self.done[self.grid.linear(block)])
+
+    def record(self, block: Block, result: Any) -> None:
+        """Record `block` as finished."""
+        linear = self.grid.linear(block)
+        if self._file is None:
+            self._file = open(self.path, "ab")  # noqa: SIM115 - held until close()
+        self._file.write(np.int64(linear).astype("<i8").tobytes())
+        self._file.flush()
+        self.done[linear] = True
+
+    def count(self) -> int:
+        """Finished blocks."""
+        return int(self.done.sum())
+
+    def close(self) -> None:
+        """Sync and close the file."""
+        if self._file is not None:
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
 
 
 Opened = TypeVar("Opened")
@@ -228,8 +292,8 @@ def _then(future: Future, pool: ThreadPoolExecutor, fn: Callable[[Any], Any]) ->
 
 def _pipelined(
     worker: StagedWorker[Any, Any, Any],
-    todo: Sequence[Block],
-    finished: Callable[[Block, int], None],
+    todo: Iterable[Block],
+    finished: Callable[[Block, Any], None],
     in_flight: int = IN_PROCESS_THREADS,
 ) -> None:
     """Run a staged worker's blocks: one thread reads ahead, `in_flight` compute, one writes.
@@ -264,98 +328,185 @@ def _pipelined(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+@dataclass
+class BlockResult:
+    """What a block worker returns besides the output it wrote: rows for a ledger's tables.
+
+    Attributes:
+        voxels: voxels the block wrote.
+        tables: rows the block adds to tables (e.g. the region graph's `nodes` and
+            `edges`), which the ledger stores with the record that the block is done.
+
+    """
+
+    voxels: int
+    tables: dict[str, Any]
+
+
+def _voxels(result: int | BlockResult) -> int:
+    return result.voxels if isinstance(result, BlockResult) else int(result)
+
+
+@contextmanager
+def open_client(execution: Execution | None) -> Iterator[Any]:
+    """A Dask client for every pass of a command (None in this process).
+
+    A LocalCluster of `execution.workers` processes (GPUs: one each) is started once
+    and closed at the end; with `execution.scheduler`, that scheduler's workers.
+    """
+    execution = execution or Execution()
+    if execution.in_process:
+        yield None
+        return
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if execution.scheduler is None and execution.devices:
+        cluster = device_cluster(execution.workers, execution.devices)
+    elif execution.scheduler is None:
+        cluster = LocalCluster(
+            n_workers=execution.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+    client = Client(execution.scheduler or cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _in_threads(
+    process: Callable[[Block], Any], todo: Iterator[Block], finished: Callable[[Block, Any], None]
+) -> None:
+    """Two blocks in flight on threads.
+
+    One reads or writes zarr (codecs release the GIL) while the other computes, so I/O
+    hides behind the computation.
+    """
+    with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool:
+        block_of = {pool.submit(process, b): b for b in itertools.islice(todo, IN_PROCESS_THREADS)}
+        while block_of:
+            done, _ = wait(list(block_of), return_when=FIRST_COMPLETED)
+            for future in done:
+                finished(block_of.pop(future), future.result())
+                following = next(todo, None)
+                if following is not None:
+                    block_of[pool.submit(process, following)] = following
+
+
+def _on_dask(
+    client: Any,
+    process: Callable[[Block], Any],
+    todo: Iterator[Block],
+    finished: Callable[[Block, Any], None],
+) -> None:
+    """The blocks as Dask tasks, at most :data:`WINDOW_PER_WORKER` per worker at a time.
+
+    The window keeps the scheduler's task table and the driver's bookkeeping the size
+    of the cluster, not of the volume (millions of blocks at 10^12 voxels).
+    """
+    from dask.distributed import as_completed
+
+    # Scattered once, so every task on a Dask worker gets that worker's one copy and
+    # what it opened (the model, the arrays); mapping `process` itself unpickles a
+    # fresh copy per task, which reopens everything per block. Scattering needs a
+    # worker (a SLURM cluster's may still be queued); workers joining later fetch the
+    # copy from one that has it.
+    client.wait_for_workers(1)
+    shipped = client.scatter(process, broadcast=True, hash=False)
+    window = WINDOW_PER_WORKER * max(1, len(client.scheduler_info().get("workers", {})))
+    block_of: dict[str, Block] = {}
+    running = as_completed()
+    for block in itertools.islice(todo, window):
+        future = client.submit(_call, block, worker=shipped, pure=False)
+        block_of[future.key] = block
+        running.add(future)
+    for future in running:
+        finished(block_of.pop(future.key), future.result())
+        following = next(todo, None)
+        if following is not None:
+            nxt = client.submit(_call, following, worker=shipped, pure=False)
+            block_of[nxt.key] = following
+            running.add(nxt)
+
+
 def run_blocks(
-    process: Callable[[Block], int],
-    blocks: Sequence[Block],
-    ledger: BlockLedger | None = None,
+    process: Callable[[Block], Any],
+    blocks: Iterable[Block],
+    ledger: Any = None,
     execution: Execution | None = None,
     description: str = "blocks",
+    *,
+    total: int | None = None,
+    client: Any = None,
 ) -> dict[str, float]:
     """Run `process` on every block not yet in `ledger`; return throughput figures.
 
     Args:
-        process: does one block and returns the voxels it wrote (a
-            :class:`BlockWorker`, for Dask). A block is marked done here once
-            `process` returned, so a kill in between only means the (idempotent)
-            block is done again.
-        blocks: all blocks; finished ones (per `ledger`) are skipped.
-        ledger: the record of finished blocks, or None to do them all.
+        process: does one block and returns the voxels it wrote, or a
+            :class:`BlockResult` (a :class:`BlockWorker`, for Dask). A block is
+            recorded in the ledger here once `process` returned, so a kill in between
+            only means the (idempotent) block is done again.
+        blocks: all blocks, possibly a lazy iterable (a grid); finished ones (per
+            `ledger`) are skipped.
+        ledger: records finished blocks (:class:`BlockLedger`, :class:`BlockLog`, or a
+            graph table's writer), or None to do them all.
         execution: where the blocks run (default: in this process, two blocks in
             flight on threads, so `process` must be thread-safe for distinct blocks).
         description: progress-bar label.
+        total: the blocks' number, for the progress bar (default: `len(blocks)`).
+        client: a Dask client shared by several passes (:func:`open_client`);
+            default: one opened for this call when `execution` is not in process.
 
     """
     execution = execution or Execution()
-    todo = [b for b in blocks if ledger is None or not ledger.is_done(b)]
-    if len(todo) < len(blocks):
-        log.info(
-            "%d of %d blocks already done; doing %d",
-            len(blocks) - len(todo),
-            len(blocks),
-            len(todo),
-        )
+    if total is None:
+        total = len(blocks) if isinstance(blocks, Sized) else None
+    done = ledger.count() if ledger is not None and hasattr(ledger, "count") else 0
+    if done:
+        log.info("%d blocks already done", done)
+    todo = (b for b in blocks if ledger is None or not ledger.is_done(b))
     started = time.perf_counter()
     voxels = 0
-    bar = tqdm(total=len(todo), desc=description, unit="block", disable=not execution.progress)
+    bar = tqdm(
+        total=None if total is None else max(0, total - done),
+        desc=description,
+        unit="block",
+        disable=not execution.progress,
+    )
 
-    def finished(block: Block, written: int) -> None:
-        nonlocal voxels
-        voxels += written
+    count = 0
+
+    def finished(block: Block, result: Any) -> None:
+        nonlocal voxels, count
+        voxels += _voxels(result)
+        count += 1
         if ledger is not None:
-            ledger.mark_done(block)
+            ledger.record(block, result)
         bar.update()
         bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
 
-    if execution.in_process and isinstance(process, StagedWorker):
-        _pipelined(process, todo, finished, IN_PROCESS_THREADS)
-    elif execution.in_process:
-        # Two blocks in flight on threads: one reads or writes zarr (codecs release the
-        # GIL) while the other computes, so I/O hides behind the forward pass.
-        with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool:
-            pending = [pool.submit(process, b) for b in todo[:IN_PROCESS_THREADS]]
-            block_of = dict(zip(pending, todo, strict=False))
-            queue = iter(todo[IN_PROCESS_THREADS:])
-            while block_of:
-                done, _ = wait(list(block_of), return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished(block_of.pop(future), future.result())
-                    following = next(queue, None)
-                    if following is not None:
-                        block_of[pool.submit(process, following)] = following
-    else:
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        cluster = None
-        if execution.scheduler is None and execution.devices:
-            cluster = device_cluster(execution.workers, execution.devices)
-        elif execution.scheduler is None:
-            cluster = LocalCluster(
-                n_workers=execution.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
-        client = Client(execution.scheduler or cluster)
-        try:
-            # Scattered once, so every task on a Dask worker gets that worker's one copy
-            # and what it opened (the model, the arrays); mapping `process` itself
-            # unpickles a fresh copy per task, which reopens everything per block.
-            # Scattering needs a worker (a SLURM cluster's may still be queued); workers
-            # joining later fetch the copy from one that has it.
-            client.wait_for_workers(1)
-            shipped = client.scatter(process, broadcast=True, hash=False)
-            futures = client.map(_call, todo, worker=shipped, pure=False)
-            block_of = {f.key: b for f, b in zip(futures, todo, strict=True)}
-            for future in as_completed(futures):
-                finished(block_of[future.key], future.result())
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    bar.close()
+    try:
+        if execution.in_process and client is None and isinstance(process, StagedWorker):
+            _pipelined(process, todo, finished, IN_PROCESS_THREADS)
+        elif execution.in_process and client is None:
+            _in_threads(process, todo, finished)
+        elif client is not None:
+            _on_dask(client, process, todo, finished)
+        else:
+            with open_client(execution) as own:
+                _on_dask(own, process, todo, finished)
+    finally:
+        if ledger is not None and hasattr(ledger, "close"):
+            ledger.close()
+        bar.close()
     seconds = time.perf_counter() - started
     return {
-        "blocks": len(todo),
+        "blocks": count,
         "voxels": voxels,
         "seconds": seconds,
         "voxels_per_s": voxels / max(seconds, 1e-9),

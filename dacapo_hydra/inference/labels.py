@@ -3,45 +3,54 @@
 Each block reads the prediction over its region grown by a context (clipped to
 the prediction), runs the task's `post_process` with one parameter set, and keeps
 its own region. Thresholds and argmax need nothing more. Instance labels
-(watershed from affinities or distances, connected components) take the two-pass
-scheme DaCapo runs on daisy:
+(watershed from affinities or distances, agglomeration, connected components) are
+made in four passes, all on the same Dask cluster when there is one, each resumable
+after a kill:
 
-1. every block labels its region with ids offset per block (unique everywhere)
-   and keeps, for each face, the ids it gave the first plane beyond the face (it
-   sees that plane through its context) and its own ids on the face;
-2. fragments of face-adjacent blocks are merged (union-find,
-   :class:`scipy.cluster.hierarchy.DisjointSet`) where one block's view of the
-   neighbour's plane agrees with the neighbour's own ids there, then every
-   fragment gets a consecutive final id, block by block.
+1. **fragments** (:mod:`~dacapo_hydra.inference.fragments`): every block labels its
+   region with ids offset per block (unique everywhere), writes them, and returns
+   its rows of the region graph: its fragments (`nodes`: id, voxels, bounding box,
+   centroid) and, for a region-graph route (agglomeration), the edges inside it;
+2. **faces** (:mod:`~dacapo_hydra.inference.faces`): every block reads the planes
+   that meet at its lower faces and returns the edges across them;
+3. **solve** (:mod:`~dacapo_hydra.inference.solve`): connected components of the
+   merging edges, the size filter as a group-by sum over blocks, and final ids
+   1..n numbered block by block, written as a lookup sharded by id;
+4. **relabel** (:mod:`~dacapo_hydra.inference.relabel`): every block maps its
+   fragments to final ids, reading only its rows of the lookup.
 
-The first pass is :mod:`~dacapo_hydra.inference.fragments`' (:class:`BlockLabeller`,
-which also writes the labels of routes that need no stitching), the second
-:mod:`~dacapo_hydra.inference.stitch`'s.
+The region graph is a Parquet dataset (:mod:`~dacapo_hydra.inference.graph`) in
+`<container>/.dacapo_blocks/<labels>/graph/` (`nodes/`, `edges/`), kept after the
+labels are written so it can be queried. The driver submits blocks in a bounded
+window, records finished blocks in one file per pass (or in the graph's part
+manifests), and never reads a face, a table or a mapping whole.
 
-A fragment matches a neighbour's fragment when their overlap on the face is at
-least `merge_fraction` of their union there: any overlap for connected components
-(exact), half for watersheds, whose borders may shift by a voxel between two
-blocks' views (one partner at most, so a split in one block and a merge in its
-neighbour do not chain objects together). Every pass records finished blocks in a ledger,
-so a rerun after a kill does only what is missing.
+What is exact, whatever the block shape (tested by property):
 
-The size filter of instance routes (the parameter `min_size`) is not applied per
-block, where an object cut by a block border would look small: blocks label
-without it and save each fragment's voxel count, the merge sums the counts of
-each final object across blocks, and objects under `min_size` get id 0 there.
-Sizes are thus global and the filter gives the same result at any block size.
+- connected components and the size filter: the labels equal a whole-volume pass
+  up to relabelling (touching across a face is merging; sizes are summed globally);
+- agglomeration given the fragments: every edge's mean affinity is over the same
+  voxel pairs whatever the blocks, and the solve is global; the fragments
+  themselves (a watershed inside each block) depend on where faces cut, which only
+  changes how a cell is over-segmented before its fragments merge;
+- watersheds (mutex, distance, mask) segment each block with context and match
+  fragments on faces by IoU (>= `merge_fraction`): they equal a whole-volume pass
+  where the context holds the seeds and borders that pass would see, and the
+  difference otherwise is bounded by a test (adapted Rand error at two block shapes).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -54,12 +63,23 @@ from dacapo_hydra.data.output import (
     remove_output,
 )
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.blocks import BlockGrid, BlockLedger, run_blocks
-from dacapo_hydra.inference.fragments import BlockLabeller, LabelsPlan, Source, is_instance_task
+from dacapo_hydra.inference.blocks import BlockGrid, BlockLog, open_client, run_blocks
+from dacapo_hydra.inference.faces import FaceEdges
+from dacapo_hydra.inference.fragments import (
+    BlockLabeller,
+    LabelsPlan,
+    Source,
+    create_views,
+    is_instance_task,
+)
+from dacapo_hydra.inference.graph import GraphWriter
 from dacapo_hydra.inference.options import Execution
 from dacapo_hydra.inference.provenance import check_unchanged
-from dacapo_hydra.inference.stitch import BlockRelabeller, merge_fragments
+from dacapo_hydra.inference.relabel import BlockRelabeller
+from dacapo_hydra.inference.solve import solve
 from dacapo_hydra.tasks.base import Params, Task
+
+log = logging.getLogger(__name__)
 
 # Default block edge (voxels) when the prediction's chunks are smaller.
 MIN_BLOCK = 64
@@ -91,6 +111,7 @@ class LabelsJob:
     out_container: str
     out_dataset: str
     overwrite: bool = False
+    figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scratch(self) -> Path:
@@ -124,36 +145,80 @@ class LabelsJob:
         done = self.scratch / "complete"
         if done.exists():
             return float(json.loads(done.read_text())["objects"] if plan.instances else "nan")
-        blocks = list(plan.grid)
-        if not plan.instances:
-            ledger = BlockLedger(self.scratch / "write")
-            run_blocks(BlockLabeller(plan, out_path, None), blocks, ledger, execution, "labels")
-            return float("nan")
-        faces = self.scratch / "faces"
-        faces.mkdir(parents=True, exist_ok=True)
+        with open_client(execution) as client:
+            if not plan.instances:
+                labeller = BlockLabeller(plan, out_path, None)
+                ledger = BlockLog(self.scratch / "write.log", plan.grid)
+                self._pass(labeller, ledger, execution, client, "labels")
+                return float("nan")
+            summary = self._instances(out_path, execution, client)
+        write_json(done, summary)
+        shutil.rmtree(self.scratch / "fragments.zarr", ignore_errors=True)
+        shutil.rmtree(self.scratch / "views.zarr", ignore_errors=True)
+        return float(summary["objects"])
+
+    def _pass(
+        self, worker: Any, ledger: Any, execution: Execution | None, client: Any, name: str
+    ) -> None:
+        """One pass over every block; its figures are kept in :attr:`figures`."""
+        grid = self.plan.grid
+        figures = run_blocks(worker, grid, ledger, execution, name, total=len(grid), client=client)
+        self.figures[name] = figures
+
+    def _instances(
+        self, out_path: tuple[str, str], execution: Execution | None, client: Any
+    ) -> dict[str, Any]:
+        """The four passes of instance labels (see the module docstring)."""
+        plan = self.plan
         fragments = (str(self.scratch), "fragments.zarr")
         path = Path(fragments[0]) / fragments[1]
         if not path.exists():
             zarr.create_array(
                 str(path),
-                shape=(plan.channels, *plan.source.roi.voxel_shape(plan.source.voxel_size)),
+                shape=(plan.channels, *plan.shape),
                 chunks=(plan.channels, *plan.write_shape),
                 dtype="uint64",
                 fill_value=0,
             )
-        labeller = BlockLabeller(plan, fragments, faces)
-        ledger = BlockLedger(self.scratch / "fragments")
-        run_blocks(labeller, blocks, ledger, execution, "fragments")
-        mapping = self.scratch / "mapping.npz"
-        objects = merge_fragments(plan, faces, mapping)
-        relabeller = BlockRelabeller(plan, fragments, out_path, mapping)
-        run_blocks(relabeller, blocks, BlockLedger(self.scratch / "relabel"), execution, "relabel")
-        tmp = done.with_name(f".{done.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"objects": objects}))
-        os.replace(tmp, done)
-        shutil.rmtree(path, ignore_errors=True)
-        shutil.rmtree(faces, ignore_errors=True)
-        return float(objects)
+        create_views(plan, self.scratch)
+        graph = self.scratch / "graph"
+        labeller = BlockLabeller(plan, fragments, self.scratch)
+        self._pass(
+            labeller, GraphWriter(graph, plan.grid, "fragments"), execution, client, "fragments"
+        )
+        faces = FaceEdges(plan, fragments, self.scratch)
+        self._pass(faces, GraphWriter(graph, plan.grid, "faces"), execution, client, "faces")
+        solution = self.scratch / "solution"
+        record = solution / "summary.json"
+        if not record.exists():
+            started = time.perf_counter()
+            # On a cluster the solve runs on a worker: the driver holds none of the graph.
+            summary = (
+                client.submit(solve, plan, graph, solution, pure=False).result()
+                if client is not None
+                else solve(plan, graph, solution)
+            )
+            summary["seconds"] = time.perf_counter() - started
+            write_json(record, summary)
+        summary = json.loads(record.read_text())
+        log.info("global solve: %s", summary)
+        self.figures["solve"] = summary
+        relabeller = BlockRelabeller(plan, fragments, out_path, solution)
+        self._pass(
+            relabeller,
+            BlockLog(self.scratch / "relabel.log", plan.grid),
+            execution,
+            client,
+            "relabel",
+        )
+        return {"objects": summary["objects"], "graph": str(graph), "solve": summary}
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write `value` as JSON to `path` atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
 
 
 def plan_labels(
@@ -181,9 +246,10 @@ def plan_labels(
             `prediction/labels/labels`) they are listed among that image's labels.
         block_shape: voxels per block, a multiple of the prediction's chunks
             (default: the smallest multiple of at least 64 voxels).
-        context: voxels read beyond each block per side (default for instances: a
+        context: voxels read beyond each block per side (default: 0 for connected
+            components, a region-graph route and semantic labels; for watersheds a
             quarter of the block or four typical object radii, whichever is more, at
-            most a block; 0 otherwise).
+            most a block).
         connected_components: label connected components of a binary output.
         merge_fraction: face IoU that merges fragments (default: any overlap for
             connected components, 0.5 for watersheds).
@@ -207,7 +273,13 @@ def plan_labels(
                 f"prediction's chunks {list(source.chunks)}"
             )
     instances = connected_components or is_instance_task(task)
-    if context is None:
+    route = task.graph_route(params) if instances and not connected_components else None
+    if context is None and (connected_components or route is not None):
+        # Connected components are exact without context (touching across a face is
+        # merging), and a region-graph route merges fragments across faces by their
+        # edges: neither needs to see beyond its block.
+        margin = (0,) * dims
+    elif context is None:
         # Instance routes see the objects around the block's faces: at least a quarter
         # block and four typical object radii (at most a block), so that seeds and
         # distance transforms there are, as far as can be, a whole-volume pass's.
@@ -274,6 +346,7 @@ def plan_labels(
         channels,
         dtype,
         merge_fraction,
+        route,
     )
     return LabelsJob(plan, str(out_container), out_dataset, overwrite)
 

@@ -13,7 +13,7 @@ from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance
 from dacapo_hydra.tasks.balance import ClassBalancer
 from dacapo_hydra.tasks.base import Params, Task
 from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION
-from dacapo_hydra.tasks.instances.agglomeration import agglomerate, fragments
+from dacapo_hydra.tasks.instances.agglomeration import AffinityGraph, agglomerate, fragments
 from dacapo_hydra.tasks.instances.distance_watershed import h_grid, mask_watershed
 from dacapo_hydra.tasks.instances.mutex_watershed import mutex_watershed
 from dacapo_hydra.tasks.instances.size_filter import min_size_grid, remove_small
@@ -55,14 +55,16 @@ class AffinitiesTask(Task):
     voxel size, as DaCapo) follow the affinities as auxiliary channels, weighted
     by foreground balance and the mask.
 
-    Post-processing has two routes, both swept at validation and ending with a
+    Post-processing has three routes, all swept at validation and ending with a
     size filter (objects under `min_size` voxels go), the output being instance
     labels (*spatial) uint64:
 
     - `{"route": "mutex", "bias": b, "min_size": m}`: mutex watershed (DaCapo's);
     - `{"route": "agglomeration", "threshold": t, "min_size": m}`: watershed
-      fragments merged hierarchically while their mean affinity exceeds t (the
-      waterz/LSD pipeline; :mod:`~dacapo_hydra.tasks.instances.agglomeration`);
+      fragments merged where the mean affinity of their shared boundary exceeds t
+      (the LSD pipeline on a region graph;
+      :mod:`~dacapo_hydra.tasks.instances.agglomeration`); blockwise, the region
+      graph is the whole volume's, so the merges across blocks look at the affinities;
     - `{"route": "mask", "h": h, "min_size": m}`: the foreground (mean nearest-
       neighbour affinity above 0.5) split at its necks by a watershed from the
       h-maxima (nm) of its distance transform
@@ -250,6 +252,13 @@ class AffinitiesTask(Task):
         raise KeyError(
             f"affinities: route must be 'mutex', 'agglomeration' or 'mask', got {route!r}"
         )
+
+    def graph_route(self, params: Params) -> AffinityGraph | None:
+        """The agglomeration route as a region graph solved globally (None for the others)."""
+        if params.get("route", "mutex") != "agglomeration":
+            return None
+        offsets = tuple(tuple(o) for o in self.neighborhood)
+        return AffinityGraph(offsets, self.voxel_size, float(params["threshold"]))
 
     def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
         """Instances (*spatial) uint64 by the route `params` names, size-filtered."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,6 +93,17 @@ class Task(ABC):
         Returns binary masks (C, *spatial), class indices (*spatial) or instance
         labels, as the task's docstring says; `evaluate` takes exactly that.
         """
+
+    def graph_route(self, params: Params) -> Any:
+        """How blockwise labels solve `params` on the whole volume's region graph.
+
+        None (the default): each block post-processes its region with context, and
+        fragments of neighbouring blocks that match on their shared face merge. A
+        route object (e.g. :class:`~dacapo_hydra.tasks.instances.agglomeration.AffinityGraph`)
+        makes each block's fragments and region-graph rows, and names the rule of the
+        global solve.
+        """
+        return None
 
     def check_crop(self, extent: Sequence[float]) -> None:
         """Raise ValueError naming the key if a length of the task does not fit a training crop.

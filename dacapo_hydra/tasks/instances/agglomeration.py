@@ -2,29 +2,23 @@
 
 Fragments are a watershed of the boundary map (1 - mean nearest-neighbour affinity)
 from the maxima of the distance to the boundary, as the LSD pipelines make them;
-neighbouring fragments then merge, most strongly connected first, while the mean
-affinity of the edges between them exceeds a threshold (waterz's "mean affinity"
-scoring). The region graph and the merging are scikit-image's (`graph.RAG`,
-`graph.merge_hierarchical`); only the edge statistics are summed here.
+touching fragments then merge where the mean affinity over their shared boundary
+exceeds a threshold (:func:`agglomerate`). The region graph's rows are
+:mod:`~dacapo_hydra.tasks.instances.region_graph`'s, the components scipy's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt, maximum_filter
 from scipy.ndimage import label as connected_components
-from skimage import graph
 from skimage.segmentation import watershed
 
+from dacapo_hydra.tasks.instances.region_graph import components, fragment_edges, nearest_channels
 from dacapo_hydra.tasks.instances.size_filter import relabel
-from dacapo_hydra.tasks.shifts import shifted_pairs
-
-
-def _nearest(offsets: Sequence[Sequence[int]]) -> list[int]:
-    """Channels whose offset is one step along one axis."""
-    return [i for i, o in enumerate(offsets) if sum(abs(int(v)) for v in o) == 1]
 
 
 def fragments(
@@ -40,7 +34,7 @@ def fragments(
     the local maxima (3 voxels wide) of the distance (nm) to the nearest non-
     foreground voxel; they grow over the boundary map.
     """
-    nearest = _nearest(offsets) or list(range(len(offsets)))
+    nearest = nearest_channels(offsets) or list(range(len(offsets)))
     mean = affinities[nearest].mean(axis=0)
     foreground = mean > foreground_threshold
     if not foreground.any():
@@ -51,17 +45,6 @@ def fragments(
     return watershed(1.0 - mean, markers=markers, mask=foreground).astype(np.uint64)
 
 
-def _merge_weight(rag: graph.RAG, src: int, dst: int, neighbour: int) -> dict[str, float]:
-    """Edge statistics of `neighbour` to the union of `src` and `dst` (summed)."""
-    total, count = 0.0, 0.0
-    for node in (src, dst):
-        if rag.has_edge(node, neighbour):
-            edge = rag[node][neighbour]
-            total += edge["total"]
-            count += edge["count"]
-    return {"total": total, "count": count, "weight": 1.0 - total / count}
-
-
 def agglomerate(
     fragment_ids: np.ndarray,
     affinities: np.ndarray,
@@ -70,11 +53,15 @@ def agglomerate(
 ) -> dict[float, np.ndarray]:
     """Segmentations (*spatial) uint64, ids 1..n, one per merge threshold.
 
-    Fragments merge, strongest first, while the mean affinity of the nearest-
-    neighbour edges between them (long-range channels would join fragments that do
-    not touch) exceeds the threshold; a lower threshold
-    merges more. The merging runs once, from the highest threshold down, and each
-    threshold's state is read off on the way.
+    Two touching fragments merge when the mean affinity over all the voxel pairs
+    where they touch (nearest-neighbour channels; long-range ones would join
+    fragments that do not touch) exceeds the threshold; objects are the connected
+    components of those merges, so a lower threshold merges more. This is the
+    rule of the LSD pipelines' `find_segments` on a region graph scored by mean
+    affinity, and it is what blockwise labels solve on the whole volume's region
+    graph (:mod:`dacapo_hydra.inference.graph`): every edge's mean is over the same
+    voxel pairs whatever the blocks, so the objects are the same at any block shape
+    given the same fragments.
 
     Args:
         fragment_ids: (*spatial) fragments, 0 = background.
@@ -83,39 +70,49 @@ def agglomerate(
         thresholds: mean affinities in (0, 1) at which merging stops.
 
     """
-    compact = relabel(fragment_ids).astype(np.int64)
-    n = int(compact.max())
-    keys, sums, counts = [], [], []
-    nearest = _nearest(offsets) or list(range(len(offsets)))
-    for c in nearest:
-        channel, offset = affinities[c], offsets[c]
-        here, there = shifted_pairs(compact.shape, offset)
-        a, b = compact[here].ravel(), compact[there].ravel()
-        edge = (a != b) & (a != 0) & (b != 0)
-        lo, hi = np.minimum(a[edge], b[edge]), np.maximum(a[edge], b[edge])
-        keys.append(lo * (n + 1) + hi)
-        sums.append(channel[here].ravel()[edge].astype(np.float64))
-    key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
-    unique, inverse = np.unique(key, return_inverse=True)
-    total = np.bincount(inverse, weights=np.concatenate(sums) if sums else None)
-    counts = np.bincount(inverse)
-    rag = graph.RAG()
-    rag.add_nodes_from((i, {"labels": [i]}) for i in range(1, n + 1))
-    for k, t, c in zip(unique.tolist(), total.tolist(), counts.tolist(), strict=True):
-        rag.add_edge(k // (n + 1), k % (n + 1), total=t, count=c, weight=1.0 - t / c)
+    edges = fragment_edges(fragment_ids, affinities, offsets)
+    ids = np.unique(fragment_ids)
     out: dict[float, np.ndarray] = {}
-    lookup = np.zeros(n + 1, np.uint64)
     for threshold in sorted({float(t) for t in thresholds}, reverse=True):
-        graph.merge_hierarchical(
-            compact,
-            rag,
-            thresh=1.0 - threshold,
-            rag_copy=False,
-            in_place_merge=True,
-            merge_func=lambda *_: None,
-            weight_func=_merge_weight,
-        )
-        for index, (_, data) in enumerate(sorted(rag.nodes(data=True)), start=1):
-            lookup[data["labels"]] = index
-        out[threshold] = lookup[compact]
+        keep = edges["aff_mean"] > threshold
+        merged, roots = components(edges["u"][keep], edges["v"][keep])
+        lookup = ids.copy()
+        lookup[np.searchsorted(ids, merged)] = roots
+        out[threshold] = relabel(lookup[np.searchsorted(ids, fragment_ids)])
     return out
+
+
+@dataclass(frozen=True)
+class AffinityGraph:
+    """The agglomeration route as blockwise labels run it: a region graph, solved globally.
+
+    Each block makes :meth:`fragments` and its region graph's rows
+    (:meth:`edges`); the faces between blocks add their rows; the global solve keeps
+    the edges whose mean affinity exceeds `threshold` and takes connected components.
+
+    Attributes:
+        offsets: the task's neighbourhood (voxels), one per affinity channel.
+        voxel_size: nm per voxel.
+        threshold: the mean affinity above which fragments merge.
+
+    """
+
+    offsets: tuple[tuple[int, ...], ...]
+    voxel_size: tuple[float, ...]
+    threshold: float
+
+    def fragments(self, affinities: np.ndarray) -> np.ndarray:
+        """Fragments (*spatial) of a block's affinities (:func:`fragments`)."""
+        return fragments(affinities, self.offsets, self.voxel_size)
+
+    def edges(self, fragment_ids: np.ndarray, affinities: np.ndarray) -> dict[str, np.ndarray]:
+        """Region-graph rows of fragments inside one region (:func:`fragment_edges`)."""
+        return fragment_edges(fragment_ids, affinities, self.offsets)
+
+    def face_channels(self) -> dict[int, tuple[int, int]]:
+        """Per axis, the nearest-neighbour channel linking across it and its step (+1/-1)."""
+        out: dict[int, tuple[int, int]] = {}
+        for c in nearest_channels(self.offsets):
+            axis = next(i for i, o in enumerate(self.offsets[c]) if o)
+            out.setdefault(axis, (c, int(self.offsets[c][axis])))
+        return out
