@@ -85,13 +85,13 @@ class FaceEdges(BlockWorker[tuple[zarr.Array, ZarrArray | None]]):
         plan = self.plan
         region = block.write_roi.to_slices(plan.grid.roi.begin, plan.source.voxel_size)
         rows: list[dict[str, np.ndarray]] = []
-        voxels = 0
+        # The block's voxels, so that the pass's voxels per second compare with the others'.
+        voxels = int(np.prod([r.stop - r.start for r in region]))
         for axis, s in enumerate(region):
             if block.index[axis] == 0:
                 continue
             lo = self._plane(region, axis, s.start - 1)
             hi = self._plane(region, axis, s.start)
-            voxels += int(np.prod(hi.shape[1:]))
             for c in range(plan.channels):
                 rows.append(self._edges(block, axis, region, lo[c], hi[c], c))
         columns = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]} if rows else {}

@@ -72,11 +72,12 @@ from dacapo_hydra.inference.fragments import (
     create_views,
     is_instance_task,
 )
-from dacapo_hydra.inference.graph import GraphWriter
+from dacapo_hydra.inference.graph import BLOCKS_PER_PART, GraphWriter
 from dacapo_hydra.inference.options import Execution
 from dacapo_hydra.inference.provenance import check_unchanged
 from dacapo_hydra.inference.relabel import BlockRelabeller
-from dacapo_hydra.inference.solve import solve
+from dacapo_hydra.inference.solve import MAX_MEMORY_EDGES, count_merging, solve
+from dacapo_hydra.inference.solve_dask import solve_dask
 from dacapo_hydra.tasks.base import Params, Task
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,17 @@ class LabelsJob:
     """A checked post-processing run; nothing has been written yet.
 
     Made by :func:`plan_labels`; :meth:`run` creates the output and labels it.
-    `overwrite` removes an existing output first.
+    `overwrite` removes an existing output first. The global solve of instances runs
+    in one process (a Dask worker's, on a cluster) up to `max_memory_edges` merging
+    edges, and on Dask dataframes beyond; :attr:`figures` holds each pass's figures.
     """
 
     plan: LabelsPlan
     out_container: str
     out_dataset: str
     overwrite: bool = False
+    max_memory_edges: int = MAX_MEMORY_EDGES
+    blocks_per_part: int = BLOCKS_PER_PART
     figures: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -184,20 +189,25 @@ class LabelsJob:
         graph = self.scratch / "graph"
         labeller = BlockLabeller(plan, fragments, self.scratch)
         self._pass(
-            labeller, GraphWriter(graph, plan.grid, "fragments"), execution, client, "fragments"
+            labeller,
+            GraphWriter(graph, plan.grid, "fragments", self.blocks_per_part),
+            execution,
+            client,
+            "fragments",
         )
         faces = FaceEdges(plan, fragments, self.scratch)
-        self._pass(faces, GraphWriter(graph, plan.grid, "faces"), execution, client, "faces")
+        self._pass(
+            faces,
+            GraphWriter(graph, plan.grid, "faces", self.blocks_per_part),
+            execution,
+            client,
+            "faces",
+        )
         solution = self.scratch / "solution"
         record = solution / "summary.json"
         if not record.exists():
             started = time.perf_counter()
-            # On a cluster the solve runs on a worker: the driver holds none of the graph.
-            summary = (
-                client.submit(solve, plan, graph, solution, pure=False).result()
-                if client is not None
-                else solve(plan, graph, solution)
-            )
+            summary = self._solve(graph, solution, client)
             summary["seconds"] = time.perf_counter() - started
             write_json(record, summary)
         summary = json.loads(record.read_text())
@@ -212,6 +222,24 @@ class LabelsJob:
             "relabel",
         )
         return {"objects": summary["objects"], "graph": str(graph), "solve": summary}
+
+    def _solve(self, graph: Path, solution: Path, client: Any) -> dict[str, Any]:
+        """The global solve, in one process where its edges fit, else on Dask dataframes."""
+        plan = self.plan
+        edges = count_merging(plan, graph)
+        if edges > self.max_memory_edges:
+            log.info(
+                "global solve: %d merging edges > %d (max_memory_edges): label propagation "
+                "on Dask dataframes",
+                edges,
+                self.max_memory_edges,
+            )
+            return solve_dask(plan, graph, solution)
+        log.info("global solve: %d merging edges: scipy's connected components in memory", edges)
+        if client is not None:
+            # On a cluster the solve runs on a worker: the driver holds none of the graph.
+            return client.submit(solve, plan, graph, solution, pure=False).result()
+        return solve(plan, graph, solution)
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:

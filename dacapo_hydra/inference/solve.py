@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # Peak bytes of the solve per selected edge (ids, compaction, scipy's sparse graph).
 BYTES_PER_EDGE = 120
+# Merging edges up to which the solve runs in one process (about 4 GB at BYTES_PER_EDGE);
+# beyond, on Dask dataframes (:mod:`~dacapo_hydra.inference.solve_dask`).
+MAX_MEMORY_EDGES = 1 << 25
 # Rows per lookup part (and its row groups), for relabel tasks that read a block's rows.
 LOOKUP_ROWS = 1 << 20
 
@@ -120,6 +123,11 @@ def write_lookup(
         pq.write_table(table({"id": ids[part], "final": final[part]}), tmp, row_group_size=1 << 14)
         os.replace(tmp, path)
         index.append([path.name, int(ids[part][0]), int(ids[part][-1])])
+    write_index(out, index, first, owned)
+
+
+def write_index(out: Path, index: list[list], first: np.ndarray, owned: np.ndarray) -> None:
+    """Per block first ids and merged counts, then the lookup's index (last: it commits)."""
     tmp = out / f".blocks.{os.getpid()}.npz"
     with open(tmp, "wb") as f:
         np.savez(f, first=first, owned=owned)
