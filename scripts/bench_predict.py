@@ -138,9 +138,9 @@ def bare_forward(module: torch.nn.Module, tiles: list[torch.Tensor], in_flight: 
 
 def child_valid(checkpoint: str, volume: Path, rounds: int) -> dict:
     """Blockwise zarr to zarr vs the bare forward pass over its tiles, interleaved."""
-    from dacapo_hydra.inference.blocks import IN_PROCESS_THREADS
     from dacapo_hydra.inference.options import Execution
     from dacapo_hydra.inference.predict import plan_prediction
+    from dacapo_hydra.inference.schedule import IN_PROCESS_THREADS
 
     out = volume.with_suffix(".pairs.zarr")
     job = plan_prediction(checkpoint, volume, "raw", out, "prediction")

@@ -18,9 +18,11 @@ from monai.data.utils import dense_patch_slices
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.tools.synthetic import write_synthetic
-from dacapo_hydra.inference.blocks import Block, BlockGrid, BlockLedger, StagedWorker, run_blocks
+from dacapo_hydra.inference.blocks import Block, BlockGrid, StagedWorker
+from dacapo_hydra.inference.ledgers import BlockLog
 from dacapo_hydra.inference.options import Execution, PredictOptions
 from dacapo_hydra.inference.predict import plan_prediction
+from dacapo_hydra.inference.schedule import run_blocks
 from dacapo_hydra.inference.windows import WindowCache, WindowGrid
 from dacapo_hydra.training.build import build
 
@@ -122,12 +124,13 @@ class Doubler(StagedWorker[dict, np.ndarray, np.ndarray]):
 
 
 def test_the_pipeline_does_every_block_and_stops_at_a_failure(tmp_path: Path) -> None:
-    blocks = list(BlockGrid(Roi((0, 0), (40, 30)), (10, 10), (0, 0)))
+    grid = BlockGrid(Roi((0, 0), (40, 30)), (10, 10), (0, 0))
+    blocks = list(grid)
     worker = Doubler()
-    figures = run_blocks(worker, blocks, BlockLedger(tmp_path / "a"), QUIET)
+    figures = run_blocks(worker, grid, BlockLog(tmp_path / "a.log", grid), QUIET)
     assert figures["voxels"] == len(blocks) == 12
     assert all((worker.opened[b.index] == np.multiply(b.index, 2)).all() for b in blocks)
-    ledger = BlockLedger(tmp_path / "b")
+    ledger = BlockLog(tmp_path / "b.log", grid)
     with pytest.raises(RuntimeError, match="block 2_1 failed"):
         run_blocks(Doubler(bad=(2, 1)), blocks, ledger, QUIET)
     assert not ledger.is_done(blocks[7]) and ledger.count() < len(blocks)

@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -63,21 +62,20 @@ from dacapo_hydra.data.output import (
     remove_output,
 )
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.blocks import BlockGrid, BlockLog, open_client, run_blocks
-from dacapo_hydra.inference.faces import FaceEdges
+from dacapo_hydra.inference.blocks import BlockGrid
 from dacapo_hydra.inference.fragments import (
     BlockLabeller,
     LabelsPlan,
     Source,
-    create_views,
     is_instance_task,
 )
-from dacapo_hydra.inference.graph import BLOCKS_PER_PART, GraphWriter
+from dacapo_hydra.inference.graph import BLOCKS_PER_PART
+from dacapo_hydra.inference.instances import InstancePasses, write_json
+from dacapo_hydra.inference.ledgers import BlockLog
 from dacapo_hydra.inference.options import Execution
 from dacapo_hydra.inference.provenance import check_unchanged
-from dacapo_hydra.inference.relabel import BlockRelabeller
-from dacapo_hydra.inference.solve import MAX_MEMORY_EDGES, count_merging, solve
-from dacapo_hydra.inference.solve_dask import solve_dask
+from dacapo_hydra.inference.schedule import open_client, run_blocks
+from dacapo_hydra.inference.solve import MAX_MEMORY_EDGES
 from dacapo_hydra.tasks.base import Params, Task
 
 log = logging.getLogger(__name__)
@@ -156,7 +154,11 @@ class LabelsJob:
                 ledger = BlockLog(self.scratch / "write.log", plan.grid)
                 self._pass(labeller, ledger, execution, client, "labels")
                 return float("nan")
-            summary = self._instances(out_path, execution, client)
+            passes = InstancePasses(
+                plan, self.scratch, self._pass, self.max_memory_edges, self.blocks_per_part
+            )
+            summary = passes.run(out_path, execution, client)
+            self.figures["solve"] = summary["solve"]
         write_json(done, summary)
         shutil.rmtree(self.scratch / "fragments.zarr", ignore_errors=True)
         shutil.rmtree(self.scratch / "views.zarr", ignore_errors=True)
@@ -169,84 +171,6 @@ class LabelsJob:
         grid = self.plan.grid
         figures = run_blocks(worker, grid, ledger, execution, name, total=len(grid), client=client)
         self.figures[name] = figures
-
-    def _instances(
-        self, out_path: tuple[str, str], execution: Execution | None, client: Any
-    ) -> dict[str, Any]:
-        """The four passes of instance labels (see the module docstring)."""
-        plan = self.plan
-        fragments = (str(self.scratch), "fragments.zarr")
-        path = Path(fragments[0]) / fragments[1]
-        if not path.exists():
-            zarr.create_array(
-                str(path),
-                shape=(plan.channels, *plan.shape),
-                chunks=(plan.channels, *plan.write_shape),
-                dtype="uint64",
-                fill_value=0,
-            )
-        create_views(plan, self.scratch)
-        graph = self.scratch / "graph"
-        labeller = BlockLabeller(plan, fragments, self.scratch)
-        self._pass(
-            labeller,
-            GraphWriter(graph, plan.grid, "fragments", self.blocks_per_part),
-            execution,
-            client,
-            "fragments",
-        )
-        faces = FaceEdges(plan, fragments, self.scratch)
-        self._pass(
-            faces,
-            GraphWriter(graph, plan.grid, "faces", self.blocks_per_part),
-            execution,
-            client,
-            "faces",
-        )
-        solution = self.scratch / "solution"
-        record = solution / "summary.json"
-        if not record.exists():
-            started = time.perf_counter()
-            summary = self._solve(graph, solution, client)
-            summary["seconds"] = time.perf_counter() - started
-            write_json(record, summary)
-        summary = json.loads(record.read_text())
-        log.info("global solve: %s", summary)
-        self.figures["solve"] = summary
-        relabeller = BlockRelabeller(plan, fragments, out_path, solution)
-        self._pass(
-            relabeller,
-            BlockLog(self.scratch / "relabel.log", plan.grid),
-            execution,
-            client,
-            "relabel",
-        )
-        return {"objects": summary["objects"], "graph": str(graph), "solve": summary}
-
-    def _solve(self, graph: Path, solution: Path, client: Any) -> dict[str, Any]:
-        """The global solve, in one process where its edges fit, else on Dask dataframes."""
-        plan = self.plan
-        edges = count_merging(plan, graph)
-        if edges > self.max_memory_edges:
-            log.info(
-                "global solve: %d merging edges > %d (max_memory_edges): label propagation "
-                "on Dask dataframes",
-                edges,
-                self.max_memory_edges,
-            )
-            return solve_dask(plan, graph, solution)
-        log.info("global solve: %d merging edges: scipy's connected components in memory", edges)
-        if client is not None:
-            # On a cluster the solve runs on a worker: the driver holds none of the graph.
-            return client.submit(solve, plan, graph, solution, pure=False).result()
-        return solve(plan, graph, solution)
-
-
-def write_json(path: Path, value: dict[str, Any]) -> None:
-    """Write `value` as JSON to `path` atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
 
 
 def plan_labels(

@@ -34,11 +34,13 @@ from dacapo_hydra.data.output import (
     remove_output,
 )
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.blocks import BlockGrid, BlockLedger, run_blocks
+from dacapo_hydra.inference.blocks import BlockGrid
+from dacapo_hydra.inference.ledgers import BlockLog
 from dacapo_hydra.inference.options import Execution, PredictOptions
 from dacapo_hydra.inference.plan import BlockPlan
 from dacapo_hydra.inference.predictor import BlockPredictor, load_model
 from dacapo_hydra.inference.provenance import check_unchanged, model_sha256
+from dacapo_hydra.inference.schedule import run_blocks
 from dacapo_hydra.training.module import RunModule
 
 # The record of what made an output (:mod:`dacapo_hydra.inference.provenance`), in `dacapo.<key>`.
@@ -107,8 +109,10 @@ class PredictJob:
     def run(self, execution: Execution | None = None) -> PredictResult:
         """Create the output and predict every block not yet done."""
         self.create_output()
-        ledger = BlockLedger(Path(self.out_container) / LEDGER_DIR / self.out_dataset)
-        figures = run_blocks(self.predictor, list(self.grid), ledger, execution, "predict")
+        ledger = BlockLog(
+            Path(self.out_container) / LEDGER_DIR / self.out_dataset / "blocks.log", self.grid
+        )
+        figures = run_blocks(self.predictor, self.grid, ledger, execution, "predict")
         return PredictResult(
             self.out_container,
             self.out_dataset,

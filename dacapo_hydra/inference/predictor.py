@@ -8,7 +8,7 @@ every window of one sliding-window pass over the ROI that touches the block,
 blended with Gaussian weights (:mod:`~dacapo_hydra.inference.windows`; a window
 shared with other blocks is computed once per process). :class:`BlockPredictor`
 writes that region into the output, aligned to its chunks, in three stages that
-:func:`~dacapo_hydra.inference.blocks.run_blocks` overlaps (read, forward, write);
+:func:`~dacapo_hydra.inference.schedule.run_blocks` overlaps (read, forward, write);
 :func:`predict_roi` keeps the same blocks in memory.
 """
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.blocks import BlockGrid, BlockLog, BlockResult
+from dacapo_hydra.inference.blocks import BlockGrid, BlockResult
 from dacapo_hydra.inference.graph import GraphWriter, count_rows, read, table
+from dacapo_hydra.inference.ledgers import BlockLog
 
 GRID = BlockGrid(Roi((0.0, 0.0), (40.0, 30.0)), (10.0, 10.0), (0.0, 0.0))
 
