@@ -224,6 +224,50 @@ def compare(out: Path, a: str, b: str) -> dict:
     }
 
 
+def limit_calls(kind: str, block: np.ndarray) -> dict:
+    """What each route computes on one block in memory (see :func:`limits`)."""
+    import mwatershed
+
+    from dacapo_hydra.tasks.instances.region_graph import fragment_edges
+
+    task, params = task_and_params(kind)
+    if kind != "em":
+        return {"distance_watershed": lambda: task.post_process(block, params)}
+    route = task.graph_route(params)
+    offsets = [list(o) for o in route.offsets]
+    return {
+        "fragments": lambda: route.fragments(block),
+        "fragments+edges": lambda: fragment_edges(route.fragments(block), block, offsets),
+        "mwatershed": lambda: mwatershed.agglom(block.astype(np.float64) - 0.5, offsets),
+    }
+
+
+def limits(folder: Path) -> dict:
+    """Voxels per second on one 64^3 block in memory, one thread, no I/O: the routes' limit.
+
+    The agglomeration route's fragments (scikit-image's watershed from the maxima of
+    edt's distance transform), with its region-graph rows, mwatershed's mutex
+    watershed on the same affinities, and the blobs' seeded watershed.
+    """
+    from dacapo_hydra.inference.fragments import Source
+
+    out = {}
+    for kind in ("em", "blobs"):
+        pred = folder / f"{kind}_limit.zarr"
+        (write_em if kind == "em" else write_blobs)(pred, CHUNK)
+        source = Source.open(pred, "prediction")
+        block = source.read(source.array(), source.roi)
+        for name, call in limit_calls(kind, block).items():
+            call()
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - started)
+            out[f"{kind}_{name}_voxels_per_s"] = CHUNK**3 / min(times)
+    return out
+
+
 def projection(runs: list[dict]) -> dict:
     """Time, driver memory and storage for 10^12 voxels, from the largest runs' rates."""
     out = {}
@@ -299,6 +343,7 @@ def main() -> None:
                 "block": args.block,
                 "runs": runs,
                 "block_shapes": shapes,
+                "limits_one_thread": limits(folder),
                 "projection": projection(runs),
             },
             indent=1,

@@ -25,6 +25,7 @@ from dacapo_hydra.inference.fragments import Source
 from dacapo_hydra.inference.labels import LabelsJob, plan_labels
 from dacapo_hydra.inference.options import ApplyOptions, Execution
 from dacapo_hydra.inference.predict import PredictJob, plan_prediction
+from dacapo_hydra.inference.schedule import open_client
 from dacapo_hydra.tasks.base import Params
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,19 @@ class ApplyJob:
         """
         execution = execution or Execution()
         started = time.perf_counter()
-        self.prediction.run(execution)
-        predicted = time.perf_counter()
         cpus = Execution(
             workers=execution.workers, scheduler=execution.scheduler, progress=execution.progress
         )
-        objects = self.labels.run(cpus)
+        if execution.devices:
+            # A GPU cluster for the prediction, CPU workers for the labels.
+            self.prediction.run(execution)
+            predicted = time.perf_counter()
+            objects = self.labels.run(cpus)
+        else:
+            with open_client(execution) as client:  # one cluster for every pass
+                self.prediction.run(execution, client)
+                predicted = time.perf_counter()
+                objects = self.labels.run(cpus, client)
         return ApplyResult(
             (self.prediction.out_container, self.prediction.out_dataset),
             (self.labels.out_container, self.labels.out_dataset),

@@ -140,15 +140,19 @@ class LabelsJob:
             label=plan.dtype.kind in "biu",
         )
 
-    def run(self, execution: Execution | None = None) -> float:
-        """Post-process every block not yet done; returns the objects (instances) or NaN."""
+    def run(self, execution: Execution | None = None, client: Any = None) -> float:
+        """Post-process every block not yet done; returns the objects (instances) or NaN.
+
+        `client`: a Dask client shared with the command's other passes (default: one
+        for all the passes of this labelling when `execution` is not in process).
+        """
         plan = self.plan
         self.create_output()
         out_path = (self.out_container, f"{self.out_dataset}/s0")
         done = self.scratch / "complete"
         if done.exists():
             return float(json.loads(done.read_text())["objects"] if plan.instances else "nan")
-        with open_client(execution) as client:
+        with open_client(execution, client) as client:
             if not plan.instances:
                 labeller = BlockLabeller(plan, out_path, None)
                 ledger = BlockLog(self.scratch / "write.log", plan.grid)

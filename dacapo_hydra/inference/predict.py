@@ -106,13 +106,17 @@ class PredictJob:
             {"value_range": list(p.value_range), "dtype": p.dtype, RECORD: self.record},
         )
 
-    def run(self, execution: Execution | None = None) -> PredictResult:
-        """Create the output and predict every block not yet done."""
+    def run(self, execution: Execution | None = None, client: Any = None) -> PredictResult:
+        """Create the output and predict every block not yet done.
+
+        `client`: a Dask client shared with the command's other passes (default: one
+        for this prediction when `execution` is not in process).
+        """
         self.create_output()
         ledger = BlockLog(
             Path(self.out_container) / LEDGER_DIR / self.out_dataset / "blocks.log", self.grid
         )
-        figures = run_blocks(self.predictor, self.grid, ledger, execution, "predict")
+        figures = run_blocks(self.predictor, self.grid, ledger, execution, "predict", client=client)
         return PredictResult(
             self.out_container,
             self.out_dataset,

@@ -109,15 +109,16 @@ def _voxels(result: int | BlockResult) -> int:
 
 
 @contextmanager
-def open_client(execution: Execution | None) -> Iterator[Any]:
+def open_client(execution: Execution | None, client: Any = None) -> Iterator[Any]:
     """A Dask client for every pass of a command (None in this process).
 
     A LocalCluster of `execution.workers` processes (GPUs: one each) is started once
-    and closed at the end; with `execution.scheduler`, that scheduler's workers.
+    and closed at the end; with `execution.scheduler`, that scheduler's workers. A
+    `client` given is used as it is and left open.
     """
     execution = execution or Execution()
-    if execution.in_process:
-        yield None
+    if client is not None or execution.in_process:
+        yield client
         return
     from dask.distributed import Client, LocalCluster
 
