@@ -162,25 +162,19 @@ def _with_matches(
     rows: dict[str, np.ndarray], found: np.ndarray
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Touching rows plus matched pairs that do not touch on the own planes; the flags."""
-    key = rows["u"].astype(np.uint64), rows["v"].astype(np.uint64)
-    touching = {(int(a), int(b)) for a, b in zip(*key, strict=True)}
-    extra = np.array([p for p in found.tolist() if tuple(p) not in touching], np.uint64)
-    if extra.size:
-        n = len(extra)
-        add = {
-            "u": extra[:, 0],
-            "v": extra[:, 1],
-            "contact": np.zeros(n, np.int64),
-            "aff_count": np.zeros(n, np.int64),
-        }
-        for k in rows:
+    touching = np.stack([rows["u"], rows["v"]], axis=1).astype(np.uint64)
+    pairs, inverse = np.unique(np.concatenate([touching, found]), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    touches = np.zeros(len(pairs), bool)
+    touches[inverse[: len(touching)]] = True
+    matches = np.zeros(len(pairs), bool)
+    matches[inverse[len(touching) :]] = True
+    extra = pairs[matches & ~touches]
+    if len(extra):
+        add = {"u": extra[:, 0], "v": extra[:, 1]}
+        for k, column in rows.items():
             if k not in add:
-                add[k] = np.full(n, np.nan)
-        rows = {k: np.concatenate([rows[k], add[k].astype(rows[k].dtype)]) for k in rows}
-    pairs = np.stack([rows["u"], rows["v"]], axis=1)
-    matched = (
-        (pairs[:, None, :] == found[None, :, :]).all(-1).any(-1)
-        if found.size
-        else np.zeros(len(pairs), bool)
-    )
-    return rows, matched
+                fill = 0 if column.dtype.kind in "iu" else np.nan
+                add[k] = np.full(len(extra), fill, column.dtype)
+        rows = {k: np.concatenate([rows[k], add[k]]) for k in rows}
+    return rows, np.concatenate([matches[inverse[: len(touching)]], np.ones(len(extra), bool)])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,7 @@ class GraphWriter:
         """Write the gathered rows, one file per table, then the manifest that commits them."""
         if not self._blocks:
             return
-        stem = f"{self.name}-{min(self._blocks):012d}-{os.getpid()}-{len(self._blocks)}"
-        stem += f"-{int(self.done.sum())}"
+        stem = f"{self.name}-{min(self._blocks):012d}-{uuid.uuid4().hex[:12]}"
         for name, parts in self._rows.items():
             folder = self.root / name
             folder.mkdir(parents=True, exist_ok=True)
