@@ -13,7 +13,8 @@ Two synthetic predictions, generated chunk by chunk (memory flat at any size):
 
 For each (kind, size, workers) a fresh process runs `plan_labels(...).run()` (workers
 1: in that process; N: a Dask LocalCluster of N single-threaded workers) and reports
-wall time, voxels per second, each pass's figures, the driver's peak RSS (its
+wall time, voxels per second, CPU seconds per million voxels (driver and workers, so
+that a busy machine does not hide the cost), each pass's figures, the driver's peak RSS (its
 `ru_maxrss`, the scheduler included) and the workers' peaks, fragments, objects and
 the truth's count. At the smallest size it also labels with a second block shape
 and compares the two labellings (scikit-image's adapted Rand error and VOI).
@@ -160,6 +161,12 @@ def label_once(args: argparse.Namespace) -> dict:
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
         client = Client(cluster)
         execution = Execution(scheduler=cluster.scheduler_address, progress=False)
+    cpu_at_start = {}
+    if client is not None:
+        at = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF)[:2])
+        cpu_at_start = {w: u[0] + u[1] for w, u in at.items()}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    driver_cpu_at_start = usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     job = plan_labels(
         task,
@@ -171,17 +178,24 @@ def label_once(args: argparse.Namespace) -> dict:
     )
     objects = job.run(execution)
     wall = time.perf_counter() - started
-    workers_rss = []
+    workers_rss, workers_cpu = [], []
     if client is not None:
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        workers_rss = [v / 1024 for v in peaks.values()]
+        usage = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF)[:4])
+        workers_cpu = [u[0] + u[1] - cpu_at_start.get(w, 0.0) for w, u in usage.items()]
+        workers_rss = [
+            v / 1024
+            for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()
+        ]
         client.close()
         cluster.close()
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = mine.ru_utime + mine.ru_stime - driver_cpu_at_start + sum(workers_cpu)
     graph = job.scratch / "graph"
     voxels = args.n**3
     return {
         "wall_s": wall,
         "voxels_per_s": voxels / wall,
+        "cpu_s_per_megavoxel": cpu / voxels * 1e6,
         "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "worker_peak_rss_mb": max(workers_rss) if workers_rss else None,
         "fragments": count_rows(graph, "nodes"),
