@@ -269,8 +269,10 @@ def post_process(
 ) -> LabelsResult:
     """Post-process a prediction blockwise with the model's task into an OME-Zarr label image.
 
-    Instance tasks are stitched across blocks and size-filtered globally (the result
-    equals post-processing the whole volume at once); semantic tasks give a mask.
+    Instance tasks are merged across blocks on the whole volume's region graph and
+    size-filtered globally (connected components and the size filter equal a
+    whole-volume pass at any block shape; see :mod:`dacapo_hydra.inference.labels` for
+    the other routes); semantic tasks give a mask.
     For an array in memory, `load_model(...).task.post_process(prediction, params)`.
 
     Args:
