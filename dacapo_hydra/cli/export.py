@@ -9,7 +9,8 @@ from dacapo_hydra.cli.common import guarded, model_arguments, model_checkpoint, 
 
 EXAMPLES = """\
   dacapo-export --run-id <run id> --output exported_model/
-  dacapo-export --run-id <run id> --checkpoint-name last --output exported_model/ --bioimageio
+  dacapo-export --run-id <run id> --output cells_model/ --bioimageio --name "EM cells (affinities)"
+      (a bioimage.io package, tested by bioimageio.core; `bioimageio test cells_model/rdf.yaml`)
   dacapo-export --checkpoint outputs/runs/<run>/checkpoints/best_dice.ckpt --output exported/ \\
       --input-shape 132 132 132
   dacapo-export <checkpoint> <folder>              (the older positional form)
@@ -36,7 +37,17 @@ def export_parser() -> argparse.ArgumentParser:
         help="spatial input voxels (default: the architecture's eval input shape)",
     )
     made.add_argument("--overwrite", action="store_true", help="replace the folder")
-    made.add_argument("--bioimageio", action="store_true", help="also write a bioimage.io rdf.yaml")
+    made.add_argument(
+        "--bioimageio",
+        action="store_true",
+        help="also write a bioimage.io package (rdf.yaml), tested by bioimageio.core before "
+        "the folder is kept (pip install 'dacapo-hydra[bioimageio]')",
+    )
+    made.add_argument(
+        "--name",
+        help="the model's name (bioimage.io: 5 to 64 letters, digits, spaces, _+-()); "
+        "default: from the run's name or its group choices",
+    )
     made.add_argument("--author", action="append", help="author name (bioimage.io)")
     return made
 
@@ -70,6 +81,7 @@ def export_main(argv: list[str] | None = None) -> None:
             bioimageio=args.bioimageio,
             authors=args.author,
             trust_checkpoint=args.trust_checkpoint,
+            name=args.name,
         )
         print(f"dacapo-export: wrote {exported.folder}")
 
