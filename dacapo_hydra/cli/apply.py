@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import TYPE_CHECKING
 
 from dacapo_hydra.cli.common import (
+    check_writable,
+    configure_logging,
     execution,
     guarded,
     model_arguments,
@@ -160,13 +161,14 @@ def apply_main(argv: list[str] | None = None) -> None:
 
     """
     args = apply_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
 
     def command() -> None:
         from dacapo_hydra.inference.apply import plan_apply
 
         one_model(args)
         where = execution(args)
+        check_writable(args.output)
         job = plan_apply(args.input[0], args.input[1], args.output, options=apply_options(args))
         if job.model.criterion:
             print(

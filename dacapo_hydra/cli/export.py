@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from dacapo_hydra.cli.common import guarded, model_arguments, model_checkpoint, one_model, parser
+from dacapo_hydra.cli.common import (
+    check_writable,
+    configure_logging,
+    guarded,
+    model_arguments,
+    model_checkpoint,
+    one_model,
+    parser,
+)
 
 EXAMPLES = """\
   dacapo-export --run-id <run id> --output exported_model/
@@ -60,7 +67,7 @@ def export_main(argv: list[str] | None = None) -> None:
 
     """
     args = export_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(args.verbose)
 
     def command() -> None:
         from dacapo_hydra.export.model import export_model
@@ -73,6 +80,7 @@ def export_main(argv: list[str] | None = None) -> None:
         folder = args.output or args.legacy_folder
         if not folder:
             raise ValueError("give the output folder: --output FOLDER")
+        check_writable(folder)
         exported = export_model(
             model_checkpoint(args),
             folder,

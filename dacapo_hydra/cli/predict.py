@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from dacapo_hydra.cli.common import (
+    check_writable,
+    configure_logging,
     execution,
     guarded,
     model_arguments,
@@ -75,7 +76,7 @@ def predict_main(argv: list[str] | None = None) -> None:
 
     """
     args = predict_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
 
     def command() -> None:
         from dacapo_hydra.inference.predict import predict
@@ -90,6 +91,7 @@ def predict_main(argv: list[str] | None = None) -> None:
                 f"give the dataset once: --prediction-dataset or --output {container} D"
             )
         dataset = legacy[0] if legacy else args.prediction_dataset
+        check_writable(container)
         checkpoint = str(model_checkpoint(args))
         options = prediction_options(args, value_range=tuple(args.value_range))
         result = predict(

@@ -12,9 +12,10 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from dacapo_hydra.api import compose
+from dacapo_hydra.cli import synthetic_main as main
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.tools.synthetic import PARAMS_KEY, ensure_synthetic, main
+from dacapo_hydra.data.tools.synthetic import PARAMS_KEY, ensure_synthetic
 from dacapo_hydra.data.tools.synthetic_nuclei import generate_nuclei
 
 SHAPES = {2: (256, 256), 3: (32, 160, 160)}
@@ -130,7 +131,21 @@ def test_kind_change_regenerates_and_cli_takes_kind(
     path = tmp_path / "s.zarr"
     ensure_synthetic(path, dims=2, shape=[48, 48], seed=1)
     assert "organelles" in zarr.open_group(str(path), mode="r")["train/raw/labels"]
-    main([str(path), "--kind", "nuclei", "--dims", "2", "--shape", "64", "64", "--seed", "1"])
+    main(
+        [
+            "--output",
+            str(path),
+            "--kind",
+            "nuclei",
+            "--dims",
+            "2",
+            "--shape",
+            "64",
+            "64",
+            "--seed",
+            "1",
+        ]
+    )
     assert '"kind": "nuclei"' in capsys.readouterr().out
     root = zarr.open_group(str(path), mode="r")
     assert "organelles" not in root["train/raw/labels"]

@@ -21,8 +21,6 @@ container (napari-ome-zarr, neuroglancer) pairs each raw with its labels.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import shutil
@@ -260,32 +258,3 @@ def _write_multiscale(container: Path, path: str, data: np.ndarray, params: dict
     )
     for array, values in zip(arrays, scaled, strict=True):
         array[...] = values
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: write a synthetic container (`dacapo-synthetic OUT.zarr --kind nuclei`)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="output zarr container")
-    parser.add_argument("--kind", default="em", choices=KINDS, help="EM-like cells or nuclei")
-    parser.add_argument("--dims", type=int, default=3, choices=(2, 3))
-    parser.add_argument("--shape", type=int, nargs="+")
-    parser.add_argument("--voxel-size", type=float, nargs="+")
-    parser.add_argument("--offset", type=float, nargs="+")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk", type=int, default=32)
-    args = parser.parse_args(argv)
-    out = ensure_synthetic(
-        args.path,
-        dims=args.dims,
-        shape=args.shape,
-        voxel_size=args.voxel_size,
-        offset=args.offset,
-        seed=args.seed,
-        chunk=args.chunk,
-        kind=args.kind,
-    )
-    print(json.dumps({"path": str(out), **zarr.open_group(str(out)).attrs[PARAMS_KEY]}))
-
-
-if __name__ == "__main__":
-    main()
