@@ -141,6 +141,7 @@ def test_bad_exports_are_refused(trained, tmp_path, capsys):
     assert json.loads((tmp_path / "c" / "model.json").read_text())["output_shape"] == [28, 28]
 
 
+@pytest.mark.slow  # bioimageio.core tests the package: a few seconds to half a minute
 def test_bioimageio_description_validates(trained, tmp_path):
     spec = pytest.importorskip("bioimageio.spec")
 
