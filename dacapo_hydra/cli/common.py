@@ -83,17 +83,17 @@ def parser(prog: str, description: str, examples: str) -> argparse.ArgumentParse
 
 
 def configure_logging(verbose: int = 0) -> None:
-    """Quiet by default: dacapo-hydra's messages, and only warnings from libraries.
+    """Quiet by default: the command's own lines (printed) and warnings from anyone.
 
-    With `verbose` 1, libraries log at INFO (MLflow's and Alembic's database set-up,
-    Dask's cluster) and MLflow shows its artifact download bars; with 2, DEBUG.
-    Dask's worker processes read the level from the environment they inherit.
+    With `verbose` 1, everything logs at INFO (dacapo-hydra's steps, MLflow's and
+    Alembic's database set-up, Dask's cluster) and MLflow shows its artifact download
+    bars; with 2, DEBUG. Dask's worker processes read the level from the environment
+    they inherit.
     """
-    library = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=library, format="%(levelname)s %(name)s: %(message)s", force=True)
-    for name in ("alembic", "mlflow", "distributed"):
-        logging.getLogger(name).setLevel(library)
-    logging.getLogger("dacapo_hydra").setLevel(min(library, logging.INFO))
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in ("alembic", "mlflow", "distributed", "dacapo_hydra"):
+        logging.getLogger(name).setLevel(level)
     if not verbose:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
