@@ -158,7 +158,7 @@ def load_model(checkpoint: str | Path, *, trust_checkpoint: bool = False) -> Run
         ('f1', (84, 84, 84))
 
     """
-    from dacapo_hydra.live_model import remember
+    from dacapo_hydra.export.handover import remember
     from dacapo_hydra.training.module import RunModule
 
     module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
@@ -238,7 +238,7 @@ def predict(
     as a checkpoint: the one :func:`load_model` read it from while its weights are
     unchanged, else (for a LocalCluster) its weights and config saved to a temporary
     file for the call; for a remote scheduler a model without its checkpoint is
-    refused before any worker starts (:mod:`dacapo_hydra.live_model`).
+    refused before any worker starts (:mod:`dacapo_hydra.export.handover`).
 
     Example:
         >>> from dacapo_hydra import Execution, PredictOptions, predict
@@ -250,8 +250,8 @@ def predict(
         ('out.zarr', 'prediction/s0')
 
     """
+    from dacapo_hydra.export.handover import for_workers
     from dacapo_hydra.inference.predict import predict as _predict
-    from dacapo_hydra.live_model import for_workers
 
     with for_workers(model, execution, options) as (handed, handed_options):
         return _predict(

@@ -10,8 +10,8 @@ import torch
 
 from dacapo_hydra import Execution, load_model, predict
 from dacapo_hydra.data.tools.synthetic import write_synthetic
+from dacapo_hydra.export.handover import for_workers, origin
 from dacapo_hydra.inference.options import PredictOptions
-from dacapo_hydra.live_model import for_workers, origin
 
 TWO_WORKERS = Execution(workers=2, progress=False)
 REMOTE = Execution(scheduler="tcp://127.0.0.1:9", progress=False)  # nothing listens there
