@@ -146,6 +146,21 @@ def test_converted_labels_join_their_image(
     assert "labels are integers" in capsys.readouterr().err
 
 
+def test_a_stray_section_is_named_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "sections"
+    folder.mkdir()
+    for z in range(4):
+        tiff(folder, f"s{z}.tif", np.zeros((16, 16) if z != 2 else (16, 15), np.uint8))
+    out = tmp_path / "data.zarr"
+    argv = ["--input", str(folder), "--output", str(out), "--voxel-size", "40", "8", "8"]
+    assert run(convert_main, [*argv, "--chunk", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "s2.tif: a uint8 section of shape (16, 15)" in err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_run_id_commands_are_quiet_by_default(run_3d: object, tmp_path: Path) -> None:
     """No Alembic INFO lines nor download bars unless -v."""

@@ -12,6 +12,7 @@ slab at a time, so a stack larger than memory converts.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,8 +21,8 @@ import tifffile
 import zarr
 from skimage.measure import block_reduce
 
-from dacapo_hydra.data.ome import LABELS_GROUP, is_image, ome_attrs, pyramid
-from dacapo_hydra.data.output import create_image
+from dacapo_hydra.data.ome import LABELS_GROUP, is_image, label_parent, ome_attrs, pyramid
+from dacapo_hydra.data.output import add_to_collection, create_image
 
 
 class TiffStack:
@@ -42,9 +43,15 @@ class TiffStack:
             )
             if not self.files:
                 raise FileNotFoundError(f"folder {str(self.path)!r} holds no .tif/.tiff files")
-            first = tifffile.imread(self.files[0])
-            self.shape = (len(self.files), *first.shape)
-            self.dtype = first.dtype
+            first = _section(self.files[0])
+            for file in self.files[1:]:  # headers only: a stray section is named up front
+                if (found := _section(file)) != first:
+                    raise ValueError(
+                        f"{file}: a {found[1]} section of shape {found[0]}; "
+                        f"{self.files[0].name} is {first[1]} of shape {first[0]}"
+                    )
+            self.shape = (len(self.files), *first[0])
+            self.dtype = first[1]
         else:
             self.files = []
             with tifffile.TiffFile(self.path) as tif:
@@ -121,6 +128,7 @@ def convert(
         dataset = f"{labelled_image(container, image)}/{LABELS_GROUP}/{dataset.strip('/')}"
     if Path(container).exists() and dataset in zarr.open_group(str(container), mode="r"):
         raise ValueError(f"{container}:{dataset} exists already; pick another dataset name")
+    created = not Path(container).exists()
     shapes = [tuple(max(1, s // 2**level) for s in stack.shape) for level in range(levels)]
     arrays = create_image(
         container,
@@ -133,6 +141,17 @@ def convert(
         method=("stride" if labels else "mean") if levels > 1 else None,
         dense=not labels,  # raw holds every chunk, so a lost one is found
     )
+    try:
+        _copy(stack, arrays, chunk, labels)
+    except BaseException:  # a read error, a full disk, Ctrl-C: no half-written image stays
+        _discard(container, dataset, created)
+        raise
+    return zarr.open_group(str(container), mode="r")[dataset]
+
+
+def _copy(stack: TiffStack, arrays: list[zarr.Array], chunk: int, labels: bool) -> None:
+    """Write the stack slab by slab into every level."""
+    levels = len(arrays)
     depth = chunk * 2 ** (levels - 1)  # a slab covers whole chunks at every level
     for z, data in stack.slabs(depth):
         arrays[0][z : z + data.shape[0]] = data
@@ -144,7 +163,29 @@ def convert(
             if end > start:
                 inner = (slice(0, end - start), *(slice(0, n) for n in target.shape[1:]))
                 target[start:end] = data[inner]
-    return zarr.open_group(str(container), mode="r")[dataset]
+
+
+def _discard(container: str | Path, dataset: str, created: bool) -> None:
+    """Remove a half-written image (and the container, if this conversion created it)."""
+    if created:
+        shutil.rmtree(container, ignore_errors=True)
+        return
+    shutil.rmtree(Path(container) / dataset, ignore_errors=True)
+    root = zarr.open_group(str(container), mode="a")
+    parent = label_parent(root, dataset)
+    if parent is None:
+        add_to_collection(container)  # drops images that no longer exist
+        return
+    group = root[f"{parent[0]}/{LABELS_GROUP}"]
+    names = [n for n in ome_attrs(group.attrs.asdict()).get("labels", []) if n != parent[1]]
+    group.attrs.update({"ome": {**ome_attrs(group.attrs.asdict()), "labels": names}})
+
+
+def _section(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of a section TIFF, from its header."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return tuple(series.shape), np.dtype(series.dtype)
 
 
 def _downsample(data: np.ndarray, labels: bool) -> np.ndarray:
