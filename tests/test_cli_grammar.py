@@ -185,3 +185,22 @@ def test_run_id_commands_are_quiet_by_default(run_3d: object, tmp_path: Path) ->
     assert "INFO" not in quiet.stderr and "Downloading artifacts" not in quiet.stderr
     loud = export("-v")
     assert loud.returncode == 0 and "INFO" in loud.stderr
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(
+    trained_2d: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dacapo_hydra.data.tools.synthetic import write_synthetic
+
+    volume = write_synthetic(tmp_path / "v.zarr", dims=2, shape=[64, 64], voxel_size=[4, 4])
+    out = tmp_path / "out.zarr"
+    common = ["--checkpoint", trained_2d, "--input", str(volume), "validate/raw"]
+    common += ["--output", str(out), "--dry-run"]
+    assert run(predict_main, common) == 0
+    text = capsys.readouterr().out
+    assert f"dry run: output {out}/prediction/s0: shape (1, 64, 64), float32" in text
+    assert "blocks: " in text and "estimated time: about" in text
+    assert run(apply_main, [*common, "--params", "threshold=0.0"]) == 0
+    text = capsys.readouterr().out
+    assert "dry run: then labels" in text and "prediction/labels/mask/s0" in text
+    assert not out.exists()

@@ -27,6 +27,7 @@ EXAMPLES = """\
       --output segmentation.zarr --workers 4
   dacapo-apply --checkpoint model.ckpt --params threshold=0.5 --connected-components \\
       --input data/volume.zarr raw/s0 --output segmentation.zarr --labels-dataset cells
+  dacapo-apply --run-id <run id> --input data/volume.zarr raw --output seg.zarr --dry-run
 """
 
 
@@ -121,6 +122,12 @@ def apply_parser() -> argparse.ArgumentParser:
         help="label connected components of a binary output (instances of a semantic task)",
     )
     made.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print the block plan, shapes, outputs and an estimated "
+        "prediction time; write nothing",
+    )
+    made.add_argument(
         "--overwrite",
         action="store_true",
         help="replace existing outputs instead of resuming them (a rerun resumes only with "
@@ -175,6 +182,16 @@ def apply_main(argv: list[str] | None = None) -> None:
                 f"dacapo-apply: {job.model.criterion} {job.model.score} at iteration "
                 f"{job.model.iteration}: parameters {job.model.params}"
             )
+        if args.dry_run:
+            from dacapo_hydra.cli.dry_run import describe_prediction
+
+            for line in describe_prediction(job.prediction, where.workers):
+                print(f"dacapo-apply: dry run: {line}")
+            print(
+                f"dacapo-apply: dry run: then labels {job.labels.out_container}/"
+                f"{job.labels.out_dataset}/s0 with parameters {job.model.params}"
+            )
+            return
         result = job.run(where)
         objects = f", {result.objects} objects" if result.objects is not None else ""
         print(

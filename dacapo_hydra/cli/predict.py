@@ -25,6 +25,7 @@ EXAMPLES = """\
       --input data/volume.zarr raw --output predictions.zarr --roi 0:4000,0:8000,0:8000 --mirror
   dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr \\
       --devices 0,1,2,3          # four Dask workers, one GPU each
+  dacapo-predict --run-id <run id> --input data/volume.zarr raw --output p.zarr --dry-run
 """
 
 
@@ -58,6 +59,12 @@ def predict_parser() -> argparse.ArgumentParser:
         default=(0.0, 1.0),
         metavar=("LO", "HI"),
         help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
+    )
+    made.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print the block plan, shapes, output and an estimated "
+        "time; write nothing",
     )
     made.add_argument(
         "--overwrite",
@@ -94,6 +101,16 @@ def predict_main(argv: list[str] | None = None) -> None:
         check_writable(container)
         checkpoint = str(model_checkpoint(args))
         options = prediction_options(args, value_range=tuple(args.value_range))
+        if args.dry_run:
+            from dacapo_hydra.cli.dry_run import describe_prediction
+            from dacapo_hydra.inference.predict import plan_prediction
+
+            job = plan_prediction(
+                checkpoint, args.input[0], args.input[1], container, dataset, options=options
+            )
+            for line in describe_prediction(job, where.workers):
+                print(f"dacapo-predict: dry run: {line}")
+            return
         result = predict(
             checkpoint,
             args.input[0],
