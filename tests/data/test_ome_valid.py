@@ -162,7 +162,10 @@ def test_converted_tiff_is_valid(tmp_path: Path) -> None:
     convert(tmp_path / "raw.tif", out, "raw", [40, 8, 8], levels=2, chunk=4)
     convert(tmp_path / "gt.tif", out, "gt", [40, 8, 8], levels=2, chunk=4, labels=True)
     images = assert_valid_ome_zarr(out)
-    assert type(images["raw"]) is Image and type(images["gt"]) is ImageLabel
+    # The labels are a label image of their image, found through it.
+    assert list(images) == ["raw"] and type(images["raw"]) is Image
+    assert images["raw"].labels is not None and images["raw"].labels.label_paths == ["gt"]
+    assert type(images["raw"].labels.get_image_labels_group("gt")) is ImageLabel
 
 
 @pytest.fixture
