@@ -204,3 +204,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     text = capsys.readouterr().out
     assert "dry run: then labels" in text and "prediction/labels/mask/s0" in text
     assert not out.exists()
+
+
+def test_validate_names_the_run_not_a_temporary_file(
+    run_3d: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"sqlite:///{Path(run_3d.checkpoint).parents[3] / 'mlflow.db'}"
+    assert run(validate_main, ["--run-id", run_3d.run_id, "--tracking-uri", uri]) == 0
+    first, *rows = capsys.readouterr().out.splitlines()
+    assert first == f"run {run_3d.run_id}, best checkpoint"
+    assert rows and not any("/tmp" in line for line in [first, *rows])
