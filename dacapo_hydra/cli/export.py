@@ -20,7 +20,6 @@ EXAMPLES = """\
       (a bioimage.io package, tested by bioimageio.core; `bioimageio test cells_model/rdf.yaml`)
   dacapo-export --checkpoint outputs/runs/<run>/checkpoints/best_dice.ckpt --output exported/ \\
       --input-shape 132 132 132
-  dacapo-export <checkpoint> <folder>              (the older positional form)
 """
 
 
@@ -32,10 +31,8 @@ def export_parser() -> argparse.ArgumentParser:
         "torch.export and TorchScript programs, shapes, voxel sizes, normalisation, apply.py.",
         EXAMPLES,
     )
-    made.add_argument("legacy_checkpoint", nargs="?", metavar="CHECKPOINT", help="(older form)")
-    made.add_argument("legacy_folder", nargs="?", metavar="FOLDER", help="(older form)")
     model_arguments(made)
-    made.add_argument("--output", metavar="FOLDER", help="the folder to write")
+    made.add_argument("--output", required=True, metavar="FOLDER", help="the folder to write")
     made.add_argument(
         "--input-shape",
         type=int,
@@ -72,18 +69,11 @@ def export_main(argv: list[str] | None = None) -> None:
     def command() -> None:
         from dacapo_hydra.export.model import export_model
 
-        one_model(args, args.legacy_checkpoint)
-        if args.legacy_checkpoint:
-            args.checkpoint = args.legacy_checkpoint
-        if args.output and args.legacy_folder:
-            raise ValueError("give the folder once: --output FOLDER")
-        folder = args.output or args.legacy_folder
-        if not folder:
-            raise ValueError("give the output folder: --output FOLDER")
-        check_writable(folder)
+        one_model(args)
+        check_writable(args.output)
         exported = export_model(
             model_checkpoint(args),
-            folder,
+            args.output,
             args.input_shape,
             args.overwrite,
             bioimageio=args.bioimageio,
