@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,9 +158,11 @@ def load_model(checkpoint: str | Path, *, trust_checkpoint: bool = False) -> Run
         ('f1', (84, 84, 84))
 
     """
+    from dacapo_hydra.export.handover import remember
     from dacapo_hydra.training.module import RunModule
 
-    return RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
+    module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
+    return remember(module, checkpoint, trust_checkpoint)
 
 
 @dataclass
@@ -231,6 +234,12 @@ def predict(
     Resumable: a rerun with the same model, input and options does only the blocks
     not yet written. See :func:`dacapo_hydra.inference.predict.predict`.
 
+    A model in memory goes to Dask workers (`execution` with workers or a scheduler)
+    as a checkpoint: the one :func:`load_model` read it from while its weights are
+    unchanged, else (for a LocalCluster) its weights and config saved to a temporary
+    file for the call; for a remote scheduler a model without its checkpoint is
+    refused before any worker starts (:mod:`dacapo_hydra.export.handover`).
+
     Example:
         >>> from dacapo_hydra import Execution, PredictOptions, predict
         >>> predict(  # doctest: +SKIP
@@ -241,17 +250,19 @@ def predict(
         ('out.zarr', 'prediction/s0')
 
     """
+    from dacapo_hydra.export.handover import for_workers
     from dacapo_hydra.inference.predict import predict as _predict
 
-    return _predict(
-        model,
-        raw_container,
-        raw_dataset,
-        out_container,
-        out_dataset,
-        options=options,
-        execution=execution,
-    )
+    with for_workers(model, execution, options) as (handed, handed_options):
+        return _predict(
+            handed,
+            raw_container,
+            raw_dataset,
+            out_container,
+            out_dataset,
+            options=handed_options,
+            execution=execution,
+        )
 
 
 def post_process(
@@ -259,7 +270,7 @@ def post_process(
     pred_container: str | Path,
     pred_dataset: str,
     out_container: str | Path,
-    out_dataset: str = "labels",
+    out_dataset: str | None = None,
     *,
     params: Params,
     connected_components: bool = False,
@@ -280,7 +291,10 @@ def post_process(
         pred_container: the prediction's zarr container.
         pred_dataset: its image group or array (as :func:`predict` wrote it).
         out_container: output container.
-        out_dataset: output label group.
+        out_dataset: output label group (default: as `dacapo-apply` writes it, the
+            prediction's label image `<pred_dataset>/labels/labels`, or
+            `.../labels/mask` for the mask of a semantic task; `labels` in another
+            container).
         params: one parameter set of the task's grid (e.g. a run's best).
         connected_components: label the connected components of a semantic mask.
         trust_checkpoint: as :func:`load_model`.
@@ -292,8 +306,8 @@ def post_process(
         >>> post_process(  # doctest: +SKIP
         ...     "best_f1.ckpt", "out.zarr", "prediction", "out.zarr",
         ...     params={"threshold": 0.5, "min_size": 50},
-        ... ).objects
-        412
+        ... ).dataset
+        'prediction/labels/labels'
 
     """
     from dacapo_hydra.inference.labels import post_process_blockwise
@@ -303,6 +317,11 @@ def post_process(
         if isinstance(model, str | Path)
         else model
     )
+    if out_dataset is None:
+        name = "labels" if module.task.instances or connected_components else "mask"
+        same = Path(out_container).resolve() == Path(pred_container).resolve()
+        image = re.sub(r"/s\d+$", "", pred_dataset.strip("/"))  # the group, not its level
+        out_dataset = f"{image}/labels/{name}" if same else name
     return post_process_blockwise(
         module.task,
         params,
@@ -351,6 +370,7 @@ def export_model(
     bioimageio: bool = False,
     authors: Sequence[str] | None = None,
     trust_checkpoint: bool = False,
+    name: str | None = None,
 ) -> ExportedModel:
     """Export a checkpoint's network as a torch.export program with a standalone `apply.py`.
 
@@ -372,4 +392,5 @@ def export_model(
         bioimageio=bioimageio,
         authors=list(authors) if authors is not None else None,
         trust_checkpoint=trust_checkpoint,
+        name=name,
     )

@@ -121,7 +121,7 @@ def run_one(dims: int, task: str, iterations: int, work: Path, extra: list[str])
     )
     labels = zarr.open_group(str(out))[f"{applied.labels[1]}/s0"][:]
     labels = labels[0] if labels.ndim == dims + 1 else labels
-    gt = zarr.open_group(container)["validate/labels/s0"][:]
+    gt = zarr.open_group(container)["validate/raw/labels/labels/s0"][:]
     scores = skimage_scores(labels, gt, applied.voxel_size)
     logged = MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
     return {
@@ -167,7 +167,7 @@ def main() -> None:
 
         container = zarr.open_group(str(work / "data" / f"nuclei_{dims}d.zarr"))
         raw = container["validate/raw/s0"][:]
-        gt = container["validate/labels/s0"][:]
+        gt = container["validate/raw/labels/labels/s0"][:]
         voxel_size = (250.0,) * 2 if dims == 2 else (1000.0, 250.0, 250.0)
         radius = float(np.median(object_radii(gt, voxel_size)))
         base = skimage_scores(baseline(raw, voxel_size), gt, voxel_size)

@@ -128,7 +128,9 @@ def test_super_resolution_export(compose_tiny, tmp_path):
 
 def test_bad_exports_are_refused(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
-        export_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out")])
+        export_main(
+            ["--checkpoint", str(tmp_path / "missing.ckpt"), "--output", str(tmp_path / "o")]
+        )
     assert exited.value.code == 2
     assert "missing.ckpt' does not exist" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"input_shape\)=\[83, 83\].*\[84, 84\] \(up\)"):
@@ -137,10 +139,13 @@ def test_bad_exports_are_refused(trained, tmp_path, capsys):
     (tmp_path / "b" / "keep.txt").write_text("x")
     with pytest.raises(ValueError, match="is not empty"):
         export_model(trained, tmp_path / "b")
-    export_main([trained, str(tmp_path / "c"), "--input-shape", "44", "44"])
+    export_main(
+        ["--checkpoint", trained, "--output", str(tmp_path / "c"), "--input-shape", "44", "44"]
+    )
     assert json.loads((tmp_path / "c" / "model.json").read_text())["output_shape"] == [28, 28]
 
 
+@pytest.mark.slow  # bioimageio.core tests the package: a few seconds to half a minute
 def test_bioimageio_description_validates(trained, tmp_path):
     spec = pytest.importorskip("bioimageio.spec")
 

@@ -92,7 +92,7 @@ def test_datasplit_inputs_and_system_metrics(run: TrainResult) -> None:
     # The tiny-data overrides change the datasplit, so it is not tagged as the packaged one.
     assert tags == {"mlflow.data.context": "training", "datasplit": "synthetic_2d*"}
     assert profile["raw"].endswith("synthetic_2d.zarr/train/raw")
-    assert profile["gt"].endswith("synthetic_2d.zarr/train/labels")
+    assert profile["gt"].endswith("synthetic_2d.zarr/train/raw/labels/labels")
     assert inputs["synthetic_2d_validate"][0]["mlflow.data.context"] == "validation"
     assert any(key.startswith("system/") for key in logged.data.metrics)
     assert logged.data.tags[tracking.DIRECTION_TAG] == "true"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import TYPE_CHECKING
 
 from dacapo_hydra.cli.common import (
+    check_writable,
+    configure_logging,
     execution,
     guarded,
     model_arguments,
@@ -26,6 +27,7 @@ EXAMPLES = """\
       --output segmentation.zarr --workers 4
   dacapo-apply --checkpoint model.ckpt --params threshold=0.5 --connected-components \\
       --input data/volume.zarr raw/s0 --output segmentation.zarr --labels-dataset cells
+  dacapo-apply --run-id <run id> --input data/volume.zarr raw --output seg.zarr --dry-run
 """
 
 
@@ -120,6 +122,12 @@ def apply_parser() -> argparse.ArgumentParser:
         help="label connected components of a binary output (instances of a semantic task)",
     )
     made.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print the block plan, shapes, outputs and an estimated "
+        "prediction time; write nothing",
+    )
+    made.add_argument(
         "--overwrite",
         action="store_true",
         help="replace existing outputs instead of resuming them (a rerun resumes only with "
@@ -160,19 +168,30 @@ def apply_main(argv: list[str] | None = None) -> None:
 
     """
     args = apply_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
 
     def command() -> None:
         from dacapo_hydra.inference.apply import plan_apply
 
         one_model(args)
         where = execution(args)
+        check_writable(args.output)
         job = plan_apply(args.input[0], args.input[1], args.output, options=apply_options(args))
         if job.model.criterion:
             print(
                 f"dacapo-apply: {job.model.criterion} {job.model.score} at iteration "
                 f"{job.model.iteration}: parameters {job.model.params}"
             )
+        if args.dry_run:
+            from dacapo_hydra.cli.dry_run import describe_prediction
+
+            for line in describe_prediction(job.prediction, where.workers):
+                print(f"dacapo-apply: dry run: {line}")
+            print(
+                f"dacapo-apply: dry run: then labels {job.labels.out_container}/"
+                f"{job.labels.out_dataset}/s0 with parameters {job.model.params}"
+            )
+            return
         result = job.run(where)
         objects = f", {result.objects} objects" if result.objects is not None else ""
         print(

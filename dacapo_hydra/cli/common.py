@@ -10,8 +10,12 @@ One style across the commands that use a trained model:
 - the input: `--input CONTAINER DATASET`;
 - the output: `--output CONTAINER` and `--<kind>-dataset NAME` per written array;
 - `--help` with examples and defaults, `--version`;
+- quiet by default: the command's own lines and warnings; `-v` adds the libraries'
+  INFO logs (MLflow's database setup, Dask's cluster), `-vv` debug logs, and MLflow's
+  artifact download bars (:func:`configure_logging`);
 - bad input ends the command with one line on stderr and exit status 2
-  (:func:`guarded`).
+  (:func:`guarded`), an output that cannot be written included
+  (:func:`check_writable`).
 
 Nothing heavy (torch, Lightning, MLflow, MONAI, zarr) is imported until a
 command runs, so `--help`, `--version` and shell completion answer at once; the
@@ -22,7 +26,10 @@ devices) when they run.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -65,7 +72,64 @@ def parser(prog: str, description: str, examples: str) -> argparse.ArgumentParse
     made.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__} (dacapo-hydra)"
     )
+    made.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show the libraries' logs too (-v INFO, -vv DEBUG) and download bars",
+    )
     return made
+
+
+def configure_logging(verbose: int = 0) -> None:
+    """Quiet by default: the command's own lines (printed) and warnings from anyone.
+
+    With `verbose` 1, everything logs at INFO (dacapo-hydra's steps, MLflow's and
+    Alembic's database set-up, Dask's cluster) and MLflow shows its artifact download
+    bars; with 2, DEBUG. Dask's worker processes read the level from the environment
+    they inherit.
+    """
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in ("alembic", "mlflow", "distributed", "dacapo_hydra"):
+        logging.getLogger(name).setLevel(level)
+    if not verbose:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+
+def check_writable(path: str | Path, flag: str = "--output") -> Path:
+    """`path` can be created or written: a file can be made in its nearest existing folder.
+
+    The folder is probed with a temporary file (removed at once): permissions alone do
+    not tell (root, read-only file systems, quotas).
+
+    Raises:
+        ValueError: naming the path and the folder that refuses it.
+
+    Example:
+        >>> check_writable("/sys/out.zarr")
+        Traceback (most recent call last):
+        ...
+        ValueError: --output /sys/out.zarr: cannot write into /sys (Permission denied)
+
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".dacapo-probe-", dir=folder)
+    except OSError as err:
+        raise ValueError(
+            f"{flag} {path}: cannot write into {folder} ({err.strerror or err})"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+    return path
 
 
 def fail(prog: str, err: BaseException) -> NoReturn:
@@ -92,6 +156,9 @@ def guarded(
         return command()
     except errors as err:
         fail(prog, err)
+    except OSError as err:  # a full disk, a folder that refuses writes: one line too
+        where = f": {err.filename}" if err.filename else ""
+        fail(prog, OSError(f"{err.strerror or err}{where}"))
 
 
 def model_arguments(parser: argparse.ArgumentParser, what: str = "the model") -> None:

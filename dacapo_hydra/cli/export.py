@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from dacapo_hydra.cli.common import guarded, model_arguments, model_checkpoint, one_model, parser
+from dacapo_hydra.cli.common import (
+    check_writable,
+    configure_logging,
+    guarded,
+    model_arguments,
+    model_checkpoint,
+    one_model,
+    parser,
+)
 
 EXAMPLES = """\
   dacapo-export --run-id <run id> --output exported_model/
-  dacapo-export --run-id <run id> --checkpoint-name last --output exported_model/ --bioimageio
+  dacapo-export --run-id <run id> --output cells_model/ --bioimageio --name "EM cells (affinities)"
+      (a bioimage.io package, tested by bioimageio.core; `bioimageio test cells_model/rdf.yaml`)
   dacapo-export --checkpoint outputs/runs/<run>/checkpoints/best_dice.ckpt --output exported/ \\
       --input-shape 132 132 132
-  dacapo-export <checkpoint> <folder>              (the older positional form)
 """
 
 
@@ -24,10 +31,8 @@ def export_parser() -> argparse.ArgumentParser:
         "torch.export and TorchScript programs, shapes, voxel sizes, normalisation, apply.py.",
         EXAMPLES,
     )
-    made.add_argument("legacy_checkpoint", nargs="?", metavar="CHECKPOINT", help="(older form)")
-    made.add_argument("legacy_folder", nargs="?", metavar="FOLDER", help="(older form)")
     model_arguments(made)
-    made.add_argument("--output", metavar="FOLDER", help="the folder to write")
+    made.add_argument("--output", required=True, metavar="FOLDER", help="the folder to write")
     made.add_argument(
         "--input-shape",
         type=int,
@@ -36,7 +41,17 @@ def export_parser() -> argparse.ArgumentParser:
         help="spatial input voxels (default: the architecture's eval input shape)",
     )
     made.add_argument("--overwrite", action="store_true", help="replace the folder")
-    made.add_argument("--bioimageio", action="store_true", help="also write a bioimage.io rdf.yaml")
+    made.add_argument(
+        "--bioimageio",
+        action="store_true",
+        help="also write a bioimage.io package (rdf.yaml), tested by bioimageio.core before "
+        "the folder is kept (pip install 'dacapo-hydra[bioimageio]')",
+    )
+    made.add_argument(
+        "--name",
+        help="the model's name (bioimage.io: 5 to 64 letters, digits, spaces, _+-()); "
+        "default: from the run's name or its group choices",
+    )
     made.add_argument("--author", action="append", help="author name (bioimage.io)")
     return made
 
@@ -49,27 +64,22 @@ def export_main(argv: list[str] | None = None) -> None:
 
     """
     args = export_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(args.verbose)
 
     def command() -> None:
         from dacapo_hydra.export.model import export_model
 
-        one_model(args, args.legacy_checkpoint)
-        if args.legacy_checkpoint:
-            args.checkpoint = args.legacy_checkpoint
-        if args.output and args.legacy_folder:
-            raise ValueError("give the folder once: --output FOLDER")
-        folder = args.output or args.legacy_folder
-        if not folder:
-            raise ValueError("give the output folder: --output FOLDER")
+        one_model(args)
+        check_writable(args.output)
         exported = export_model(
             model_checkpoint(args),
-            folder,
+            args.output,
             args.input_shape,
             args.overwrite,
             bioimageio=args.bioimageio,
             authors=args.author,
             trust_checkpoint=args.trust_checkpoint,
+            name=args.name,
         )
         print(f"dacapo-export: wrote {exported.folder}")
 

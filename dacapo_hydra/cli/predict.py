@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from dacapo_hydra.cli.common import (
+    check_writable,
+    configure_logging,
     execution,
     guarded,
     model_arguments,
@@ -24,6 +25,7 @@ EXAMPLES = """\
       --input data/volume.zarr raw --output predictions.zarr --roi 0:4000,0:8000,0:8000 --mirror
   dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr \\
       --devices 0,1,2,3          # four Dask workers, one GPU each
+  dacapo-predict --run-id <run id> --input data/volume.zarr raw --output p.zarr --dry-run
 """
 
 
@@ -59,6 +61,12 @@ def predict_parser() -> argparse.ArgumentParser:
         help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
     )
     made.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print the block plan, shapes, output and an estimated "
+        "time; write nothing",
+    )
+    made.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing prediction instead of resuming it (a rerun resumes only "
@@ -75,7 +83,7 @@ def predict_main(argv: list[str] | None = None) -> None:
 
     """
     args = predict_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
 
     def command() -> None:
         from dacapo_hydra.inference.predict import predict
@@ -90,8 +98,19 @@ def predict_main(argv: list[str] | None = None) -> None:
                 f"give the dataset once: --prediction-dataset or --output {container} D"
             )
         dataset = legacy[0] if legacy else args.prediction_dataset
+        check_writable(container)
         checkpoint = str(model_checkpoint(args))
         options = prediction_options(args, value_range=tuple(args.value_range))
+        if args.dry_run:
+            from dacapo_hydra.cli.dry_run import describe_prediction
+            from dacapo_hydra.inference.predict import plan_prediction
+
+            job = plan_prediction(
+                checkpoint, args.input[0], args.input[1], container, dataset, options=options
+            )
+            for line in describe_prediction(job, where.workers):
+                print(f"dacapo-predict: dry run: {line}")
+            return
         result = predict(
             checkpoint,
             args.input[0],

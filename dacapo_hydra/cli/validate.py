@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-from dacapo_hydra.cli.common import guarded, model_arguments, model_checkpoint, one_model, parser
+from dacapo_hydra.cli.common import (
+    configure_logging,
+    guarded,
+    model_arguments,
+    model_checkpoint,
+    one_model,
+    parser,
+)
 
 EXAMPLES = """\
   dacapo-validate --run-id <run id>
@@ -51,7 +57,7 @@ def validate_main(argv: list[str] | None = None) -> None:
 
     """
     args = validate_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    configure_logging(args.verbose)
 
     def command() -> None:
         one_model(args, args.model)
@@ -61,13 +67,20 @@ def validate_main(argv: list[str] | None = None) -> None:
                 args.checkpoint = args.model
             else:
                 args.run_id = args.model
-        validate(model_checkpoint(args), args.scores, args.trust_checkpoint)
+        label = f"run {args.run_id}, {args.checkpoint_name} checkpoint" if args.run_id else None
+        validate(model_checkpoint(args), args.scores, args.trust_checkpoint, label)
 
     guarded("dacapo-validate", command)
 
 
-def validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = False) -> None:
-    """Validate the checkpoint at `path` (:func:`dacapo_hydra.api.validate`); print its table."""
+def validate(
+    path: Path, scores: list[str] | None, trust_checkpoint: bool = False, label: str | None = None
+) -> None:
+    """Validate the checkpoint at `path` (:func:`dacapo_hydra.api.validate`); print its table.
+
+    `label` names the model in the table's first line instead of the path (a run's
+    checkpoint is read from a temporary download).
+    """
     from dacapo_hydra.api import load_model
     from dacapo_hydra.api import validate as validate_model
     from dacapo_hydra.training.validation import params_key
@@ -84,7 +97,7 @@ def validate(path: Path, scores: list[str] | None, trust_checkpoint: bool = Fals
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
-    print(f"checkpoint {path}")
+    print(label or f"checkpoint {path}")
     for line in [header, *table]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
     if best is not None:

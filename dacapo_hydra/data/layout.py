@@ -80,4 +80,5 @@ def _members(container: str, prefix: str) -> set[str]:
     group = zarr.open_group(container, mode="r")
     if prefix:
         group = group[prefix]
-    return {name for name, _ in group.members()}
+    # Nested too: a name may be a path, e.g. `raw/labels/labels` (an image's label image).
+    return {name for name, _ in group.members(max_depth=None)}

@@ -14,9 +14,14 @@ The folder holds:
 - `sample_input.npy` / `sample_output.npy`: a test pair (raw intensities in,
   prediction out).
 - with `bioimageio=True`: `rdf.yaml`, a bioimage.io model description
-  (`bioimageio.spec`, format 0.5) with the TorchScript weights, and `README.md`.
+  (format 0.5) with the TorchScript weights, and `README.md`, tested by
+  `bioimageio.core` before the folder is kept (:mod:`~dacapo_hydra.export.bioimageio`).
 - `apply.py`: a standalone script (torch + numpy only) that normalises a raw
   array and predicts it block by block.
+
+The folder is built under a temporary name beside it and renamed into place at the
+end: a failed export (a network that cannot be saved, a package that fails its test)
+leaves nothing, and an `overwrite` keeps the old folder until the new one is whole.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import shutil
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +44,7 @@ from torch import nn
 
 from dacapo_hydra.architectures.inference import InferenceNetwork
 from dacapo_hydra.data.normalize import Normalizer, scale_linear
+from dacapo_hydra.export.bioimageio import package_name, test_package, write_bioimageio
 from dacapo_hydra.training.module import RunModule
 
 log = logging.getLogger(__name__)
@@ -109,118 +117,6 @@ def _export_torchscript(network: nn.Module, example: torch.Tensor, path: Path) -
     return None
 
 
-def write_bioimageio(
-    folder: Path,
-    metadata: dict[str, Any],
-    authors: list[str] | None = None,
-    license_id: str = "CC-BY-4.0",
-) -> Path:
-    """Write `rdf.yaml`, a bioimage.io model description (format 0.5), into an export folder.
-
-    It points at the folder's TorchScript weights and test pair; the raw
-    normalisation becomes a `scale_linear` preprocessing step. The description is
-    validated (files and checksums) before it is written.
-
-    Raises:
-        ValueError: if `bioimageio.spec` is missing, the export has no TorchScript
-            file, or the description does not validate.
-
-    """
-    try:
-        from bioimageio.spec import ValidationContext, save_bioimageio_yaml_only
-        from bioimageio.spec.model import v0_5 as bio
-    except ImportError:
-        raise ValueError(
-            "export: a bioimage.io description needs `pip install bioimageio.spec`"
-        ) from None
-    if not metadata["files"]["torchscript"]:
-        raise ValueError("export: bioimage.io needs TorchScript weights, which failed to save")
-    spatial = "zyx"[3 - metadata["dims"] :]
-    norm = Normalizer.from_dict(metadata["normalize"])
-    preprocessing = (
-        [bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=norm.gain, offset=norm.offset))]
-        if norm.mode != "none"
-        else []
-    )
-    readme = folder / "README.md"
-    readme.write_text(
-        f"# {metadata['name']}\n\nA dacapo-hydra model ({metadata['architecture']}, "
-        f"{metadata['task']}), exported from `{metadata['checkpoint']}`.\n\n"
-        "Input: raw intensities, normalised as in `model.json`; output: the task's "
-        "prediction after its activation. `apply.py` predicts a whole array blockwise "
-        "with torch and numpy only; `config.yaml` is the training config.\n"
-    )
-
-    def axes(shape: list[int], voxel: list[float], names: list[str], cls: Any) -> list[Any]:
-        channel = bio.ChannelAxis(channel_names=[bio.Identifier(n) for n in names])
-        space = [
-            cls(id=bio.AxisId(a), size=int(n), scale=float(v), unit="nanometer")
-            for a, n, v in zip(spatial, shape, voxel, strict=True)
-        ]
-        return [bio.BatchAxis(), channel, *space]
-
-    try:
-        with ValidationContext(root=folder, perform_io_checks=True):
-            model = bio.ModelDescr(
-                name=metadata["name"],
-                description=f"dacapo-hydra: {metadata['task']} with {metadata['architecture']}",
-                authors=[bio.Author(name=n) for n in (authors or ["dacapo-hydra user"])],
-                cite=[
-                    bio.CiteEntry(
-                        text="DaCapo", url=bio.HttpUrl("https://github.com/janelia-cellmap/dacapo")
-                    )
-                ],
-                license=bio.LicenseId(license_id),
-                documentation=bio.FileDescr(source=Path(readme.name)),
-                inputs=[
-                    bio.InputTensorDescr(
-                        id=bio.TensorId("raw"),
-                        axes=axes(
-                            metadata["input_shape"],
-                            metadata["input_voxel_size"],
-                            [f"raw{i}" for i in range(metadata["in_channels"])],
-                            bio.SpaceInputAxis,
-                        ),
-                        test_tensor=bio.FileDescr(source=Path(metadata["files"]["sample_input"])),
-                        preprocessing=preprocessing,
-                    )
-                ],
-                outputs=[
-                    bio.OutputTensorDescr(
-                        id=bio.TensorId("prediction"),
-                        axes=axes(
-                            metadata["output_shape"],
-                            metadata["output_voxel_size"],
-                            [f"c{i}" for i in range(metadata["out_channels"])],
-                            bio.SpaceOutputAxis,
-                        ),
-                        test_tensor=bio.FileDescr(source=Path(metadata["files"]["sample_output"])),
-                    )
-                ],
-                weights=bio.WeightsDescr(
-                    torchscript=bio.TorchscriptWeightsDescr(
-                        source=Path(metadata["files"]["torchscript"]),
-                        pytorch_version=bio.Version(torch.__version__.split("+")[0]),
-                    )
-                ),
-                # Outputs of a briefly trained model can be tiny; compare closely.
-                config=bio.Config(
-                    bioimageio=bio.BioimageioConfig(
-                        reproducibility_tolerance=[
-                            bio.ReproducibilityTolerance(
-                                absolute_tolerance=1e-5, relative_tolerance=1e-4
-                            )
-                        ]
-                    )
-                ),
-            )
-    except ValueError as err:  # pydantic's ValidationError is a ValueError
-        raise ValueError(f"export: the bioimage.io description does not validate: {err}") from None
-    path = folder / "rdf.yaml"
-    save_bioimageio_yaml_only(model, path)
-    return path
-
-
 def export_model(
     checkpoint: str | Path,
     folder: str | Path,
@@ -229,6 +125,7 @@ def export_model(
     bioimageio: bool = False,
     authors: list[str] | None = None,
     trust_checkpoint: bool = False,
+    name: str | None = None,
 ) -> ExportedModel:
     """Export the model in `checkpoint` (a dacapo-hydra Lightning checkpoint) to `folder`.
 
@@ -238,41 +135,92 @@ def export_model(
         input_shape: spatial input shape (voxels) of the program (default: the
             architecture's eval input shape); must be valid for the network.
         overwrite: replace an existing folder's contents.
-        bioimageio: also write a bioimage.io description (`rdf.yaml`).
+        bioimageio: also write a bioimage.io description (`rdf.yaml`) and test the
+            package with bioimageio.core (the `bioimageio` extra).
         authors: names for the bioimage.io description.
         trust_checkpoint: build whatever the checkpoint's stored config names (it
             runs code; see :mod:`dacapo_hydra.trust`).
+        name: the model's name (bioimage.io: 5 to 64 letters, digits, spaces,
+            `_+-()`); default: derived from the run's name or its group choices.
 
     Returns:
         The folder and the metadata written to `model.json`.
 
     Raises:
         FileNotFoundError: if the checkpoint does not exist.
-        ValueError: for a bad input shape, a non-empty folder, a network that
-            neither torch.export nor TorchScript can save, or a checkpoint whose
+        ValueError: for a bad input shape or name, a non-empty folder, a folder that
+            cannot be written, a network that neither torch.export nor TorchScript
+            can save, a bioimage.io package that fails its test, or a checkpoint whose
             config names a target off the allow-list (unless `trust_checkpoint`).
 
     """
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
+        raise ValueError(f"export: folder {str(folder)!r} is not empty (use overwrite)")
     module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
     architecture = module.architecture
     shape = tuple(int(s) for s in (input_shape or architecture.eval_input_shape))
     architecture.check_input_shape("eval_input_shape (export input_shape)", shape)
-    out_shape = architecture.output_shape(shape)
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise ValueError(f"export: folder {str(folder)!r} is not empty (use overwrite)")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-
     config = module.hparams["config"]
-    meta = module.hparams["meta"]
+    derived = config.get("run_name") or "-".join(
+        str(v) for v in (config.get("choices") or {}).values() if v
+    )
+    label = package_name(name, derived or Path(checkpoint).stem)
+    tmp = _staging(folder)
+    try:
+        metadata = _write_export(tmp, module, shape, label, Path(checkpoint))
+        if bioimageio:
+            test_package(write_bioimageio(tmp, metadata, authors))
+        _put_in_place(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("export: %s -> %s", checkpoint, folder)
+    return ExportedModel(folder=folder, metadata=metadata)
+
+
+def _staging(folder: Path) -> Path:
+    """A new empty folder beside `folder`, to build the export in.
+
+    Raises:
+        ValueError: the parent folder cannot be written.
+
+    """
+    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise ValueError(
+            f"export: cannot write into {str(folder.parent)!r}: {err.strerror or err}"
+        ) from None
+    return tmp
+
+
+def _put_in_place(tmp: Path, folder: Path) -> None:
+    """Rename the finished export `tmp` to `folder`, replacing what is there."""
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(folder, old)
+    os.rename(tmp, folder)
+    if old is not None:
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+
+
+def _write_export(
+    folder: Path, module: RunModule, shape: tuple[int, ...], name: str, checkpoint: Path
+) -> dict[str, Any]:
+    """Write the programs, test pair, config, metadata and apply.py; returns the metadata."""
+    architecture = module.architecture
+    config = module.hparams["config"]
     network = InferenceNetwork(architecture, module.head, module.task).eval()
     normalizer = Normalizer.from_hparams(module.hparams)
-    lo, hi = normalizer.lo, normalizer.hi
     generator = torch.Generator().manual_seed(0)
     unit = torch.rand(1, architecture.in_channels, *shape, generator=generator)
-    sample_raw = (unit * (hi - lo) + lo).numpy().astype(np.float32)
+    sample_raw = (unit * (normalizer.hi - normalizer.lo) + normalizer.lo).numpy()
+    sample_raw = sample_raw.astype(np.float32)
     example = torch.from_numpy(normalizer(sample_raw))
     with torch.no_grad():
         sample_output = network(example)
@@ -283,22 +231,38 @@ def export_model(
             f"export: neither torch.export ({program_error}) nor TorchScript ({script_error}) "
             "can save this network"
         )
-    for name, error in (("torch.export", program_error), ("TorchScript", script_error)):
+    for what, error in (("torch.export", program_error), ("TorchScript", script_error)):
         if error:
-            log.warning("export: no %s file: %s", name, error)
+            log.warning("export: no %s file: %s", what, error)
+    metadata = _metadata(module, shape, name, checkpoint, int(sample_output.shape[1]))
+    metadata["files"]["program"] = None if program_error else "model.pt2"
+    metadata["files"]["torchscript"] = None if script_error else "model.torchscript.pt"
+    metadata["dynamic_batch"] = dynamic_batch
+    (folder / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
+    np.save(folder / "sample_input.npy", sample_raw)
+    np.save(folder / "sample_output.npy", sample_output.numpy())
+    (folder / "apply.py").write_text(apply_script_source())
+    return metadata
 
+
+def _metadata(
+    module: RunModule, shape: tuple[int, ...], name: str, checkpoint: Path, channels: int
+) -> dict[str, Any]:
+    """What `model.json` says: files, axes, shapes, voxel sizes, normalisation, task."""
+    architecture = module.architecture
+    config = module.hparams["config"]
+    meta = module.hparams["meta"]
     dims = architecture.dims
     voxel_size = [float(v) for v in meta["voxel_size"]]
     upsample = list(architecture.upsample_factor)
-    metadata: dict[str, Any] = {
+    return {
         "format_version": FORMAT_VERSION,
-        "name": config.get("run_name")
-        or "-".join(str(v) for v in (config.get("choices") or {}).values() if v)
-        or Path(checkpoint).stem,
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "name": name,
+        "checkpoint": str(checkpoint.resolve()),
         "files": {
-            "program": None if program_error else "model.pt2",
-            "torchscript": None if script_error else "model.torchscript.pt",
+            "program": None,
+            "torchscript": None,
             "config": "config.yaml",
             "sample_input": "sample_input.npy",
             "sample_output": "sample_output.npy",
@@ -306,27 +270,18 @@ def export_model(
         "dims": dims,
         "axes": ["b", "c", *"zyx"[3 - dims :]],
         "in_channels": architecture.in_channels,
-        "out_channels": int(sample_output.shape[1]),
+        "out_channels": channels,
         "input_shape": list(shape),
-        "output_shape": list(out_shape),
-        "dynamic_batch": dynamic_batch,
+        "output_shape": list(architecture.output_shape(shape)),
+        "dynamic_batch": False,
         "context": [float(c) for c in architecture.context_for(shape)],
         "upsample_factor": upsample,
         "input_voxel_size": voxel_size,
         "output_voxel_size": [v / u for v, u in zip(voxel_size, upsample, strict=True)],
         "gt_voxel_size": [float(v) for v in meta["gt_voxel_size"]],
-        "normalize": normalizer.to_dict(),
+        "normalize": Normalizer.from_hparams(module.hparams).to_dict(),
         "pad_mode": (config.get("datasplit") or {}).get("pad_mode", "reflect"),
         "architecture": (config.get("architecture") or {}).get("_target_"),
         "task": (config.get("task") or {}).get("_target_"),
         "activation": f"{type(module.task).__name__}.activation",
     }
-    (folder / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
-    np.save(folder / "sample_input.npy", sample_raw)
-    np.save(folder / "sample_output.npy", sample_output.numpy())
-    (folder / "apply.py").write_text(apply_script_source())
-    if bioimageio:
-        write_bioimageio(folder, metadata, authors)
-    log.info("export: %s -> %s", checkpoint, folder)
-    return ExportedModel(folder=folder, metadata=metadata)

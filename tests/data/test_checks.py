@@ -271,7 +271,7 @@ def test_sample_positions_spread_over_the_grid(grid: list[int], count: int) -> N
         (
             "empty",
             r"^datasplit\.train\[0\] \(synthetic_3d_train\): the ground truth "
-            r".*:train/labels/s0 holds no object",
+            r".*:train/raw/labels/labels/s0 holds no object",
         ),
     ],
     ids=["deleted", "truncated", "not json", "empty"],
@@ -290,7 +290,7 @@ def test_damaged_data_is_refused_before_a_run_exists(
     elif damage == "not json":
         (container / "train/raw/s0/zarr.json").write_text("{")
     else:
-        zarr.open_array(str(container / "train/labels/s0"), mode="r+")[...] = 0
+        zarr.open_array(str(container / "train/raw/labels/labels/s0"), mode="r+")[...] = 0
     with pytest.raises(ConfigError, match=named) as caught:
         train(cfg)
     assert "\n" not in str(caught.value)

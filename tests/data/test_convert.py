@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from dacapo_hydra.cli import convert_main as main
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.data.tools.convert import main
 
 
 def test_multipage_tiff_to_ome_zarr(tmp_path: Path) -> None:
@@ -19,9 +19,10 @@ def test_multipage_tiff_to_ome_zarr(tmp_path: Path) -> None:
     out = tmp_path / "out.zarr"
     main(
         [
+            "--input",
             str(tmp_path / "stack.tif"),
+            "--output",
             str(out),
-            "raw",
             "--voxel-size",
             "40",
             "8",
@@ -54,12 +55,17 @@ def test_folder_of_sections_as_labels(tmp_path: Path) -> None:
     folder.mkdir()
     for z, section in enumerate(labels):
         tifffile.imwrite(folder / f"sec_{z:03d}.tif", section)
+    tifffile.imwrite(tmp_path / "raw.tif", np.zeros(labels.shape, np.uint8))
     out = tmp_path / "out.zarr"
     main(
+        ["--input", str(tmp_path / "raw.tif"), "--output", str(out), "--voxel-size", "8", "8", "8"]
+    )
+    main(
         [
+            "--input",
             str(folder),
+            "--output",
             str(out),
-            "labels",
             "--voxel-size",
             "8",
             "8",
@@ -72,15 +78,24 @@ def test_folder_of_sections_as_labels(tmp_path: Path) -> None:
         ]
     )
     np.testing.assert_array_equal(
-        ZarrArray.open(out, "labels").read(Roi((0,) * 3, (48, 64, 64))), labels
+        ZarrArray.open(out, "raw/labels/labels").read(Roi((0,) * 3, (48, 64, 64))), labels
     )
-    s1 = ZarrArray.open(out, "labels", scale_voxel_size=[16, 16, 16])
+    s1 = ZarrArray.open(out, "raw/labels/labels", scale_voxel_size=[16, 16, 16])
     np.testing.assert_array_equal(s1.read(s1.roi), labels[::2, ::2, ::2])
 
 
 def test_convert_errors_name_the_input(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        main([str(tmp_path / "none.tif"), str(tmp_path / "o.zarr"), "raw", "--voxel-size", "8"])
+        main(
+            [
+                "--input",
+                str(tmp_path / "none.tif"),
+                "--output",
+                str(tmp_path / "o.zarr"),
+                "--voxel-size",
+                "8",
+            ]
+        )
     tifffile.imwrite(tmp_path / "img.tif", np.zeros((4, 4), np.uint8))
     from dacapo_hydra.data.tools.convert import convert
 

@@ -10,10 +10,10 @@ import yaml
 import zarr
 from omegaconf import OmegaConf
 
+from dacapo_hydra.cli import datasplit_main as main
 from dacapo_hydra.config.datasplit import DataSplitConfig
 from dacapo_hydra.data.datasplit import DataSplit
 from dacapo_hydra.data.ome import ScaleLevel, multiscale_attrs
-from dacapo_hydra.data.tools.csv_split import main
 
 
 def _container(path: Path, classes: list[str]) -> Path:
@@ -47,8 +47,9 @@ def test_dacapo_csv_becomes_a_datasplit(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "mine.yaml"
     main(
         [
+            "--input",
             str(csv),
-            "-o",
+            "--output",
             str(out),
             "--dims",
             "2",
@@ -83,7 +84,7 @@ def test_bad_csv_rows_are_named(tmp_path: Path) -> None:
     csv = tmp_path / "bad.csv"
     csv.write_text("train,a.zarr,raw,a.zarr\n")
     with pytest.raises(SystemExit):
-        main([str(csv)])
+        main(["--input", str(csv)])
     csv.write_text("trian,a.zarr,raw,a.zarr,labels\n")
     from dacapo_hydra.data.tools.csv_split import read_rows
 

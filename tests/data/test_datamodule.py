@@ -63,8 +63,8 @@ def test_super_resolution_batches_match_the_network(
     entry = {
         "name": "sr",
         "raw": {"container": str(path), "dataset": "train/raw"},
-        "gt": {"container": str(path), "dataset": "train/labels"},
-        "mask": {"container": str(path), "dataset": "train/mask"},
+        "gt": {"container": str(path), "dataset": "train/raw/labels/labels"},
+        "mask": {"container": str(path), "dataset": "train/raw/labels/mask"},
     }
     split = DataSplit.from_config(
         {"dims": 2, "train": [entry], "input_voxel_size": [16, 16], "output_voxel_size": [8, 8]}

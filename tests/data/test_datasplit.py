@@ -128,7 +128,7 @@ def test_scale_levels_follow_the_run_voxel_sizes(cache_dir: Path) -> None:
     entry = {
         "name": "s",
         "raw": {"container": str(path), "dataset": "train/raw"},
-        "gt": {"container": str(path), "dataset": "train/labels"},
+        "gt": {"container": str(path), "dataset": "train/raw/labels/labels"},
     }
     split = DataSplit.from_config(
         {"dims": 2, "train": [entry], "input_voxel_size": [16, 16], "output_voxel_size": [8, 8]}

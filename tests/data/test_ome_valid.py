@@ -81,20 +81,22 @@ def test_synthetic_containers_are_valid(
 ) -> None:
     path = write_synthetic(tmp_path / "s.zarr", dims=dims, shape=shape, kind=kind)
     images = assert_valid_ome_zarr(path)
-    names = ["raw", "labels", "organelles", "mask"] if kind == "em" else ["raw", "labels", "mask"]
-    assert list(images) == [f"{split}/{n}" for split in ("train", "validate") for n in names]
+    names = ["labels", "organelles", "mask"] if kind == "em" else ["labels", "mask"]
+    # The annotations are found through their image, not listed as images of their own.
+    assert list(images) == ["train/raw", "validate/raw"]
     root = zarr.open_group(str(path), mode="r")
     spatial = ["z", "y", "x"][-dims:]
-    for path_, model in images.items():
+    for path_, image in images.items():
+        assert type(image) is Image and image.labels is not None
+        assert image.labels.label_paths == names
+        for name in names:
+            label = image.labels.get_image_labels_group(name)
+            assert type(label) is ImageLabel
+            group = root[f"{path_}/labels/{name}"]
+            assert group.attrs["ome"]["image-label"]["source"] == {"image": "../../"}
+            assert [a["name"] for a in axes(group)] == spatial
         assert [a["name"] for a in axes(root[path_])] == spatial
         assert {a["unit"] for a in axes(root[path_])} == {"nanometer"}
-        if path_.endswith("/raw"):
-            assert type(model) is Image
-        else:
-            # Annotations are label images of the raw beside them.
-            assert type(model) is ImageLabel
-            label = root[path_].attrs["ome"]["image-label"]
-            assert label["source"] == {"image": "../raw"}
 
 
 def test_downsampled_level_translation_is_pixel_centred(tmp_path: Path) -> None:
@@ -160,7 +162,10 @@ def test_converted_tiff_is_valid(tmp_path: Path) -> None:
     convert(tmp_path / "raw.tif", out, "raw", [40, 8, 8], levels=2, chunk=4)
     convert(tmp_path / "gt.tif", out, "gt", [40, 8, 8], levels=2, chunk=4, labels=True)
     images = assert_valid_ome_zarr(out)
-    assert type(images["raw"]) is Image and type(images["gt"]) is ImageLabel
+    # The labels are a label image of their image, found through it.
+    assert list(images) == ["raw"] and type(images["raw"]) is Image
+    assert images["raw"].labels is not None and images["raw"].labels.label_paths == ["gt"]
+    assert type(images["raw"].labels.get_image_labels_group("gt")) is ImageLabel
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import zarr
 
 from dacapo_hydra.data.array import ZarrArray
-from dacapo_hydra.data.tools.synthetic import ensure_synthetic, generate_volume
+from dacapo_hydra.data.tools.synthetic import dataset_path, ensure_synthetic, generate_volume
 
 
 def test_same_seed_same_volume() -> None:
@@ -44,7 +44,7 @@ def test_container_layout_and_metadata(tmp_path: Path) -> None:
     assert root.metadata.zarr_format == 3
     for split in ("train", "validate"):
         for name in ("raw", "labels", "organelles", "mask"):
-            ms = root[f"{split}/{name}"].attrs["ome"]["multiscales"][0]
+            ms = root[dataset_path(split, name)].attrs["ome"]["multiscales"][0]
             assert [d["path"] for d in ms["datasets"]] == ["s0", "s1"]
     raw = ZarrArray.open(path, "train/raw")
     assert raw.voxel_size == (4.0, 4.0) and raw.offset == (8.0, 16.0)

@@ -12,9 +12,10 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from dacapo_hydra.api import compose
+from dacapo_hydra.cli import synthetic_main as main
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.datasplit import DataSplit
-from dacapo_hydra.data.tools.synthetic import PARAMS_KEY, ensure_synthetic, main
+from dacapo_hydra.data.tools.synthetic import PARAMS_KEY, ensure_synthetic
 from dacapo_hydra.data.tools.synthetic_nuclei import generate_nuclei
 
 SHAPES = {2: (256, 256), 3: (32, 160, 160)}
@@ -112,14 +113,15 @@ def test_container_opens_through_the_datasplit(tmp_path: Path) -> None:
     root = zarr.open_group(str(path), mode="r")
     assert root.attrs[PARAMS_KEY]["kind"] == "nuclei"
     for group in ("train", "validate"):
-        assert sorted(root[group].group_keys()) == ["labels", "mask", "raw"]
+        assert sorted(root[group].group_keys()) == ["raw"]
+        assert sorted(root[f"{group}/raw/labels"].group_keys()) == ["labels", "mask"]
     raw = ZarrArray.open(path, "train/raw")
     assert raw.voxel_size == (250.0, 250.0) and raw.spatial_shape == (256, 256)
     assert raw.dtype == np.uint16
     assert split.train[0].raw.voxel_size == (250.0, 250.0)
     assert split.train[0].gt.voxel_size == (250.0, 250.0)
     assert len(split.validate) == 1
-    gt = zarr.open_group(str(path), mode="r")["train/labels/s0"][:]
+    gt = zarr.open_group(str(path), mode="r")["train/raw/labels/labels/s0"][:]
     assert gt.max() >= COUNTS[2][0]
 
 
@@ -128,11 +130,25 @@ def test_kind_change_regenerates_and_cli_takes_kind(
 ) -> None:
     path = tmp_path / "s.zarr"
     ensure_synthetic(path, dims=2, shape=[48, 48], seed=1)
-    assert "organelles" in zarr.open_group(str(path), mode="r")["train"]
-    main([str(path), "--kind", "nuclei", "--dims", "2", "--shape", "64", "64", "--seed", "1"])
+    assert "organelles" in zarr.open_group(str(path), mode="r")["train/raw/labels"]
+    main(
+        [
+            "--output",
+            str(path),
+            "--kind",
+            "nuclei",
+            "--dims",
+            "2",
+            "--shape",
+            "64",
+            "64",
+            "--seed",
+            "1",
+        ]
+    )
     assert '"kind": "nuclei"' in capsys.readouterr().out
     root = zarr.open_group(str(path), mode="r")
-    assert "organelles" not in root["train"]
+    assert "organelles" not in root["train/raw/labels"]
     assert root["train/raw/s0"].dtype == np.uint16
     assert ZarrArray.open(path, "train/raw").voxel_size == (250.0, 250.0)
     with pytest.raises(ValueError, match="kind"):

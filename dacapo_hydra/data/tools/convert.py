@@ -3,15 +3,16 @@
 Reads a multi-page TIFF, or a folder of single-section TIFFs (sorted by name, one
 z section each), and writes a zarr v3 container holding an OME-Zarr 0.5 image:
 level `s0` at the given voxel size and offset (nm), and optional 2x-downsampled
-levels (mean for images, every other voxel for `--labels`, which are written as a
-label image). The image joins the container's collection. Sections are read and
-written a slab at a time, so a stack larger than memory converts.
+levels (mean for images, every other voxel for labels). An image joins the
+container's collection; labels (integer annotations) become a label image in their
+image's `labels/` group (`<image>/labels/<name>`, listed there, `image-label.source`
+pointing back at the image), so viewers pair them. Sections are read and written a
+slab at a time, so a stack larger than memory converts.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,8 +21,8 @@ import tifffile
 import zarr
 from skimage.measure import block_reduce
 
-from dacapo_hydra.data.ome import pyramid
-from dacapo_hydra.data.output import create_image
+from dacapo_hydra.data.ome import LABELS_GROUP, is_image, label_parent, ome_attrs, pyramid
+from dacapo_hydra.data.output import add_to_collection, create_image
 
 
 class TiffStack:
@@ -42,9 +43,15 @@ class TiffStack:
             )
             if not self.files:
                 raise FileNotFoundError(f"folder {str(self.path)!r} holds no .tif/.tiff files")
-            first = tifffile.imread(self.files[0])
-            self.shape = (len(self.files), *first.shape)
-            self.dtype = first.dtype
+            first = _section(self.files[0])
+            for file in self.files[1:]:  # headers only: a stray section is named up front
+                if (found := _section(file)) != first:
+                    raise ValueError(
+                        f"{file}: a {found[1]} section of shape {found[0]}; "
+                        f"{self.files[0].name} is {first[1]} of shape {first[0]}"
+                    )
+            self.shape = (len(self.files), *first[0])
+            self.dtype = first[1]
         else:
             self.files = []
             with tifffile.TiffFile(self.path) as tif:
@@ -80,11 +87,28 @@ def convert(
     chunk: int = 64,
     levels: int = 1,
     labels: bool = False,
+    image: str | None = None,
 ) -> zarr.Group:
     """Write the TIFF stack `source` as the multiscale group `dataset` of `container`.
 
+    Args:
+        source: the TIFF file or folder of section TIFFs.
+        container: the zarr container (created if missing).
+        dataset: the image's group; for labels, the label image's name.
+        voxel_size: nm per axis.
+        offset: nm per axis (default 0).
+        chunk: chunk edge in voxels.
+        levels: scale levels, each 2x coarser.
+        labels: integer annotations: a label image of `image`, downsampled by picking.
+        image: the image labels belong to (default: the container's only image).
+
     Returns:
         The multiscale group.
+
+    Raises:
+        FileNotFoundError: no such TIFF.
+        ValueError: wrong voxel size or offset, the dataset exists, non-integer labels,
+            or labels without their image.
 
     """
     stack = TiffStack(source)
@@ -98,8 +122,13 @@ def convert(
         )
     if levels < 1:
         raise ValueError(f"levels must be at least 1, got {levels}")
-    if dataset in zarr.open_group(str(container), mode="a", zarr_format=3):
+    if labels:
+        if np.dtype(stack.dtype).kind not in "biu":
+            raise ValueError(f"--labels {source}: labels are integers, this stack is {stack.dtype}")
+        dataset = f"{labelled_image(container, image)}/{LABELS_GROUP}/{dataset.strip('/')}"
+    if Path(container).exists() and dataset in zarr.open_group(str(container), mode="r"):
         raise ValueError(f"{container}:{dataset} exists already; pick another dataset name")
+    created = not Path(container).exists()
     shapes = [tuple(max(1, s // 2**level) for s in stack.shape) for level in range(levels)]
     arrays = create_image(
         container,
@@ -108,11 +137,21 @@ def convert(
         shapes,
         stack.dtype,
         (chunk,) * dims,
-        # Integer annotations are label images (viewers show them as labels).
-        label=labels and np.dtype(stack.dtype).kind in "biu",
+        label=labels,
         method=("stride" if labels else "mean") if levels > 1 else None,
         dense=not labels,  # raw holds every chunk, so a lost one is found
     )
+    try:
+        _copy(stack, arrays, chunk, labels)
+    except BaseException:  # a read error, a full disk, Ctrl-C: no half-written image stays
+        _discard(container, dataset, created)
+        raise
+    return zarr.open_group(str(container), mode="r")[dataset]
+
+
+def _copy(stack: TiffStack, arrays: list[zarr.Array], chunk: int, labels: bool) -> None:
+    """Write the stack slab by slab into every level."""
+    levels = len(arrays)
     depth = chunk * 2 ** (levels - 1)  # a slab covers whole chunks at every level
     for z, data in stack.slabs(depth):
         arrays[0][z : z + data.shape[0]] = data
@@ -124,7 +163,29 @@ def convert(
             if end > start:
                 inner = (slice(0, end - start), *(slice(0, n) for n in target.shape[1:]))
                 target[start:end] = data[inner]
-    return zarr.open_group(str(container), mode="r")[dataset]
+
+
+def _discard(container: str | Path, dataset: str, created: bool) -> None:
+    """Remove a half-written image (and the container, if this conversion created it)."""
+    if created:
+        shutil.rmtree(container, ignore_errors=True)
+        return
+    shutil.rmtree(Path(container) / dataset, ignore_errors=True)
+    root = zarr.open_group(str(container), mode="a")
+    parent = label_parent(root, dataset)
+    if parent is None:
+        add_to_collection(container)  # drops images that no longer exist
+        return
+    group = root[f"{parent[0]}/{LABELS_GROUP}"]
+    names = [n for n in ome_attrs(group.attrs.asdict()).get("labels", []) if n != parent[1]]
+    group.attrs.update({"ome": {**ome_attrs(group.attrs.asdict()), "labels": names}})
+
+
+def _section(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of a section TIFF, from its header."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return tuple(series.shape), np.dtype(series.dtype)
 
 
 def _downsample(data: np.ndarray, labels: bool) -> np.ndarray:
@@ -134,34 +195,29 @@ def _downsample(data: np.ndarray, labels: bool) -> np.ndarray:
     return block_reduce(trimmed, (2,) * data.ndim, np.mean).astype(data.dtype)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `dacapo-convert stack.tif out.zarr raw --voxel-size 40 8 8`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("tiff", help="multi-page TIFF, or a folder of one TIFF per section")
-    parser.add_argument("container", help="zarr container to write into (created if missing)")
-    parser.add_argument("dataset", help="name of the multiscale group, e.g. raw or labels")
-    parser.add_argument("--voxel-size", type=float, nargs="+", required=True, help="nm, z y x")
-    parser.add_argument("--offset", type=float, nargs="+", help="nm, z y x (default 0)")
-    parser.add_argument("--chunk", type=int, default=64)
-    parser.add_argument("--levels", type=int, default=1, help="scale levels (2x each)")
-    parser.add_argument("--labels", action="store_true", help="downsample by picking, not mean")
-    args = parser.parse_args(argv)
-    try:
-        group = convert(
-            args.tiff,
-            args.container,
-            args.dataset,
-            args.voxel_size,
-            args.offset,
-            args.chunk,
-            args.levels,
-            args.labels,
+def labelled_image(container: str | Path, image: str | None) -> str:
+    """The image labels of `container` belong to: `image`, checked, or the only image.
+
+    Raises:
+        ValueError: `image` is not an image of the container, or (not given) the
+            container holds no image or several.
+
+    """
+    root = zarr.open_group(str(container), mode="r") if Path(container).exists() else None
+    if image is not None:
+        if root is None or not is_image(root, image.strip("/")):
+            raise ValueError(
+                f"--image {image}: no such image in {container}; convert the image first "
+                "(dacapo-convert --input IMAGE.tif --output CONTAINER --dataset NAME)"
+            )
+        return image.strip("/")
+    series = []
+    if root is not None and "OME" in root:
+        series = [str(s) for s in ome_attrs(root["OME"].attrs.asdict()).get("series", [])]
+    images = [s for s in series if root is not None and is_image(root, s)]
+    if len(images) != 1:
+        found = f"it holds {', '.join(images)}" if images else "it holds no image yet"
+        raise ValueError(
+            f"labels belong to an image of {container}: name it with --image ({found})"
         )
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"dacapo-convert: error: {err}\n")
-    shapes = {name: list(a.shape) for name, a in group.arrays()}
-    print(json.dumps({"container": args.container, "dataset": args.dataset, "levels": shapes}))
-
-
-if __name__ == "__main__":
-    main()
+    return images[0]

@@ -12,7 +12,6 @@ and output (gt) voxel sizes.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import re
@@ -137,41 +136,3 @@ def to_yaml(split: dict[str, Any], source: str) -> str:
         "defaults:\n  - /schema/datasplit/datasplit@_here_\n  - _self_\n\n"
     )
     return header + yaml.safe_dump(split, sort_keys=False, default_flow_style=None)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `dacapo-datasplit splits.csv -o conf/datasplit/mine.yaml`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "csv", help="CSV: train|val, raw_container, raw_dataset, gt_container, gt_dataset"
-    )
-    parser.add_argument("-o", "--output", help="YAML to write (default: print)")
-    parser.add_argument("--dims", type=int, default=3, choices=(2, 3))
-    parser.add_argument("--input-voxel-size", type=float, nargs="+", help="raw scale level, nm")
-    parser.add_argument("--output-voxel-size", type=float, nargs="+", help="gt scale level, nm")
-    parser.add_argument(
-        "--no-check", action="store_true", help="don't open the class datasets to see which exist"
-    )
-    args = parser.parse_args(argv)
-    try:
-        split = build_datasplit(
-            read_rows(args.csv),
-            args.dims,
-            args.input_voxel_size,
-            args.output_voxel_size,
-            check=not args.no_check,
-        )
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        parser.exit(2, f"dacapo-datasplit: error: {err.args[0] if err.args else err}\n")
-    text = to_yaml(split, args.csv)
-    if args.output:
-        Path(args.output).write_text(text)
-        print(
-            f"wrote {args.output}: {len(split['train'])} train, {len(split['validate'])} validate"
-        )
-    else:
-        print(text, end="")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,9 @@
 """Synthetic volumes written as OME-Zarr 0.5 (zarr v3): EM-like or nuclei.
 
 Each container holds `train/` and `validate/` groups. The `em` kind (the default) has
-multiscale `raw` (uint8), `labels` (uint64 cell instances), `organelles` (uint64 blob
-instances) and `mask` (uint8, 1 where annotated). Cells are warped Voronoi
+the image `raw` (uint8) and its label images `raw/labels/labels` (uint64 cell
+instances), `raw/labels/organelles` (uint64 blob instances) and `raw/labels/mask`
+(uint8, 1 where annotated). Cells are warped Voronoi
 regions separated by bright membranes; organelle-like blobs sit inside cells;
 the image is blurred and noisy. A slab at the far end of the last axis is left
 unannotated (labels 0, mask 0), as in real partially annotated data.
@@ -11,16 +12,15 @@ The `nuclei` kind imitates light-microscopy nuclei (see
 dacapo_hydra.data.tools.synthetic_nuclei): `raw` (uint16 counts), `labels` (uint64 touching
 nuclei) and `mask` (all 1), with 250 nm pixels (1000 nm along z in 3D) by default.
 
-Each array is an OME-Zarr image with levels `s0` and `s1` (2x coarser); the
-annotations are label images (`image-label`, source `../raw`), and the root lists
-every image (:func:`~dacapo_hydra.data.output.add_to_collection`), so a viewer opening
-the container shows raw as images and the annotations as labels.
+Each array is an OME-Zarr 0.5 image with levels `s0` and `s1` (2x coarser); the
+annotations are label images in the image's `labels/` group (listed there, with
+`image-label.source` pointing back at `raw`), and the root lists the images
+(:func:`~dacapo_hydra.data.output.add_to_collection`), so a viewer opening the
+container (napari-ome-zarr, neuroglancer) pairs each raw with its labels.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import shutil
@@ -43,7 +43,18 @@ log = logging.getLogger(__name__)
 
 PARAMS_KEY = "dacapo_synthetic"
 # Stored with the parameters: containers of an older format are regenerated.
-FORMAT = "ome-zarr-0.5"
+FORMAT = "ome-zarr-0.5-labels"
+
+
+def dataset_path(split: str, name: str) -> str:
+    """Where the array `name` (raw, labels, organelles, mask) of `split` lives in a container.
+
+    Example:
+        >>> dataset_path("train", "raw"), dataset_path("validate", "mask")
+        ('train/raw', 'validate/raw/labels/mask')
+
+    """
+    return f"{split}/raw" if name == "raw" else f"{split}/raw/labels/{name}"
 KINDS = ("em", "nuclei")
 DEFAULT_SHAPE = {
     "em": {2: [256, 256], 3: [96, 96, 96]},
@@ -136,9 +147,10 @@ def write_synthetic(
         images = []
         for split, split_seed in (("train", params["seed"]), ("validate", params["seed"] + 1000)):
             volume = _generate(params, split_seed)
-            for name, data in volume.items():
-                _write_multiscale(tmp, f"{split}/{name}", data, params)
-                images.append(f"{split}/{name}")
+            _write_multiscale(tmp, dataset_path(split, "raw"), volume.pop("raw"), params)
+            images.append(dataset_path(split, "raw"))
+            for name, data in volume.items():  # label images of raw, written after it
+                _write_multiscale(tmp, dataset_path(split, name), data, params)
         add_to_collection(tmp, *images)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -219,10 +231,10 @@ def _write_multiscale(container: Path, path: str, data: np.ndarray, params: dict
     """Write `data` as an OME-Zarr image with s0 and a 2x-downsampled s1.
 
     Raw is averaged; the annotations (instances, mask) are picked (every other
-    voxel) and written as label images of the raw next to them, so viewers show
-    them as labels over it.
+    voxel) and written as label images in raw's `labels/` group (their source),
+    so viewers show them as labels over it.
     """
-    name = path.rsplit("/", 1)[-1]
+    name = "raw" if path.endswith("/raw") else path.rsplit("/", 1)[-1]
     trimmed = data[tuple(slice(0, s - s % 2) for s in data.shape)]
     if name == "raw":
         coarse = (
@@ -241,38 +253,8 @@ def _write_multiscale(container: Path, path: str, data: np.ndarray, params: dict
         data.dtype,
         (params["chunk"],) * data.ndim,
         label=name != "raw",
-        label_source=None if name == "raw" else "../raw",
         method="mean" if name == "raw" else "stride",
         dense=name == "raw",  # raw holds every chunk, so a lost one is found
     )
     for array, values in zip(arrays, scaled, strict=True):
         array[...] = values
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: write a synthetic container (`dacapo-synthetic OUT.zarr --kind nuclei`)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="output zarr container")
-    parser.add_argument("--kind", default="em", choices=KINDS, help="EM-like cells or nuclei")
-    parser.add_argument("--dims", type=int, default=3, choices=(2, 3))
-    parser.add_argument("--shape", type=int, nargs="+")
-    parser.add_argument("--voxel-size", type=float, nargs="+")
-    parser.add_argument("--offset", type=float, nargs="+")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk", type=int, default=32)
-    args = parser.parse_args(argv)
-    out = ensure_synthetic(
-        args.path,
-        dims=args.dims,
-        shape=args.shape,
-        voxel_size=args.voxel_size,
-        offset=args.offset,
-        seed=args.seed,
-        chunk=args.chunk,
-        kind=args.kind,
-    )
-    print(json.dumps({"path": str(out), **zarr.open_group(str(out)).attrs[PARAMS_KEY]}))
-
-
-if __name__ == "__main__":
-    main()
