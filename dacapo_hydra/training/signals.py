@@ -26,13 +26,17 @@ a process ended by it.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.seed import pl_worker_init_function
+from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader
 
 # What a cluster sends to stop (or warn before stopping) a job.
@@ -75,11 +79,17 @@ class WorkerInit:
             self.inner(worker_id)
 
 
-def shield_workers(loaders: Any) -> int:
+def shield_workers(loaders: Any, rank: int = 0) -> int:
     """Give every DataLoader in `loaders` (one, or a list/dict of them) a :class:`WorkerInit`.
 
     Must run before the loader's workers start (its first `iter`). Loaders without
-    workers are left as they are.
+    workers are left as they are. A loader without a `worker_init_fn` gets the one
+    Lightning would have given it (`pl_worker_init_function`, under
+    `seed_everything(workers=True)`), inside the :class:`WorkerInit`.
+
+    Args:
+        loaders: what a `*_dataloader` hook returned.
+        rank: the process's global rank (for Lightning's worker seeds).
 
     Returns:
         How many loaders were changed.
@@ -88,13 +98,27 @@ def shield_workers(loaders: Any) -> int:
     if isinstance(loaders, DataLoader):
         if loaders.num_workers == 0 or isinstance(loaders.worker_init_fn, WorkerInit):
             return 0
-        loaders.worker_init_fn = WorkerInit(loaders.worker_init_fn)
+        inner = loaders.worker_init_fn
+        if inner is None and int(os.environ.get("PL_SEED_WORKERS", 0)):
+            inner = partial(pl_worker_init_function, rank=rank)
+        loaders.worker_init_fn = WorkerInit(inner)
         return 1
     if isinstance(loaders, dict):
         loaders = list(loaders.values())
     if isinstance(loaders, list | tuple):
-        return sum(shield_workers(loader) for loader in loaders)
+        return sum(shield_workers(loader, rank) for loader in loaders)
     return 0
+
+
+def _shielding(trainer: pl.Trainer, hook: Callable[[], Any]) -> Callable[[], Any]:
+    """`hook` (a `*_dataloader` method), its loaders shielded before Lightning starts them."""
+
+    def shielded() -> Any:
+        loaders = hook()
+        shield_workers(loaders, trainer.global_rank)
+        return loaders
+
+    return shielded
 
 
 class StopSignals(pl.Callback):
@@ -108,6 +132,7 @@ class StopSignals(pl.Callback):
     def __init__(self) -> None:
         self.received: str | None = None
         self._trainer: pl.Trainer | None = None
+        self._wrapped: Any = None
 
     @classmethod
     @contextlib.contextmanager
@@ -144,22 +169,31 @@ class StopSignals(pl.Callback):
         trainer._signal_connector.received_sigterm = True
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """From here on a signal stops the loop at the end of a batch."""
+        """From here on a signal stops the loop at the end of a batch; loaders get shielded.
+
+        Lightning asks for the loaders and starts their workers after this hook and
+        before any other: the data module's (or module's) `train_dataloader` and
+        `val_dataloader` are wrapped here, for this `fit` (:meth:`teardown` unwraps them).
+        """
         self._trainer = trainer
+        source = trainer.datamodule if trainer.datamodule is not None else pl_module
+        self._wrapped = source
+        for hook in ("train_dataloader", "val_dataloader"):
+            if is_overridden(hook, source):
+                setattr(source, hook, _shielding(trainer, getattr(source, hook)))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Shield the training loader's workers; a signal that came during set-up stops now.
+        """A signal that came during set-up stops the loop now.
 
         Lightning resets its flag when it installs its handlers (after `on_fit_start`).
         """
-        shield_workers(trainer.train_dataloader)
         if self.received is not None:
             self._request_stop(trainer)
 
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Shield the validation loaders' workers too (before their first batch)."""
-        shield_workers(trainer.val_dataloaders)
-
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """After `fit`, a signal raises :class:`SignalStop` again."""
+        """After `fit`, a signal raises :class:`SignalStop` again; the loaders are unwrapped."""
         self._trainer = None
+        for hook in ("train_dataloader", "val_dataloader"):
+            if self._wrapped is not None and hook in vars(self._wrapped):
+                delattr(self._wrapped, hook)
+        self._wrapped = None
