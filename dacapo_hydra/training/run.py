@@ -44,8 +44,10 @@ from dacapo_hydra.training.resume import (
     ResumePoint,
     changed_settings,
     check_data,
+    from_start_record,
     record_resume,
     refuse_meaningless,
+    start_record,
 )
 from dacapo_hydra.training.run_dir import new_run_dir
 from dacapo_hydra.training.signals import SignalStop, StopSignals
@@ -214,7 +216,9 @@ def _train(
     choices = tracking.group_choices(cfg)
     name = tracking.run_name(cfg, choices)
     uri, artifacts = tracking_store(cfg)
-    resume, run_dir = world.from_rank_zero("start", lambda: _start_point(cfg, uri, name))
+    resume, run_dir = world.from_rank_zero(
+        "start", lambda: _start_point(cfg, uri, name), start_record, from_start_record
+    )
     config = OmegaConf.to_container(cfg, resolve=True)
     changes = changed_settings(resume.config, config) if resume and resume.config else {}
     if resume is not None:
