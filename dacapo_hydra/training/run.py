@@ -188,8 +188,9 @@ def train(cfg: DictConfig) -> TrainResult:
         ConfigError: bad input, before an MLflow run exists (or, resuming, is touched).
         stops.RunInterrupted: SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 stopped training; the
             run is KILLED (:mod:`dacapo_hydra.training.stops`, :mod:`~.signals`).
-        stops.RunFailed: a fault one line names (a full disk); the run is FAILED. Any
-            other exception marks the run FAILED too.
+        stops.RunFailed: a fault one line names: a tracking server that does not answer
+            (before anything starts), a full disk (the run is FAILED). Any other
+            exception marks the run FAILED too.
 
     With several devices (`lightning.devices`, `lightning.num_nodes`) it trains with
     DDP (:mod:`dacapo_hydra.training.launch`): one MLflow run, recorded by rank 0.
@@ -197,6 +198,10 @@ def train(cfg: DictConfig) -> TrainResult:
     """
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
     arguments = trainer_arguments(cfg)
+    try:  # a tracking server that is not there: one line in seconds, before any work
+        tracking.check_reachable(tracking_store(cfg)[0])
+    except tracking.TrackingUnreachable as err:
+        raise stops.RunFailed(str(err)) from None
     with StopSignals.installed() as stopper:
         try:
             with launch.processes(cfg, arguments) as world:
