@@ -36,9 +36,14 @@ def stores() -> tuple[dist.TCPStore, int]:
     assert sock is not None
     port = sock.getsockname()[1]
     server = dist.TCPStore(
-        "127.0.0.1", port, 2, True, timeout=TIMEOUT, wait_for_workers=False,
+        "127.0.0.1",
+        port,
+        2,
+        True,
+        timeout=TIMEOUT,
+        wait_for_workers=False,
         master_listen_fd=sock.detach(),
-    )  # fmt: skip
+    )
     return server, port
 
 
