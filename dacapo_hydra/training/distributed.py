@@ -104,6 +104,8 @@ class World:
         backend: the process group's backend (`gloo`, `nccl`).
         device_ids: the CUDA devices of this node's processes (None on CPUs).
         token: the job's secret, which signs what goes through the store (:func:`seal`).
+        watch: says which of the ranks this process started has ended, and how (None
+            while all run); see :meth:`lost_rank`.
 
     """
 
@@ -117,12 +119,27 @@ class World:
     device_ids: list[int] | None = None
     token: str = field(default="", repr=False)
     store: Any = field(default=None, repr=False)
+    watch: Callable[[], str | None] | None = field(default=None, repr=False)
     _calls: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def is_zero(self) -> bool:
         """Whether this is global rank 0."""
         return self.rank == 0
+
+    def lost_rank(self, wait_s: float = 3.0) -> str | None:
+        """Which rank ended under this one (`DDP rank 1 (pid 42) was killed by SIGKILL`), if any.
+
+        For rank 0 of ranks it started itself: after a collective failed, the rank
+        that died is usually gone already; this waits up to `wait_s` for one to end.
+        None when none ended (or the ranks were started by a cluster).
+        """
+        if self.watch is None:
+            return None
+        deadline = time.monotonic() + wait_s
+        while (lost := self.watch()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return lost
 
     def from_rank_zero(
         self,

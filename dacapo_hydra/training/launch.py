@@ -205,6 +205,20 @@ class _Ranks:
                     log.error("rank %d exited with code %d; stopping the other ranks", rank, code)
                     self.terminate()
 
+    def lost(self) -> str | None:
+        """The first rank that ended with an error, and how (`was killed by SIGKILL`)."""
+        for rank, proc in enumerate(self.procs, start=1):
+            code = proc.poll()
+            if code is None or code == 0:
+                continue
+            how = (
+                f"was killed by {signal.Signals(-code).name}"
+                if code < 0 and -code in signal.valid_signals()
+                else f"exited with code {code}"
+            )
+            return f"DDP rank {rank} (pid {proc.pid}) {how}"
+        return None
+
     def terminate(self) -> None:
         """Stop the ranks still running."""
         for proc in self.procs:
@@ -273,6 +287,7 @@ def processes(
                 master_listen_fd=sock.detach(),
             )
             ranks = _Ranks(world, OmegaConf.to_yaml(cfg, resolve=True), port)
+            world.watch = ranks.lost
             os.environ.update(LOCAL_RANK="0", NODE_RANK="0", WORLD_SIZE=str(world.size))
             log.info("DDP: started ranks 1..%d of %d on this machine", world.size - 1, world.size)
             _join(world, "127.0.0.1", port, timeout_s, store)
@@ -283,6 +298,7 @@ def processes(
         success = True
     finally:
         set_current(None)
+        world.watch = None
         if dist.is_initialized():
             with contextlib.suppress(Exception):
                 dist.destroy_process_group()

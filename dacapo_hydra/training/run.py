@@ -344,7 +344,7 @@ def _train(
         if world.is_zero:
             client.set_terminated(run_id, "FAILED" if signal_name is None else "KILLED")
         at = f" at iteration {trainer.global_step}" if trainer is not None else ""
-        fault = stops.failure_line(err) if signal_name is None else None
+        fault = None if signal_name else stops.failure_line(err) or world.lost_rank()
         if fault is not None:
             raise stops.RunFailed(
                 f"run {name} ({run_id}) failed{at}: {fault}: MLflow status FAILED; after "

@@ -41,12 +41,14 @@ DB_ERRORS = ("database is locked", "UniqueViolation", "duplicate key", "deadlock
 
 
 def _postgres_bin() -> Path:
-    found = shutil.which("initdb") or next(
-        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None
-    )
-    if found is None:
+    """The folder of the distribution's PostgreSQL programs (initdb, pg_ctl, createdb)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    on_path = shutil.which("initdb")
+    if found:
+        return Path(found[0]).parent
+    if on_path is None:
         pytest.skip("PostgreSQL is not installed (.ci/run installs the distribution's package)")
-    return Path(found).parent
+    return Path(on_path).resolve().parent
 
 
 def _as_owner(command: list[str], folder: Path) -> list[str]:

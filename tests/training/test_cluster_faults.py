@@ -206,3 +206,50 @@ def step(path):
 found = {p.name: step(p) for p in pathlib.Path(sys.argv[1]).glob("*/checkpoints/*")}
 pathlib.Path(sys.argv[2]).write_text(json.dumps(found))
 """
+
+
+DDP = ["lightning.devices=2", "lightning.accelerator=cpu", "lightning.strategy=ddp"]
+
+
+@pytest.mark.slow
+def test_a_lost_ddp_rank_is_one_line_the_run_failed_and_resume_finishes(tmp_path: Path) -> None:
+    """Rank 1 of a two-process CPU job killed with SIGKILL after the iteration-4 checkpoint."""
+    args = [*DDP, "validation_interval=4"]
+    proc = _job(["iterations=100000", *args], tmp_path)
+    _wait_for("outputs/runs/*/checkpoints/iteration_000004.ckpt", tmp_path, proc)
+    (rank_one,) = [
+        p
+        for p in psutil.Process(proc.pid).children()
+        if "dacapo_hydra.training.rank" in " ".join(p.cmdline())
+    ]
+    rank_one.kill()
+    killed = time.monotonic()
+    _, stderr = proc.communicate(timeout=300)
+    ended_in = time.monotonic() - killed
+    assert proc.returncode == 1, stderr[-3000:]
+    (run,) = runs(tmp_path)
+    assert run.info.status == "FAILED"
+    line = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(
+        rf"dacapo: run {re.escape(run.info.run_name)} \({run.info.run_id}\) failed at "
+        rf"iteration (\d+): DDP rank 1 \(pid {rank_one.pid}\) was killed by SIGKILL: MLflow "
+        rf"status FAILED; after fixing it, continue the run with resume=true \(or "
+        rf"resume={run.info.run_id}\)",
+        line,
+    )
+    assert match, stderr[-3000:]
+    assert ended_in < 60, ended_in  # found by the failed collective, not a 30-minute timeout
+
+    resumed = subprocess.run(
+        [*TRAIN_PY, "iterations=10", *args, "resume=true"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (after,) = runs(tmp_path)
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    last = Path(after.data.tags["run_dir"], "checkpoints", "last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] == 10
