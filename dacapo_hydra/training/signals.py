@@ -35,6 +35,8 @@ from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader
@@ -152,15 +154,17 @@ class StopSignals(pl.Callback):
     def handle(self, signum: int, frame: FrameType | None) -> None:
         """Inside `fit`: stop after the current batch. Outside: raise :class:`SignalStop`.
 
-        Inside `fit`, Lightning's own SIGTERM handler runs first and calls this one
-        (it keeps the handler it found).
+        Inside a one-process `fit`, Lightning's own SIGTERM handler runs first and
+        calls this one (it keeps the handler it found). With DDP the ranks agree on
+        when to stop (:meth:`on_train_batch_end`).
         """
         name = signal.Signals(signum).name
         if self.received is None:
             self.received = name
         if self._trainer is None:
             raise SignalStop(name)
-        self._request_stop(self._trainer)
+        if self._trainer.world_size == 1:
+            self._request_stop(self._trainer)
 
     @staticmethod
     def _request_stop(trainer: pl.Trainer) -> None:
@@ -183,11 +187,41 @@ class StopSignals(pl.Callback):
                 setattr(source, hook, _shielding(trainer, getattr(source, hook)))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """A signal that came during set-up stops the loop now.
+        """A signal that came during set-up stops the loop now; DDP: this handler alone.
 
         Lightning resets its flag when it installs its handlers (after `on_fit_start`).
+        With several processes Lightning's SIGTERM handler broadcasts from inside the
+        handler, which, when every rank gets the signal at once, mismatches the ranks'
+        collectives and hangs the job: this handler replaces it, and the ranks agree on
+        the batch to stop after (:meth:`on_train_batch_end`).
         """
-        if self.received is not None:
+        if trainer.world_size > 1:
+            if threading.current_thread() is threading.main_thread():
+                for signum in STOP_SIGNALS:
+                    signal.signal(signum, self.handle)
+        elif self.received is not None:
+            self._request_stop(trainer)
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """DDP: stop after this batch on every rank if any rank got a stop signal.
+
+        One all-reduce (max) of a flag per batch, so that all ranks raise Lightning's
+        `SIGTERMException` after the same batch and save `last.ckpt` together.
+        """
+        if trainer.world_size == 1 or not dist.is_available() or not dist.is_initialized():
+            return
+        flag = torch.tensor(
+            [int(self.received is not None)], dtype=torch.int32, device=trainer.strategy.root_device
+        )
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item():
             self._request_stop(trainer)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -253,3 +253,38 @@ def test_a_lost_ddp_rank_is_one_line_the_run_failed_and_resume_finishes(tmp_path
     assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
     last = Path(after.data.tags["run_dir"], "checkpoints", "last.ckpt")
     assert torch.load(last, weights_only=True)["global_step"] == 10
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_ddp_job_stops_every_rank_after_the_same_batch(tmp_path: Path) -> None:
+    """`scancel` of a two-process DDP job with loader workers: no hang, one line, KILLED."""
+    args = [*DDP, "validation_interval=4", "trainer.num_workers=1"]
+    proc = _job(["iterations=100000", *args], tmp_path)
+    _wait_for("outputs/runs/*/checkpoints/iteration_000004.ckpt", tmp_path, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-3000:]
+    (run,) = runs(tmp_path)
+    assert run.info.status == "KILLED"
+    match = re.fullmatch(
+        rf"dacapo: run {re.escape(run.info.run_name)} \({run.info.run_id}\) stopped by SIGTERM "
+        rf"at iteration (\d+): MLflow status KILLED; last checkpoint (\S+); continue it with "
+        rf"resume=true \(or resume={run.info.run_id}\)",
+        stderr.strip().splitlines()[-1],
+    )
+    assert match, stderr[-3000:]
+    stopped_at, last = int(match[1]), Path(match[2])
+    assert torch.load(last, weights_only=True)["global_step"] == stopped_at
+
+    resumed = subprocess.run(
+        [*TRAIN_PY, f"iterations={stopped_at + 2}", *args, "resume=true"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (after,) = runs(tmp_path)
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    assert torch.load(last, weights_only=True)["global_step"] == stopped_at + 2
