@@ -15,6 +15,9 @@ for a whole run (:meth:`StopSignals.installed`) and a callback of its Trainer:
   batch ends, then Lightning raises `SIGTERMException`,
   :class:`~dacapo_hydra.training.callbacks.LastCheckpoint` saves `last.ckpt` and the
   run ends KILLED (:mod:`dacapo_hydra.training.stops`);
+- with DDP, where every rank gets the signal, replaces Lightning's SIGTERM handler
+  (which broadcasts from inside the handler and can hang the ranks) and has the ranks
+  agree, after each batch, whether any got a signal, so that all stop after the same one;
 - outside `fit` (building the run, logging its last artifacts), raises
   :class:`SignalStop`, a `KeyboardInterrupt` that names the signal, so the run
   still ends KILLED instead of RUNNING forever.
