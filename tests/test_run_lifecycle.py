@@ -30,6 +30,7 @@ from dacapo_hydra import tracking
 from dacapo_hydra.api import compose
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.training.run import train
+from dacapo_hydra.training.stops import RunFailed
 from tests.conftest import REPO, tiny_overrides
 from tests.test_cli import runs
 
@@ -147,11 +148,16 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_resume_skips_a_damaged_on
         "+callbacks.full_disk.at=2",
     ]
     cfg = compose_tiny(datasplit="synthetic_2d", trainer="fast", overrides=[*QUICK, *full_disk])
-    with pytest.raises(OSError, match="File too large"):
+    with pytest.raises(RunFailed) as failed:
         train(cfg)
     run = _only_run(cfg)
     assert run.info.status == "FAILED"
     folder = Path(run.data.tags["run_dir"], "checkpoints")
+    (line,) = str(failed.value).splitlines()
+    assert line.startswith(f"run {run.info.run_name} ({run.info.run_id}) failed at iteration 2: ")
+    assert "File too large (the file-size limit, ulimit -f, is " in line
+    assert f" in {folder}, " in line and "last.ckpt is intact" in line
+    assert line.endswith(f"continue the run with resume=true (or resume={run.info.run_id})")
     # The write at iteration 2 failed midway: nothing of it is left, iteration 1's files load.
     assert sorted(p.name for p in folder.iterdir()) == ["iteration_000001.ckpt", "last.ckpt"]
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 1

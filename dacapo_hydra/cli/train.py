@@ -24,14 +24,15 @@ def _train_task(cfg: DictConfig) -> float:
     """Hydra's task: train one run; the value a sweeper optimises.
 
     Bad input exits with status 2; SIGINT or SIGTERM with 130 or 143 (128 + the
-    signal's number), after one line saying how to continue the run.
+    signal's number), a known fault (a full disk) with 1, after one line saying how to
+    continue the run.
     """
     from dacapo_hydra.training.run import train
-    from dacapo_hydra.training.stops import RunInterrupted
+    from dacapo_hydra.training.stops import RunFailed, RunInterrupted
 
     try:
         result = guarded("dacapo", lambda: train(cfg), (ConfigError,))
-    except RunInterrupted as stop:
+    except (RunInterrupted, RunFailed) as stop:
         print(f"dacapo: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
     if result.best_score is not None:

@@ -7,6 +7,8 @@ and the like work from the package:
   prepared for training), experiments, UI links;
 - :mod:`~dacapo_hydra.tracking.sqlite_store`: a sqlite store created safely by jobs
   started together;
+- :mod:`~dacapo_hydra.tracking.server`: a tracking server that does not answer,
+  reported in one line before any work;
 - :mod:`~dacapo_hydra.tracking.names`: run names and each config group's option;
 - :mod:`~dacapo_hydra.tracking.tags`: command-line overrides as tags, the
   criterion's direction;
@@ -47,6 +49,7 @@ from dacapo_hydra.tracking.parent import (
     sweep_definition,
 )
 from dacapo_hydra.tracking.run import RunRecorder
+from dacapo_hydra.tracking.server import TrackingUnreachable, check_reachable
 from dacapo_hydra.tracking.store import (
     DEFAULT_STORE,
     EXPERIMENT_KIND_TAG,
@@ -68,6 +71,8 @@ from dacapo_hydra.tracking.tags import (
 )
 
 __all__ = [
+    "TrackingUnreachable",
+    "check_reachable",
     "AXES_ENV",
     "AXES_FILE",
     "BEST_TAG_PREFIX",

@@ -271,7 +271,11 @@ class WholeVolumeValidation(pl.Callback):
         if trainer.sanity_checking or not self.validator.split.validate:
             return
         scores, self.best = distributed.on_rank_zero(
-            trainer, "validation", lambda: self._validate(trainer, pl_module)
+            trainer,
+            "validation",
+            lambda: self._validate(trainer, pl_module),
+            lambda found: [found[0], {c: b.as_record() for c, b in found[1].items()}],
+            lambda data: (data[0], {c: Best.from_record(r) for c, r in data[1].items()}),
         )
         # float64, as the records compare them: the checkpoints' choice is the records'.
         # Every rank holds the same value, so the "max" over ranks is that value exactly.

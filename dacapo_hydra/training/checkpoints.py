@@ -8,7 +8,9 @@ the Trainer's checkpoint plugin in every run, writes a temporary file in the
 checkpoint's own folder, syncs it to disk and renames it over the old one
 (`os.replace`), so a checkpoint is the old file or the new one, never a part:
 Lightning's `ModelCheckpoint` saves (`iteration_*.ckpt`, `last.ckpt`) and the
-run's `best_<criterion>.ckpt` all go through it.
+run's `best_<criterion>.ckpt` all go through it. A save that does not fit (a full
+disk, a quota, the file-size limit) raises :class:`DiskFull`, whose one line names
+the folder, the bytes needed and free, and the checkpoint left intact.
 
 :func:`newest_intact` finds the checkpoint to resume from: the newest that loads,
 with a warning naming each one skipped (a file truncated by an older version, a
@@ -18,8 +20,11 @@ copy cut short).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import resource
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +84,88 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
         os.close(folder)
 
 
+# A write that failed for want of room: a full disk, a quota, the file-size limit.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class _Counter:
+    """A write-only file that counts the bytes written to it (the size of a save)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        """Count `data`."""
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to flush."""
+
+
+def saved_size(checkpoint: dict[str, Any]) -> int:
+    """How many bytes `torch.save(checkpoint, file)` writes."""
+    counter = _Counter()
+    torch.save(checkpoint, counter)  # type: ignore[arg-type]
+    return counter.size
+
+
+def no_room(err: BaseException) -> OSError | None:
+    """The `OSError` of a full disk (or quota, or file-size limit) in `err`'s chain, if any.
+
+    `torch.save` reports a failed write as a `RuntimeError` raised from the `OSError`.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in NO_ROOM:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class DiskFull(OSError):
+    """A checkpoint did not fit: its folder, the bytes it needed and were free, what is left.
+
+    The write was atomic (:func:`write_atomically`), so every checkpoint already in the
+    folder is intact. :attr:`one_line` says so in one line.
+
+    Args:
+        path: the checkpoint that could not be written.
+        needed: its size in bytes.
+        cause: the write's `OSError` (ENOSPC, EDQUOT or EFBIG).
+
+    """
+
+    def __init__(self, path: Path, needed: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror, str(path))
+        self.path, self.needed = path, needed
+        self.free = shutil.disk_usage(path.parent).free
+        newest = next(iter(resume_candidates(path.parent)), None)
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        why = (
+            f" (the file-size limit, ulimit -f, is {limit} bytes)"
+            if cause.errno == errno.EFBIG and limit != resource.RLIM_INFINITY
+            else ""
+        )
+        kept = (
+            f"the previous {path.name} is intact"
+            if path.exists()
+            else f"the previous checkpoint {newest.name} is intact"
+            if newest is not None
+            else "no earlier checkpoint was written"
+        )
+        self.one_line = (
+            f"{cause.strerror}{why}: checkpoint {path.name} needs {needed} bytes "
+            f"({needed / 2**20:.1f} MiB) in {path.parent}, {self.free} bytes "
+            f"({self.free / 2**20:.1f} MiB) are free; {kept}"
+        )
+
+    def __str__(self) -> str:
+        return self.one_line
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's `TorchCheckpointIO`, with local saves made atomic (:func:`write_atomically`).
 
@@ -96,7 +183,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, lambda file: torch.save(checkpoint, file))
+        try:
+            write_atomically(path, lambda file: torch.save(checkpoint, file))
+        except Exception as err:
+            cause = no_room(err)
+            if cause is None:
+                raise
+            raise DiskFull(path, saved_size(checkpoint), cause) from err
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

@@ -11,12 +11,19 @@ the checkpoint a resumed run continues from, the crop seed) goes through the
 process group's store (:meth:`World.from_rank_zero`), and so does the outcome of a
 whole-volume validation, which rank 0 runs while the others poll the store,
 without a collective's timeout (:func:`on_rank_zero`).
+
+Anyone who reaches the store's port can write to it, so what goes through it is
+data, never code: JSON, signed with the job's token (HMAC-SHA256 over the key and
+the value, :func:`seal`); a value that is not signed with it is refused
+(:class:`RendezvousRefused`), naming the key, before it is parsed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +52,41 @@ class RankZeroFailed(RuntimeError):
     """Rank 0 failed in a section the other ranks waited for; its message is this one's."""
 
 
+class RendezvousRefused(RuntimeError):
+    """A value in the run's store was not written by this job (not signed with its token)."""
+
+
+def seal(token: str, key: str, value: Any) -> bytes:
+    """`value` as JSON, signed for `key` with `token`: the hex HMAC-SHA256, a newline, the JSON.
+
+    Example:
+        >>> sealed = seal("secret", "dacapo/run/0", ["ok", "0a1b"])
+        >>> unseal("secret", "dacapo/run/0", sealed)
+        ['ok', '0a1b']
+
+    """
+    payload = json.dumps(value, allow_nan=True).encode()
+    mac = hmac.new(token.encode(), key.encode() + b"\0" + payload, hashlib.sha256).hexdigest()
+    return mac.encode() + b"\n" + payload
+
+
+def unseal(token: str, key: str, sealed: bytes) -> Any:
+    """The value :func:`seal` signed; a value signed otherwise is refused, unread.
+
+    Raises:
+        RendezvousRefused: naming `key`.
+
+    """
+    mac, _, payload = bytes(sealed).partition(b"\n")
+    expected = hmac.new(token.encode(), key.encode() + b"\0" + payload, hashlib.sha256)
+    if not hmac.compare_digest(mac, expected.hexdigest().encode()):
+        raise RendezvousRefused(
+            f"DDP store: refused the value of {key}: it is not signed with this job's token "
+            "(written by a process outside the job?)"
+        )
+    return json.loads(payload)
+
+
 @dataclass
 class World:
     """The processes of one run, and this process's place among them.
@@ -61,6 +103,9 @@ class World:
             Lightning's (`slurm`, `torchelastic`, `lsf`, `mpi`).
         backend: the process group's backend (`gloo`, `nccl`).
         device_ids: the CUDA devices of this node's processes (None on CPUs).
+        token: the job's secret, which signs what goes through the store (:func:`seal`).
+        watch: says which of the ranks this process started has ended, and how (None
+            while all run); see :meth:`lost_rank`.
 
     """
 
@@ -72,7 +117,9 @@ class World:
     origin: str = "single"
     backend: str = "gloo"
     device_ids: list[int] | None = None
+    token: str = field(default="", repr=False)
     store: Any = field(default=None, repr=False)
+    watch: Callable[[], str | None] | None = field(default=None, repr=False)
     _calls: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
@@ -80,17 +127,45 @@ class World:
         """Whether this is global rank 0."""
         return self.rank == 0
 
-    def from_rank_zero(self, name: str, compute: Callable[[], T]) -> T:
-        """`compute()` on rank 0; every rank returns its result (picklable).
+    def lost_rank(self, wait_s: float = 3.0) -> str | None:
+        """Which rank ended under this one (`DDP rank 1 (pid 42) was killed by SIGKILL`), if any.
 
-        The other ranks poll the store until rank 0 has put the result there, however
-        long that takes (a whole-volume validation), and raise :class:`RankZeroFailed`
-        (a :class:`ConfigError` for bad input) when rank 0 raised instead. The ranks
-        must call this in the same order (names are counted per process).
+        For rank 0 of ranks it started itself: after a collective failed, the rank
+        that died is usually gone already; this waits up to `wait_s` for one to end.
+        None when none ended (or the ranks were started by a cluster).
+        """
+        if self.watch is None:
+            return None
+        deadline = time.monotonic() + wait_s
+        while (lost := self.watch()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return lost
+
+    def from_rank_zero(
+        self,
+        name: str,
+        compute: Callable[[], T],
+        encode: Callable[[T], Any] | None = None,
+        decode: Callable[[Any], T] | None = None,
+    ) -> T:
+        """`compute()` on rank 0; every rank returns its result.
+
+        The result goes through the store as signed JSON (:func:`seal`): `encode`
+        makes it JSON-able, `decode` makes it again on the other ranks (default: as
+        is). The other ranks poll the store until rank 0 has put the result there,
+        however long that takes (a whole-volume validation), and raise
+        :class:`RankZeroFailed` (a :class:`ConfigError` for bad input) when rank 0
+        raised instead. The ranks must call this in the same order (names are
+        counted per process).
 
         Args:
             name: what is computed (keys in the store are `<name>/<n-th call>`).
             compute: the work of rank 0.
+            encode: the result as JSON-able data.
+            decode: the inverse of `encode`.
+
+        Raises:
+            RendezvousRefused: a value not signed with the job's token.
 
         """
         if self.size == 1 or self.store is None:
@@ -104,18 +179,19 @@ class World:
             except BaseException as err:
                 kind = "config" if isinstance(err, ConfigError) else "error"
                 message = f"{type(err).__name__}: {err}" if kind == "error" else str(err)
-                self.store.set(key, pickle.dumps((kind, message)))
+                self.store.set(key, seal(self.token, key, [kind, message]))
                 raise
-            self.store.set(key, pickle.dumps(("ok", value)))
+            data = encode(value) if encode is not None else value
+            self.store.set(key, seal(self.token, key, ["ok", data]))
             return value
         while not self.store.check([key]):
             time.sleep(POLL_S)
-        kind, value = pickle.loads(self.store.get(key))
+        kind, data = unseal(self.token, key, self.store.get(key))
         if kind == "config":
-            raise ConfigError(value)
+            raise ConfigError(data)
         if kind == "error":
-            raise RankZeroFailed(f"rank 0 failed: {value}")
-        return value
+            raise RankZeroFailed(f"rank 0 failed: {data}")
+        return decode(data) if decode is not None else data
 
     def rank_zero_first(self, name: str, work: Callable[[], T]) -> T:
         """`work()` on every rank, rank 0 first: it may write what the others then read.
@@ -145,24 +221,32 @@ def set_current(world: World | None) -> None:
     _CURRENT = world
 
 
-def on_rank_zero(trainer: pl.Trainer, name: str, compute: Callable[[], T]) -> T | None:
+def on_rank_zero(
+    trainer: pl.Trainer,
+    name: str,
+    compute: Callable[[], T],
+    encode: Callable[[T], Any] | None = None,
+    decode: Callable[[Any], T] | None = None,
+) -> T | None:
     """Inside a Trainer's hooks: `compute()` on global rank 0, its result on every rank.
 
-    Uses the run's store (:meth:`World.from_rank_zero`: the others wait without a
-    timeout); with a process group made elsewhere, Lightning's broadcast (which
-    times out as its collectives do).
+    Uses the run's store (:meth:`World.from_rank_zero`: signed JSON, the others wait
+    without a timeout); with a process group made elsewhere, Lightning's broadcast
+    (which times out as its collectives do).
 
     Args:
         trainer: the running Trainer.
         name: what is computed.
         compute: the work of rank 0.
+        encode: the result as JSON-able data (:meth:`World.from_rank_zero`).
+        decode: the inverse of `encode`.
 
     """
     world = _CURRENT
     if trainer.world_size == 1:
         return compute()
     if world is not None and world.store is not None and world.size == trainer.world_size:
-        return world.from_rank_zero(name, compute)
+        return world.from_rank_zero(name, compute, encode, decode)
     value = compute() if trainer.is_global_zero else None
     return trainer.strategy.broadcast(value, src=0)
 

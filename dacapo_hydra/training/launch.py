@@ -14,14 +14,20 @@ Who starts the processes of a run on several devices
   would re-run a whole `-m` sweep.
 
 The process group (gloo on CPUs, nccl on GPUs) is created here, on a `TCPStore`
-held by rank 0, before Lightning's Trainer, which uses it as it is.
+held by rank 0, before Lightning's Trainer, which uses it as it is. The store
+listens on the job's interface only (loopback when dacapo starts the ranks, the
+`MASTER_ADDR` interface on a cluster), and what the ranks share through it is
+signed with the job's token (:func:`job_token`,
+:func:`~dacapo_hydra.training.distributed.seal`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -54,6 +60,11 @@ log = logging.getLogger(__name__)
 # Environment variables Lightning's LightningEnvironment reads; set for the ranks started here.
 RANK_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 SPEC_ENV = "DACAPO_DDP_SPEC"
+# The job's secret, which signs what the ranks share through the store.
+TOKEN_ENV = "DACAPO_DDP_TOKEN"
+# What names a cluster job, where no token is given (a token then guards against
+# mistakes, a stray client of another job, not against someone who reads the job id).
+JOB_ID_ENV = ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "LSB_JOBID", "OMPI_MCA_ess_base_jobid")
 # Collectives (gradient all-reduce, checkpoint barriers) fail after this long; a
 # whole-volume validation does not count, as the other ranks wait on the store.
 DEFAULT_TIMEOUT_S = 1800
@@ -72,11 +83,75 @@ def _address(world: World) -> tuple[str, int]:
     return environment.main_address, int(environment.main_port)
 
 
+def job_token(world: World) -> str:
+    """The job's token: `$DACAPO_DDP_TOKEN`, or a new secret when dacapo starts the ranks.
+
+    Ranks a cluster started share a token only through their environment: export
+    `DACAPO_DDP_TOKEN` (e.g. `export DACAPO_DDP_TOKEN=$(openssl rand -hex 32)` in the
+    batch script) for a secret one; without it the token is made from the job's id
+    (`SLURM_JOB_ID`, ...), which keeps out clients of other jobs, not a deliberate one.
+    """
+    given = os.environ.get(TOKEN_ENV)
+    if given:
+        return given
+    if world.origin == "dacapo":
+        return secrets.token_hex(32)
+    job = next((f"{k}={os.environ[k]}" for k in JOB_ID_ENV if os.environ.get(k)), "")
+    log.warning(
+        "DDP: $%s is not set; the ranks' store is guarded by the job's id (%s) only",
+        TOKEN_ENV,
+        job or "none",
+    )
+    return f"job:{job}"
+
+
+def listening_socket(host: str, port: int) -> socket.socket | None:
+    """A socket listening on `host:port` only (the store's), or None if it cannot bind there.
+
+    `TCPStore` binds its server to every interface; given this socket's descriptor
+    (`master_listen_fd=sock.detach()`), it listens on the job's interface alone, and
+    closes the descriptor when it is destroyed.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as err:
+        log.warning("DDP: the store listens on every interface (%s:%d: %s)", host, port, err)
+        return None
+    return sock
+
+
+def _store(host: str, port: int, world: World, timeout: timedelta) -> Any:
+    """The run's TCPStore at host:port (rank 0 serves it).
+
+    Rank 0 serves on `host`'s interface alone, unless `host` resolves to a loopback
+    address on its node (`/etc/hosts` often maps the node's own name to 127.0.1.1),
+    which the other nodes could not reach: then on every interface, as torch does.
+    """
+    sock = None
+    if world.is_zero and not _loopback(host):
+        sock = listening_socket(host, port)
+    extra = {"master_listen_fd": sock.detach()} if sock is not None else {}
+    return dist.TCPStore(host, port, world.size, world.is_zero, timeout=timeout, **extra)
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` resolves to a loopback address here (or does not resolve)."""
+    try:
+        address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        return True
+    return ipaddress.ip_address(address.split("%")[0]).is_loopback
+
+
 def _join(world: World, host: str, port: int, timeout_s: float, store: Any = None) -> None:
     """Create the process group (on a TCPStore at host:port); Lightning's Trainer reuses it."""
     timeout = timedelta(seconds=timeout_s)
     if store is None:
-        store = dist.TCPStore(host, port, world.size, world.is_zero, timeout=timeout)
+        store = _store(host, port, world, timeout)
     if world.backend == "nccl" and world.device_ids:
         torch.cuda.set_device(world.device_ids[world.local_rank])
     # Lightning's environment reads these; it skips its own set-up when a group exists.
@@ -110,6 +185,7 @@ class _Ranks:
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
             "PYTHONPATH": _child_pythonpath(),
+            TOKEN_ENV: world.token,
         }
         for rank in range(1, world.processes_per_node):
             env = {**base, "LOCAL_RANK": str(rank), SPEC_ENV: str(spec)}
@@ -128,6 +204,20 @@ class _Ranks:
                     self.failed.append((rank, code))
                     log.error("rank %d exited with code %d; stopping the other ranks", rank, code)
                     self.terminate()
+
+    def lost(self) -> str | None:
+        """The first rank that ended with an error, and how (`was killed by SIGKILL`)."""
+        for rank, proc in enumerate(self.procs, start=1):
+            code = proc.poll()
+            if code is None or code == 0:
+                continue
+            how = (
+                f"was killed by {signal.Signals(-code).name}"
+                if code < 0 and -code in signal.valid_signals()
+                else f"exited with code {code}"
+            )
+            return f"DDP rank {rank} (pid {proc.pid}) {how}"
+        return None
 
     def terminate(self) -> None:
         """Stop the ranks still running."""
@@ -180,18 +270,24 @@ def processes(
     saved = {key: os.environ.get(key) for key in (*RANK_ENV, "PL_GLOBAL_SEED", "OMP_NUM_THREADS")}
     ranks: _Ranks | None = None
     success = False
+    world.token = job_token(world)
     try:
         if world.origin == "dacapo":
+            sock = listening_socket("127.0.0.1", 0)  # this machine's ranks only
+            if sock is None:
+                raise RuntimeError("DDP: cannot listen on 127.0.0.1 for the ranks' store")
+            port = int(sock.getsockname()[1])
             store = dist.TCPStore(
                 "127.0.0.1",
-                0,
+                port,
                 world.size,
                 True,
                 timeout=timedelta(seconds=timeout_s),
                 wait_for_workers=False,
+                master_listen_fd=sock.detach(),
             )
-            port = int(store.port)
             ranks = _Ranks(world, OmegaConf.to_yaml(cfg, resolve=True), port)
+            world.watch = ranks.lost
             os.environ.update(LOCAL_RANK="0", NODE_RANK="0", WORLD_SIZE=str(world.size))
             log.info("DDP: started ranks 1..%d of %d on this machine", world.size - 1, world.size)
             _join(world, "127.0.0.1", port, timeout_s, store)
@@ -202,6 +298,7 @@ def processes(
         success = True
     finally:
         set_current(None)
+        world.watch = None
         if dist.is_initialized():
             with contextlib.suppress(Exception):
                 dist.destroy_process_group()

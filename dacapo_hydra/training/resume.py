@@ -63,6 +63,30 @@ class ResumePoint:
     config: dict[str, Any]
     meta: dict[str, Any]
 
+    def as_record(self) -> dict[str, Any]:
+        """A JSON-able record (what rank 0 sends the other ranks)."""
+        return {**vars(self), "checkpoint": str(self.checkpoint)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ResumePoint:
+        """The inverse of :meth:`as_record`."""
+        return cls(**{**record, "checkpoint": Path(record["checkpoint"])})
+
+
+def start_record(start: tuple[ResumePoint | None, Path]) -> list[Any]:
+    """Where a run starts (the resume point or None, the run folder) as JSON-able data.
+
+    What rank 0 sends the other ranks of a DDP run.
+    """
+    resume, run_dir = start
+    return [resume.as_record() if resume is not None else None, str(run_dir)]
+
+
+def from_start_record(record: list[Any]) -> tuple[ResumePoint | None, Path]:
+    """The inverse of :func:`start_record`."""
+    resume = ResumePoint.from_record(record[0]) if record[0] is not None else None
+    return resume, Path(record[1])
+
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """A nested config as `{dotted key: leaf}`; lists are leaves.

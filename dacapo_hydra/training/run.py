@@ -44,10 +44,13 @@ from dacapo_hydra.training.resume import (
     ResumePoint,
     changed_settings,
     check_data,
+    from_start_record,
     record_resume,
     refuse_meaningless,
+    start_record,
 )
 from dacapo_hydra.training.run_dir import new_run_dir
+from dacapo_hydra.training.signals import SignalStop, StopSignals
 from dacapo_hydra.training.snapshots import Snapshots
 from dacapo_hydra.training.validation import Validator
 
@@ -183,8 +186,11 @@ def train(cfg: DictConfig) -> TrainResult:
 
     Raises:
         ConfigError: bad input, before an MLflow run exists (or, resuming, is touched).
-        stops.RunInterrupted: SIGINT or SIGTERM stopped training; the run is KILLED
-            (:mod:`dacapo_hydra.training.stops`). Any other exception marks the run FAILED.
+        stops.RunInterrupted: SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 stopped training; the
+            run is KILLED (:mod:`dacapo_hydra.training.stops`, :mod:`~.signals`).
+        stops.RunFailed: a fault one line names: a tracking server that does not answer
+            (before anything starts), a full disk (the run is FAILED). Any other
+            exception marks the run FAILED too.
 
     With several devices (`lightning.devices`, `lightning.num_nodes`) it trains with
     DDP (:mod:`dacapo_hydra.training.launch`): one MLflow run, recorded by rank 0.
@@ -192,17 +198,32 @@ def train(cfg: DictConfig) -> TrainResult:
     """
     # Lightning's Trainer arguments (and below, the callbacks) are checked before a run exists.
     arguments = trainer_arguments(cfg)
-    with launch.processes(cfg, arguments) as world:
-        return _train(cfg, arguments, world)
+    try:  # a tracking server that is not there: one line in seconds, before any work
+        tracking.check_reachable(tracking_store(cfg)[0])
+    except tracking.TrackingUnreachable as err:
+        raise stops.RunFailed(str(err)) from None
+    with StopSignals.installed() as stopper:
+        try:
+            with launch.processes(cfg, arguments) as world:
+                return _train(cfg, arguments, world, stopper)
+        except SignalStop as stop:  # before the MLflow run was opened
+            raise stops.RunInterrupted(
+                stop.signal_name,
+                f"stopped by {stop.signal_name} before training started: nothing to continue",
+            ) from None
 
 
-def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainResult:
+def _train(
+    cfg: DictConfig, arguments: dict[str, Any], world: World, stopper: StopSignals
+) -> TrainResult:
     started = time.time()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choices = tracking.group_choices(cfg)
     name = tracking.run_name(cfg, choices)
     uri, artifacts = tracking_store(cfg)
-    resume, run_dir = world.from_rank_zero("start", lambda: _start_point(cfg, uri, name))
+    resume, run_dir = world.from_rank_zero(
+        "start", lambda: _start_point(cfg, uri, name), start_record, from_start_record
+    )
     config = OmegaConf.to_container(cfg, resolve=True)
     changes = changed_settings(resume.config, config) if resume and resume.config else {}
     if resume is not None:
@@ -278,7 +299,7 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainRes
         validation = WholeVolumeValidation(
             validator, client, run_id, checkpoint_dir, criteria, task.criterion
         )
-        callbacks = [*configured, validation, *validation.checkpoints, last, stop]
+        callbacks = [*configured, validation, *validation.checkpoints, last, stop, stopper]
         if changes:
             callbacks.append(OptimizerSettings(changes))
         if cfg.snapshot_interval > 0 and world.is_zero:
@@ -316,13 +337,21 @@ def _train(cfg: DictConfig, arguments: dict[str, Any], world: World) -> TrainRes
             recorder.finish(checkpoint_dir, partial(RunModule.from_checkpoint, trust=True))
     except BaseException as err:
         signal_name = stops.stop_signal(err, stop.seen)
+        if signal_name == "SIGTERM":  # Lightning stops the same way for SIGUSR1/2
+            signal_name = stopper.received or signal_name
         if isinstance(err, KeyboardInterrupt):  # outside fit: Lightning did not see it
             stops.release_interrupted(err)
         if world.is_zero:
             client.set_terminated(run_id, "FAILED" if signal_name is None else "KILLED")
+        at = f" at iteration {trainer.global_step}" if trainer is not None else ""
+        fault = None if signal_name else stops.failure_line(err) or world.lost_rank()
+        if fault is not None:
+            raise stops.RunFailed(
+                f"run {name} ({run_id}) failed{at}: {fault}: MLflow status FAILED; after "
+                f"fixing it, continue the run with resume=true (or resume={run_id})"
+            ) from err
         if signal_name is None:
             raise
-        at = f" at iteration {trainer.global_step}" if trainer is not None else ""
         saved = f"; last checkpoint {last.last_model_path}" if last.last_model_path else ""
         raise stops.RunInterrupted(
             signal_name,

@@ -76,7 +76,10 @@ class StopReason(pl.Callback):
 
 
 def stop_signal(raised: BaseException, seen: BaseException | None = None) -> str | None:
-    """`"SIGINT"` or `"SIGTERM"` when a signal stopped the run; None for an error.
+    """The signal that stopped the run (`"SIGINT"`, `"SIGTERM"`, ...); None for an error.
+
+    A `KeyboardInterrupt` that names its signal (`signal_name`, as
+    :class:`~dacapo_hydra.training.signals.SignalStop` does) is that signal; another is SIGINT.
 
     Args:
         raised: what `train` caught (for Ctrl-C inside `fit`, Lightning's `SystemExit`).
@@ -94,7 +97,7 @@ def stop_signal(raised: BaseException, seen: BaseException | None = None) -> str
         if isinstance(exception, SIGTERMException):
             return "SIGTERM"
         if isinstance(exception, KeyboardInterrupt):
-            return "SIGINT"
+            return str(getattr(exception, "signal_name", "SIGINT"))
     return None
 
 
@@ -102,7 +105,7 @@ class RunInterrupted(KeyboardInterrupt):
     """A run stopped by SIGINT or SIGTERM and marked KILLED; `resume=true` continues it.
 
     Args:
-        signal_name: `"SIGINT"` or `"SIGTERM"`.
+        signal_name: `"SIGINT"`, `"SIGTERM"`, `"SIGUSR1"` or `"SIGUSR2"`.
         message: one line: the run, the iteration, how to continue.
 
     """
@@ -113,5 +116,34 @@ class RunInterrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
-        """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
+        """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM, 138 for SIGUSR1."""
         return 128 + int(signal.Signals[self.signal_name])
+
+
+class RunFailed(RuntimeError):
+    """A run that failed for a reason one line names (a full disk, a lost rank); it is FAILED.
+
+    `dacapo-train` prints the line and exits with :attr:`exit_code` (1), without a traceback.
+
+    Args:
+        message: one line: the run, what failed, how to continue.
+
+    """
+
+    exit_code = 1
+
+
+def failure_line(err: BaseException) -> str | None:
+    """The one line of a known fault in `err` or what it was raised from; None for another error.
+
+    A known fault is an exception that carries its own line (`one_line`, e.g.
+    :class:`~dacapo_hydra.training.checkpoints.DiskFull`).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "one_line", None):
+            return str(current.one_line)
+        current = current.__cause__ or current.__context__
+    return None
