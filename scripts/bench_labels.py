@@ -15,7 +15,7 @@ For each (kind, size, workers) a fresh process runs `plan_labels(...).run()` (wo
 1: in that process; N: a Dask LocalCluster of N single-threaded workers) and reports
 wall time, voxels per second, CPU seconds per million voxels (driver and workers, so
 that a busy machine does not hide the cost), each pass's figures, the driver's peak RSS (its
-`ru_maxrss`, the scheduler included) and the workers' peaks, fragments, objects and
+`VmHWM`, the scheduler included; `ru_maxrss` would count the parent's at the spawn) and the workers' peaks, fragments, objects and
 the truth's count. At the smallest size it also labels with a second block shape
 and compares the two labellings (scikit-image's adapted Rand error and VOI).
 
@@ -182,10 +182,7 @@ def label_once(args: argparse.Namespace) -> dict:
     if client is not None:
         usage = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF)[:4])
         workers_cpu = [u[0] + u[1] - cpu_at_start.get(w, 0.0) for w, u in usage.items()]
-        workers_rss = [
-            v / 1024
-            for v in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()
-        ]
+        workers_rss = list(client.run(peak_rss_mb).values())
         client.close()
         cluster.close()
     mine = resource.getrusage(resource.RUSAGE_SELF)
@@ -196,7 +193,7 @@ def label_once(args: argparse.Namespace) -> dict:
         "wall_s": wall,
         "voxels_per_s": voxels / wall,
         "cpu_s_per_megavoxel": cpu / voxels * 1e6,
-        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "driver_peak_rss_mb": peak_rss_mb(),
         "worker_peak_rss_mb": max(workers_rss) if workers_rss else None,
         "fragments": count_rows(graph, "nodes"),
         "edges": count_rows(graph, "edges"),
@@ -206,6 +203,14 @@ def label_once(args: argparse.Namespace) -> dict:
         },
         "graph_bytes": sum(p.stat().st_size for p in graph.rglob("*.parquet")),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike `ru_maxrss`, not inherited from the parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(

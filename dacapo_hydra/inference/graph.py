@@ -20,7 +20,8 @@ Parquet rather than a database: the tables are written once, in parallel, and re
 whole by column scans (a group-by, a join, connected components), which is what a
 columnar file format does best; any number of writers on a cluster's file system
 need no server; the files compress 3-10x; and Dask, pandas and DuckDB read them
-directly. A table is written in parts of up to :data:`BLOCKS_PER_PART` blocks,
+directly. A table is written in parts of up to :data:`BLOCKS_PER_PART` blocks (or
+:data:`PART_BYTES` of rows),
 each file atomically (temporary name, rename), then a small manifest naming its
 blocks: the manifests are the pass's ledger, so a kill loses at most the part being
 gathered, and a rerun redoes exactly those blocks. The hand-written part here is
@@ -46,8 +47,10 @@ from dacapo_hydra.tasks.instances.region_graph import edge_stats
 
 __all__ = ["GraphWriter", "count_rows", "dataset", "edge_stats", "read", "scan", "table"]
 
-# Blocks whose rows are gathered into one Parquet file per table.
+# Blocks whose rows are gathered into one Parquet file per table, and the most bytes of
+# rows the driver gathers before it writes them (whichever comes first).
 BLOCKS_PER_PART = 256
+PART_BYTES = 8 << 20
 MANIFESTS = "_parts"
 
 
@@ -89,6 +92,7 @@ class GraphWriter:
                     part.unlink()
         self._rows: dict[str, list[pa.Table]] = {}
         self._blocks: list[int] = []
+        self._bytes = 0
 
     def is_done(self, block: Block) -> bool:
         """Whether `block`'s rows are in a committed part."""
@@ -103,7 +107,8 @@ class GraphWriter:
         for name, rows in result.tables.items():
             self._rows.setdefault(name, []).append(rows)
         self._blocks.append(self.grid.linear(block))
-        if len(self._blocks) >= self.blocks_per_part:
+        self._bytes += sum(rows.nbytes for rows in result.tables.values())
+        if len(self._blocks) >= self.blocks_per_part or self._bytes >= PART_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -123,7 +128,7 @@ class GraphWriter:
         tmp.write_text(json.dumps({"blocks": sorted(self._blocks)}))
         os.replace(tmp, manifest)
         self.done[self._blocks] = True
-        self._rows, self._blocks = {}, []
+        self._rows, self._blocks, self._bytes = {}, [], 0
 
     def close(self) -> None:
         """Write what is gathered."""

@@ -26,7 +26,7 @@ def test_packaged_datasplits_open_their_synthetic_labels(option: str, tmp_path: 
     for dataset in (*split.train, *split.validate):
         assert dataset.gt is not None and dataset.gt.roi == dataset.raw.roi
         assert dataset.mask is not None  # every synthetic container has one
-    for spec in (cfg.datasplit.get("train") or []):
+    for spec in cfg.datasplit.get("train") or []:
         gt = spec.get("gt")
         if isinstance(gt, dict) or hasattr(gt, "dataset"):
             assert "/raw/labels/" in str(gt.dataset)

@@ -55,6 +55,8 @@ def dataset_path(split: str, name: str) -> str:
 
     """
     return f"{split}/raw" if name == "raw" else f"{split}/raw/labels/{name}"
+
+
 KINDS = ("em", "nuclei")
 DEFAULT_SHAPE = {
     "em": {2: [256, 256], 3: [96, 96, 96]},
