@@ -15,9 +15,10 @@ For each (kind, size, workers) a fresh process runs `plan_labels(...).run()` (wo
 1: in that process; N: a Dask LocalCluster of N single-threaded workers) and reports
 wall time, voxels per second, CPU seconds per million voxels (driver and workers, so
 that a busy machine does not hide the cost), each pass's figures, the driver's peak RSS (its
-`VmHWM`, the scheduler included; `ru_maxrss` would count the parent's at the spawn) and the workers' peaks, fragments, objects and
-the truth's count. At the smallest size it also labels with a second block shape
-and compares the two labellings (scikit-image's adapted Rand error and VOI).
+`VmHWM`, the scheduler included; `ru_maxrss` would count the parent's at the spawn)
+and the workers' peaks, fragments, objects and the truth's count. At the smallest size
+it also labels with a second block shape and compares the two labellings
+(scikit-image's adapted Rand error and VOI).
 
 Prints one JSON document (`runs`, `block_shapes`, `projection`).
 
