@@ -68,6 +68,7 @@ def test_a_run_named_api_exports_with_a_valid_name(api_run: Path, tmp_path: Path
     assert leftovers(tmp_path / "model") == leftovers(tmp_path / "named") == []
 
 
+@pytest.mark.slow  # bioimageio.spec validates twice: seconds
 def test_a_failed_package_writes_nothing(
     api_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

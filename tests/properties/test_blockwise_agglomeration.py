@@ -55,7 +55,7 @@ def cut(fragments: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
     return pieces
 
 
-@settings(max_examples=12, deadline=None, database=None)
+@settings(max_examples=5, deadline=None, database=None)
 @given(
     st.integers(0, 2**32 - 1),
     st.tuples(*(st.integers(3, 9) for _ in range(3))),
