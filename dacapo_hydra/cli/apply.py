@@ -113,8 +113,9 @@ def apply_parser() -> argparse.ArgumentParser:
         "--context",
         nargs="+",
         type=int,
-        help="voxels post-processing reads beyond each block per side "
-        "(default: a quarter block for instances, 0 otherwise)",
+        help="voxels post-processing reads beyond each block per side (default: for "
+        "watershed routes a quarter block or four object radii; 0 for connected components, "
+        "agglomeration and semantic labels)",
     )
     made.add_argument(
         "--connected-components",
