@@ -183,7 +183,7 @@ def test_start_from_a_run_and_validate_command(
         torch.testing.assert_close(started.state_dict()[name], tensor)
     validate_main([first.run_id, "--tracking-uri", first.tracking_uri])
     out = capsys.readouterr().out
-    out = out[out.index("\ncheckpoint ") + 1 :]  # after the training's progress bar
+    out = out[out.index(f"\nrun {first.run_id}, best checkpoint") + 1 :]  # after the progress bar
     assert "synthetic_2d_validate" in out and f"best {first.criterion}:" in out
     split = DataSplit.from_config(cfg.datasplit)
     assert len(out.splitlines()) == 2 + len(split.validate) * len(started.task.parameter_grid()) + 1
