@@ -70,42 +70,56 @@ def blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.array(centres), np.array(radii)
 
 
-def write_em(path: Path, n: int) -> int:
-    """The EM prediction (3 affinity channels, uint8); returns the cells (truth)."""
+def _em_slab(path: str, n: int, z: int) -> None:
+    """Write one z-slab of chunks of the EM prediction (chunks are independent)."""
+    import zarr
     from scipy.spatial import cKDTree
+
+    from dacapo_hydra.inference.encoding import encode_uint8
+
+    tree = cKDTree(seeds(n))
+    out = zarr.open_array(f"{path}/prediction/s0", mode="r+")
+    for y in range(0, n, CHUNK):
+        for x in range(0, n, CHUNK):
+            lo = np.array([z, y, x])
+            grid = np.indices((CHUNK + 2,) * 3).reshape(3, -1).T + lo - 2 + 0.5
+            cell = tree.query(grid, workers=1)[1].reshape((CHUNK + 2,) * 3) + 1
+            # Thin membranes: a voxel whose lower neighbour is in another cell.
+            inner = cell[1:, 1:, 1:].copy()
+            for axis in range(3):
+                lower = tuple(slice(0, -1) if a == axis else slice(1, None) for a in range(3))
+                inner[cell[1:, 1:, 1:] != cell[lower]] = 0
+            rng = np.random.default_rng([n, z, y, x])
+            affs = np.empty((3, CHUNK, CHUNK, CHUNK), np.float32)
+            for axis in range(3):
+                here = tuple(slice(1, None) for _ in range(3))
+                there = tuple(slice(0, -1) if a == axis else slice(1, None) for a in range(3))
+                same = (inner[here] == inner[there]) & (inner[here] != 0)
+                affs[axis] = np.where(same, 0.9, 0.1)
+            affs += rng.normal(0, 0.1, affs.shape).astype(np.float32)
+            window = (slice(None), *(slice(o, o + CHUNK) for o in lo))
+            out[window] = encode_uint8(np.clip(affs, 0, 1), (0.0, 1.0))
+
+
+def write_em(path: Path, n: int, processes: int = 2) -> int:
+    """The EM prediction (3 affinity channels, uint8); returns the cells (truth).
+
+    Each z-slab of chunks is written by one of `processes` processes (the same
+    bytes whatever their number: every chunk has its own random stream).
+    """
+    from concurrent.futures import ProcessPoolExecutor
 
     from dacapo_hydra.data.output import open_output
     from dacapo_hydra.data.roi import Roi
-    from dacapo_hydra.inference.encoding import encode_uint8
 
-    points = seeds(n)
-    tree = cKDTree(points)
     roi = Roi((0.0,) * 3, tuple(n * v for v in VOXEL))
-    out = open_output(
+    open_output(
         path, "prediction", roi, VOXEL, 3, "uint8", (CHUNK,) * 3, {"value_range": [0.0, 1.0]}
     )
-    for z in range(0, n, CHUNK):
-        for y in range(0, n, CHUNK):
-            for x in range(0, n, CHUNK):
-                lo = np.array([z, y, x])
-                grid = np.indices((CHUNK + 2,) * 3).reshape(3, -1).T + lo - 2 + 0.5
-                cell = tree.query(grid, workers=1)[1].reshape((CHUNK + 2,) * 3) + 1
-                # Thin membranes: a voxel whose lower neighbour is in another cell.
-                inner = cell[1:, 1:, 1:].copy()
-                for axis in range(3):
-                    lower = tuple(slice(0, -1) if a == axis else slice(1, None) for a in range(3))
-                    inner[cell[1:, 1:, 1:] != cell[lower]] = 0
-                rng = np.random.default_rng([n, z, y, x])
-                affs = np.empty((3, CHUNK, CHUNK, CHUNK), np.float32)
-                for axis in range(3):
-                    here = tuple(slice(1, None) for _ in range(3))
-                    there = tuple(slice(0, -1) if a == axis else slice(1, None) for a in range(3))
-                    same = (inner[here] == inner[there]) & (inner[here] != 0)
-                    affs[axis] = np.where(same, 0.9, 0.1)
-                affs += rng.normal(0, 0.1, affs.shape).astype(np.float32)
-                window = (slice(None), *(slice(o, o + CHUNK) for o in lo))
-                out[window] = encode_uint8(np.clip(affs, 0, 1), (0.0, 1.0))
-    return len(points)
+    slabs = range(0, n, CHUNK)
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(_em_slab, [str(path)] * len(slabs), [n] * len(slabs), slabs))
+    return len(seeds(n))
 
 
 def write_blobs(path: Path, n: int) -> int:

@@ -129,6 +129,9 @@ class GraphWriter:
         os.replace(tmp, manifest)
         self.done[self._blocks] = True
         self._rows, self._blocks, self._bytes = {}, [], 0
+        # Arrow's allocator keeps freed pages for reuse; hand them back, so the driver's
+        # footprint is one part's rows whatever passed through before.
+        pa.default_memory_pool().release_unused()
 
     def close(self) -> None:
         """Write what is gathered."""

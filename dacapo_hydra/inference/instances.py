@@ -105,7 +105,12 @@ class InstancePasses:
     def _solve(self, graph: Path, solution: Path, client: Any) -> dict[str, Any]:
         """The global solve, in one process where its edges fit, else on Dask dataframes."""
         plan = self.plan
-        edges = count_merging(plan, graph)
+        # Counting scans the edges' columns: on a worker, so the driver reads no graph.
+        edges = (
+            count_merging(plan, graph)
+            if client is None
+            else client.submit(count_merging, plan, graph, pure=False).result()
+        )
         if edges > self.max_memory_edges:
             log.info(
                 "global solve: %d merging edges > %d (max_memory_edges): label propagation "

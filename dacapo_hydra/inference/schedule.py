@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPo
 from contextlib import contextmanager
 from typing import Any
 
+import psutil
 from tqdm.auto import tqdm
 
 from dacapo_hydra.devices import device_cluster
@@ -272,4 +273,5 @@ def run_blocks(
         "voxels": voxels,
         "seconds": seconds,
         "voxels_per_s": voxels / max(seconds, 1e-9),
+        "driver_rss_mb": psutil.Process().memory_info().rss / 2**20,
     }
