@@ -46,7 +46,11 @@ def mode(values: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
         axis = tuple(range(values.ndim))
     moved = np.moveaxis(values, axis, tuple(range(-len(axis), 0)))
     flat = np.sort(moved.reshape(*moved.shape[: moved.ndim - len(axis)], -1), axis=-1)
-    counts = (flat[..., :, None] == flat[..., None, :]).sum(axis=-1)
+    # How often each entry occurs in its box, one comparison per entry: memory holds a
+    # few arrays of the block's size, not the block times the box squared.
+    counts = np.zeros(flat.shape, np.uint8)
+    for j in range(flat.shape[-1]):
+        counts += flat == flat[..., j : j + 1]
     # Sorted, so the first of the most frequent is the smallest of them.
     pick = np.argmax(counts, axis=-1)
     return np.take_along_axis(flat, pick[..., None], axis=-1)[..., 0]
