@@ -82,7 +82,7 @@ def test_the_model_is_registered(run: TrainResult) -> None:
     assert version.description.startswith("datasplit synthetic_2d*, task affinities")
     assert f"; voxel size 4×4 nm; run {run.run_name} ({run.run_id})" in version.description
     assert version.tags["criterion"] == run.criterion
-    assert version.aliases == ["best"]
+    assert client.get_model_version_by_alias("tiny_cells", "best").version == version.version
     model = client.get_registered_model("tiny_cells")
     assert model.description.startswith("dacapo-hydra network; best: version 1, datasplit")
 
