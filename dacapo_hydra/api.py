@@ -277,6 +277,7 @@ def post_process(
     trust_checkpoint: bool = False,
     overwrite: bool = False,
     execution: Execution | None = None,
+    levels: int | None = None,
 ) -> LabelsResult:
     """Post-process a prediction blockwise with the model's task into an OME-Zarr label image.
 
@@ -300,6 +301,8 @@ def post_process(
         trust_checkpoint: as :func:`load_model`.
         overwrite: start afresh instead of resuming.
         execution: where the blocks run (default: in this process).
+        levels: scale levels of the label image, `s0` included (each further one the
+            most frequent value of 2 voxels per axis; default: the prediction's).
 
     Example:
         >>> from dacapo_hydra import post_process
@@ -332,6 +335,7 @@ def post_process(
         connected_components=connected_components,
         overwrite=overwrite,
         execution=execution,
+        levels=levels,
     )
 
 

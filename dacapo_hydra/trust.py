@@ -15,7 +15,9 @@ and refuses every `_target_` that is not:
   (`torch.optim.lr_scheduler.*`);
 - a MONAI network (`monai.networks.nets.*`, an `nn.Module`);
 - a Lightning callback, profiler or strategy (`pytorch_lightning.callbacks.*`,
-  `.profilers.*`, `.strategies.*`; stored with the run, never built by a load).
+  `.profilers.*`, `.strategies.*`; stored with the run, never built by a load),
+  or the progress bars of `dacapo_hydra.training.progress` (Lightning's, counting
+  iterations).
 
 A target passes only if its dotted name starts with one of those packages (nothing
 else is imported), it names a class defined in that package, and the class derives
@@ -64,13 +66,17 @@ RULES: tuple[Rule, ...] = (
     Rule("torch.optim.lr_scheduler", "torch.optim.lr_scheduler.LRScheduler"),
     Rule("monai.networks.nets", "torch.nn.Module"),
     Rule("pytorch_lightning.callbacks", "pytorch_lightning.callbacks.callback.Callback"),
+    Rule(
+        "dacapo_hydra.training.progress",
+        "pytorch_lightning.callbacks.progress.progress_bar.ProgressBar",
+    ),
     Rule("pytorch_lightning.profilers", "pytorch_lightning.profilers.profiler.Profiler"),
     Rule("pytorch_lightning.strategies", "pytorch_lightning.strategies.strategy.Strategy"),
 )
 
 ALLOWED = (
     "dacapo_hydra architectures and tasks, torch.optim (and lr_scheduler), "
-    "monai.networks.nets, Lightning callbacks/profilers/strategies"
+    "monai.networks.nets, Lightning callbacks/profilers/strategies and progress bars"
 )
 
 

@@ -30,7 +30,7 @@ def test_train_records_a_finished_mlflow_run(compose_tiny: Callable[..., DictCon
     for group, option in cfg.choices.items():
         assert run.data.tags[group] == option
     assert run.data.params["iterations"] == "4"
-    assert run.data.params["trainer/batch_size"] == "1"
+    assert run.data.params["trainer.batch_size"] == "1"
     history = client.get_metric_history(result.run_id, "train/loss")
     assert len(history) >= 2
     assert all(math.isfinite(m.value) for m in history)

@@ -279,7 +279,7 @@ def test_resume_records_changed_settings_and_refuses_another_task(
     assert result.run_id == run_id and result.iterations == 2
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["trainer/optimizer/lr"] == "0.003"
+    assert run.data.params["trainer.optimizer.lr"] == "0.003"
     recorded = {k: v for k, v in run.data.tags.items() if k.startswith("resume.")}
     assert recorded == {
         "resume.1.from": f"{last} (iteration 1)",

@@ -1,10 +1,14 @@
-"""Snapshot images: large captioned panels; target and prediction share one scale."""
+"""Snapshot images: captioned panels, target and prediction on one scale, readable names."""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+from types import SimpleNamespace
 
-from dacapo_hydra.training.snapshots import CAPTION, MIN_PANEL, PAD, snapshot_image
+import numpy as np
+import torch
+
+from dacapo_hydra.training.snapshots import CAPTION, MIN_PANEL, PAD, Snapshots, snapshot_image
 
 
 def _panel(image: np.ndarray, row: int, column: int, size: int) -> np.ndarray:
@@ -42,3 +46,37 @@ def test_target_and_prediction_share_one_scale() -> None:
     assert shown_prediction.min() == shown_target.min() == 0
     # Weights of one are shown white on the scale [0, 1].
     assert (_panel(image, 1, 2, size) == 255).all()
+
+
+class _Client:
+    """Records what `log_artifact` was given (and the file, before it is removed)."""
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[str, str, bytes]] = []
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str) -> None:
+        self.logged.append((Path(path).name, artifact_path, Path(path).read_bytes()[:8]))
+
+
+class _Module(torch.nn.Module):
+    def predict(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw[:, :, 2:-2, 2:-2]
+
+
+def test_snapshots_are_logged_under_readable_names() -> None:
+    client = _Client()
+    callback = Snapshots(client, "run", interval=5, dims=2)
+    batch = {
+        "raw": torch.zeros(1, 1, 12, 12),
+        "gt": torch.ones(1, 8, 8, dtype=torch.int64),
+        "target": torch.zeros(1, 1, 8, 8),
+        "weight": torch.ones(1, 1, 8, 8),
+    }
+    for step in (5, 5, 7, 10):  # accumulation: two batches end at iteration 5
+        trainer = SimpleNamespace(global_step=step, is_global_zero=True)
+        callback.on_train_batch_end(trainer, _Module(), None, batch, 0)  # type: ignore[arg-type]
+    png = b"\x89PNG\r\n\x1a\n"
+    assert client.logged == [
+        ("iteration_000005.png", "snapshots", png),
+        ("iteration_000010.png", "snapshots", png),
+    ]

@@ -78,6 +78,13 @@ def test_the_model_is_registered(run: TrainResult) -> None:
     client = MlflowClient(run.tracking_uri)
     (version,) = client.search_model_versions("name = 'tiny_cells'")
     assert version.run_id == run.run_id and version.status == "READY"
+    # Described and aliased: the first version is the best.
+    assert version.description.startswith("datasplit synthetic_2d*, task affinities")
+    assert f"; voxel size 4×4 nm; run {run.run_name} ({run.run_id})" in version.description
+    assert version.tags["criterion"] == run.criterion
+    assert client.get_model_version_by_alias("tiny_cells", "best").version == version.version
+    model = client.get_registered_model("tiny_cells")
+    assert model.description.startswith("dacapo-hydra network; best: version 1, datasplit")
 
 
 def test_datasplit_inputs_and_system_metrics(run: TrainResult) -> None:

@@ -203,6 +203,7 @@ def test_every_python_load_path_refuses_a_crafted_checkpoint(
     out = tmp_path / "out.zarr"
     loads: dict[str, Callable[[], object]] = {
         "from_checkpoint": lambda: RunModule.from_checkpoint(checkpoint),
+        "load_from_checkpoint": lambda: RunModule.load_from_checkpoint(checkpoint),
         "load_model": lambda: load_model(checkpoint),
         "predict": lambda: predict(checkpoint, volume, "validate/raw", out, "p"),
         "plan_apply": lambda: plan_apply(
@@ -219,7 +220,7 @@ def test_every_python_load_path_refuses_a_crafted_checkpoint(
         assert not marker.exists(), f"{name} ran the checkpoint's code"
     assert not out.exists() and not (tmp_path / "exported").exists()
     # Trusted, it is built (its code runs, as documented) with the trained weights.
-    module = RunModule.from_checkpoint(checkpoint, trust=True)
+    module = RunModule.load_from_checkpoint(checkpoint, trust=True)  # Lightning's name
     assert marker.exists() and isinstance(module.architecture, MarkedUNet)
     reference = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     for name, tensor in module.state_dict().items():
@@ -287,3 +288,13 @@ def test_the_readme_says_configs_run_code_and_checkpoints_are_data(
         with pytest.raises(SystemExit):
             main(["--help"])
         assert TRUST_FLAG in capsys.readouterr().out
+
+
+def test_lightning_load_from_checkpoint_is_from_checkpoint(trained_3d: str) -> None:
+    loaded = RunModule.load_from_checkpoint(trained_3d)
+    reference = RunModule.from_checkpoint(trained_3d)
+    assert not loaded.training
+    for name, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(tensor, reference.state_dict()[name])
+    with pytest.raises(ValueError, match=r"^RunModule.load_from_checkpoint: strict=False, lr= "):
+        RunModule.load_from_checkpoint(trained_3d, strict=False, lr=1.0)

@@ -28,6 +28,7 @@ EXAMPLES = """\
   dacapo-apply --checkpoint model.ckpt --params threshold=0.5 --connected-components \\
       --input data/volume.zarr raw/s0 --output segmentation.zarr --labels-dataset cells
   dacapo-apply --run-id <run id> --input data/volume.zarr raw --output seg.zarr --dry-run
+  dacapo-apply --run-id <run id> --input data/volume.zarr raw --output seg.zarr --levels 4
 """
 
 

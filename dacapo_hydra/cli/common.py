@@ -288,6 +288,13 @@ def prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...
         help="'same'-padding networks: windows per forward pass (MONAI's sw_batch_size)",
     )
     parser.add_argument(
+        "--levels",
+        type=int,
+        default=1,
+        help="scale levels of the outputs, s0 included: each further level halves every "
+        "axis (predictions averaged, labels by their most frequent id); default 1",
+    )
+    parser.add_argument(
         "--input-voxel-size", nargs="+", type=float, help="where the input has no metadata"
     )
     parser.add_argument(
@@ -311,6 +318,7 @@ def prediction_options(args: argparse.Namespace, **extra: Any) -> PredictOptions
         raw_offset=args.input_offset,
         trust_checkpoint=args.trust_checkpoint,
         overwrite=args.overwrite,
+        levels=args.levels,
         **extra,
     )
 

@@ -44,9 +44,10 @@ def describe_prediction(job: PredictJob, workers: int) -> list[str]:
     blocks = len(job.grid)
     passes = blocks * passes_per_block(job)
     seconds = forward_seconds(job) * passes / max(1, workers)
+    levels = f", then levels s1..s{job.levels - 1} (2x each)" if job.levels > 1 else ""
     return [
         f"output {job.out_container}/{job.out_dataset}/s0: shape {shape}, "
-        f"{job.predictor.dtype}, voxel size {plan.voxel_size} nm, roi {job.roi}",
+        f"{job.predictor.dtype}, voxel size {plan.voxel_size} nm, roi {job.roi}{levels}",
         f"blocks: {blocks} of {tuple(plan.write_shape)} voxels, read with context as "
         f"{tuple(plan.input_shape)}-voxel windows ({passes} forward passes)",
         f"estimated time: about {seconds:.0f} s on {max(1, workers)} worker(s) "

@@ -26,6 +26,7 @@ EXAMPLES = """\
   dacapo-predict --run-id <run id> --input data/volume.zarr raw/s0 --output predictions.zarr \\
       --devices 0,1,2,3          # four Dask workers, one GPU each
   dacapo-predict --run-id <run id> --input data/volume.zarr raw --output p.zarr --dry-run
+  dacapo-predict --run-id <run id> --input data/volume.zarr raw --output p.zarr --levels 4
 """
 
 

@@ -253,6 +253,42 @@ def multiscale_attrs(
     return {"multiscales": [entry]}
 
 
+# Channel colours for viewers: the first three as red, green, blue (e.g. the three
+# nearest-neighbour affinities), then the secondary colours and grey.
+CHANNEL_COLORS = ("FF0000", "00FF00", "0000FF", "FFFF00", "FF00FF", "00FFFF", "FFFFFF")
+
+
+def omero_attrs(names: Sequence[str], window: Sequence[float]) -> dict[str, Any]:
+    """The `omero` metadata naming an image's channels, which viewers show as layer names.
+
+    OME-Zarr 0.5 keeps the transitional `omero` block for channel names (`label`),
+    colours and contrast windows. One channel is grey; several cycle through
+    :data:`CHANNEL_COLORS`, and the first three are shown (`active`), the rest hidden.
+
+    Args:
+        names: one label per channel.
+        window: (lo, hi), the values' range: both the window's min/max and its start/end.
+
+    Example:
+        >>> omero_attrs(["distance cells"], (-1, 1))["channels"][0]
+        {'label': 'distance cells', 'color': 'FFFFFF', 'active': True, 'window': {'min': -1.0, 'max': 1.0, 'start': -1.0, 'end': 1.0}}
+
+    """  # noqa: E501
+    lo, hi = (float(v) for v in window)
+    colors = ("FFFFFF",) if len(names) == 1 else CHANNEL_COLORS
+    return {
+        "channels": [
+            {
+                "label": str(name),
+                "color": colors[i % len(colors)],
+                "active": i < 3,
+                "window": {"min": lo, "max": hi, "start": lo, "end": hi},
+            }
+            for i, name in enumerate(names)
+        ]
+    }
+
+
 def image_label_attrs(source: str | None = None) -> dict[str, Any]:
     """The `image-label` metadata of a label image; `source`: relative path to its image."""
     label: dict[str, Any] = {"version": VERSION}

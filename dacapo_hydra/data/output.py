@@ -87,6 +87,7 @@ def create_image(
     method: str | None = None,
     attrs: Mapping[str, Any] | None = None,
     dense: bool = False,
+    omero: Mapping[str, Any] | None = None,
 ) -> list[zarr.Array]:
     """Create an OME-Zarr 0.5 image (or label image) and make it discoverable.
 
@@ -113,6 +114,8 @@ def create_image(
             fill value (zarr skips those by default), so that a chunk missing
             later is lost data: for raw, whose chunks the data checks require
             (:mod:`dacapo_hydra.data.checks`).
+        omero: the image's `omero` metadata: channel names, colours, windows
+            (:func:`~dacapo_hydra.data.ome.omero_attrs`).
 
     Returns:
         The arrays, one per level.
@@ -147,6 +150,8 @@ def create_image(
         if label_source is None and parent is not None:
             label_source = "../" * (parent[1].count("/") + 2)
         meta["ome"]["image-label"] = image_label_attrs(label_source)
+    if omero is not None:
+        meta["ome"]["omero"] = dict(omero)
     group.attrs.update({**(attrs or {}), **meta})
     if parent is not None:
         _list_label(root, *parent)
@@ -281,6 +286,7 @@ def open_output(
     chunks: Sequence[int],
     attrs: dict[str, Any] | None = None,
     label: bool = False,
+    omero: Mapping[str, Any] | None = None,
 ) -> zarr.Array:
     """Create the output array (an OME-Zarr 0.5 multiscale group with `s0`), or reopen it.
 
@@ -300,6 +306,7 @@ def open_output(
         chunks: spatial chunk shape.
         attrs: extra group attributes (under `dacapo`).
         label: a label image (segmentation): integer values, `image-label` metadata.
+        omero: channel names and windows (:func:`~dacapo_hydra.data.ome.omero_attrs`).
 
     """
     spatial = roi.voxel_shape(voxel_size)
@@ -321,6 +328,7 @@ def open_output(
         channels=channels is not None,
         label=label,
         attrs={"dacapo": attrs} if attrs else None,
+        omero=omero,
     )
     return array
 

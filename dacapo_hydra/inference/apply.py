@@ -172,6 +172,7 @@ def plan_apply(
         context=options.context,
         connected_components=options.connected_components,
         overwrite=options.prediction.overwrite,
+        levels=options.prediction.levels,
     )
     return ApplyJob(model, prediction, labels)
 

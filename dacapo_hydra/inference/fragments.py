@@ -22,6 +22,7 @@ from scipy.ndimage import find_objects
 from scipy.ndimage import label as connected_components
 
 from dacapo_hydra.data.array import ZarrArray
+from dacapo_hydra.data.ome import parse_multiscale
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.inference.blocks import Block, BlockGrid, BlockResult, BlockWorker
 from dacapo_hydra.inference.encoding import decode_uint8
@@ -51,6 +52,7 @@ class Source:
         channels: channels of its leading channel axis.
         chunks: spatial chunk shape.
         value_range: for uint8 predictions, the range 0..255 stands for.
+        levels: the prediction image's scale levels (its label images get as many).
 
     """
 
@@ -61,6 +63,7 @@ class Source:
     channels: int
     chunks: tuple[int, ...]
     value_range: tuple[float, float] | None = None
+    levels: int = 1
 
     @classmethod
     def open(cls, container: str | Path, dataset: str) -> Source:
@@ -75,6 +78,11 @@ class Source:
         value_range = None
         if array.dtype == np.uint8:
             value_range = tuple(float(v) for v in extra.get("value_range", (0.0, 1.0)))
+        ms = (
+            parse_multiscale(node.attrs.asdict(), array.where)
+            if isinstance(node, zarr.Group)
+            else None
+        )
         return cls(
             str(container),
             dataset,
@@ -83,6 +91,7 @@ class Source:
             int(array.num_channels),
             tuple(int(c) for c in array.array.chunks[1:]),
             value_range,
+            len(ms.levels) if ms is not None else 1,
         )
 
     def array(self) -> ZarrArray:

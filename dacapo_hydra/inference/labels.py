@@ -61,6 +61,7 @@ from dacapo_hydra.data.output import (
     open_output,
     remove_output,
 )
+from dacapo_hydra.data.pyramid import write_levels
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.inference.blocks import BlockGrid
 from dacapo_hydra.inference.fragments import (
@@ -103,9 +104,11 @@ class LabelsJob:
     """A checked post-processing run; nothing has been written yet.
 
     Made by :func:`plan_labels`; :meth:`run` creates the output and labels it.
-    `overwrite` removes an existing output first. The global solve of instances runs
-    in one process (a Dask worker's, on a cluster) up to `max_memory_edges` merging
-    edges, and on Dask dataframes beyond; :attr:`figures` holds each pass's figures.
+    `overwrite` removes an existing output first; `levels` scale levels are
+    written once `s0` is whole (:mod:`dacapo_hydra.data.pyramid`). The global solve
+    of instances runs in one process (a Dask worker's, on a cluster) up to
+    `max_memory_edges` merging edges, and on Dask dataframes beyond;
+    :attr:`figures` holds each pass's figures.
     """
 
     plan: LabelsPlan
@@ -115,6 +118,7 @@ class LabelsJob:
     max_memory_edges: int = MAX_MEMORY_EDGES
     blocks_per_part: int = BLOCKS_PER_PART
     figures: dict[str, Any] = field(default_factory=dict)
+    levels: int = 1
 
     @property
     def scratch(self) -> Path:
@@ -151,18 +155,21 @@ class LabelsJob:
         out_path = (self.out_container, f"{self.out_dataset}/s0")
         done = self.scratch / "complete"
         if done.exists():
+            write_levels(self.out_container, self.out_dataset, self.levels)
             return float(json.loads(done.read_text())["objects"] if plan.instances else "nan")
         with open_client(execution, client) as client:
             if not plan.instances:
                 labeller = BlockLabeller(plan, out_path, None)
                 ledger = BlockLog(self.scratch / "write.log", plan.grid)
                 self._pass(labeller, ledger, execution, client, "labels")
+                write_levels(self.out_container, self.out_dataset, self.levels)
                 return float("nan")
             passes = InstancePasses(
                 plan, self.scratch, self._pass, self.max_memory_edges, self.blocks_per_part
             )
             summary = passes.run(out_path, execution, client)
             self.figures["solve"] = summary["solve"]
+        write_levels(self.out_container, self.out_dataset, self.levels)
         write_json(done, summary)
         shutil.rmtree(self.scratch / "fragments.zarr", ignore_errors=True)
         shutil.rmtree(self.scratch / "views.zarr", ignore_errors=True)
@@ -189,6 +196,7 @@ def plan_labels(
     connected_components: bool = False,
     merge_fraction: float | None = None,
     overwrite: bool = False,
+    levels: int | None = None,
 ) -> LabelsJob:
     """Check a post-processing run and plan its blocks; writes nothing.
 
@@ -211,6 +219,9 @@ def plan_labels(
             connected components, 0.5 for watersheds).
         overwrite: replace an existing output instead of resuming it (an output
             resumes only if made with the same parameters).
+        levels: scale levels of the label image, `s0` included (each further one the
+            most frequent value of 2 voxels per axis). Default: as many as the
+            prediction has, which OME-Zarr asks of a label image and its image.
 
     Raises:
         ValueError: naming a block shape, a parameter set or an output that does not fit.
@@ -304,7 +315,11 @@ def plan_labels(
         merge_fraction,
         route,
     )
-    return LabelsJob(plan, str(out_container), out_dataset, overwrite)
+    if levels is None:
+        levels = source.levels
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels {levels!r}: expected a whole number >= 1 (1: s0 alone)")
+    return LabelsJob(plan, str(out_container), out_dataset, overwrite, levels=levels)
 
 
 def post_process_blockwise(
@@ -320,11 +335,12 @@ def post_process_blockwise(
     connected_components: bool = False,
     overwrite: bool = False,
     execution: Execution | None = None,
+    levels: int | None = None,
 ) -> LabelsResult:
     """Post-process a prediction blockwise into an OME-Zarr label image.
 
-    Arguments as :func:`plan_labels`; `execution`: where the blocks run (default:
-    in this process).
+    Arguments as :func:`plan_labels` (`levels`: scale levels of the label image);
+    `execution`: where the blocks run (default: in this process).
 
     Example:
         >>> from dacapo_hydra.tasks.distance import DistanceTask
@@ -347,6 +363,7 @@ def post_process_blockwise(
         context=context,
         connected_components=connected_components,
         overwrite=overwrite,
+        levels=levels,
     )
     objects = job.run(execution)
     plan = job.plan

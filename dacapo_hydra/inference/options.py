@@ -47,6 +47,12 @@ def _numbers(
     return out
 
 
+def _check_levels(levels: Any) -> None:
+    """Scale levels are a whole number, at least 1 (`s0` alone)."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels {levels!r}: expected a whole number >= 1 (1: s0 alone)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Execution:
     """Where the blocks run: in this process, on a Dask LocalCluster, or on a scheduler.
@@ -119,6 +125,9 @@ class PredictOptions:
         trust_checkpoint: build whatever the checkpoint's stored config names (it
             runs code; see :mod:`dacapo_hydra.trust`).
         overwrite: replace an existing output (and its ledger) instead of resuming it.
+        levels: scale levels of the output image, `s0` included: each further level
+            is the one before averaged over 2 voxels per axis, written after `s0`
+            (:mod:`dacapo_hydra.data.pyramid`).
 
     Example:
         >>> PredictOptions(dtype="uint8", value_range=(-1, 1), input_shape=[44, 44, 44])
@@ -143,8 +152,10 @@ class PredictOptions:
     raw_offset: tuple[float, ...] | None = None
     trust_checkpoint: bool = False
     overwrite: bool = False
+    levels: int = 1
 
     def __post_init__(self) -> None:
+        _check_levels(self.levels)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         value_range = _numbers(self.value_range, "value_range", float) or ()
@@ -190,7 +201,9 @@ class ApplyOptions:
         context: voxels post-processing reads beyond each block per side.
         connected_components: label connected components of a binary output.
         prediction: the prediction's options (dtype float32 or float16); its
-            `overwrite` replaces both outputs instead of resuming them.
+            `overwrite` replaces both outputs instead of resuming them, and its
+            `levels` are the label image's too (OME-Zarr pairs a label image with its
+            image level by level).
 
     Example:
         >>> options = ApplyOptions(checkpoint="model.ckpt", params={"threshold": 0.5})

@@ -26,6 +26,7 @@ import zarr
 
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.normalize import Normalizer
+from dacapo_hydra.data.ome import omero_attrs
 from dacapo_hydra.data.output import (
     LEDGER_DIR,
     check_output,
@@ -33,6 +34,7 @@ from dacapo_hydra.data.output import (
     open_output,
     remove_output,
 )
+from dacapo_hydra.data.pyramid import write_levels
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.inference.blocks import BlockGrid
 from dacapo_hydra.inference.ledgers import BlockLog
@@ -78,6 +80,7 @@ class PredictJob:
     channels: int
     record: dict[str, Any]
     overwrite: bool = False
+    levels: int = 1
 
     @property
     def plan(self) -> BlockPlan:
@@ -88,6 +91,15 @@ class PredictJob:
     def roi(self) -> Roi:
         """The world ROI predicted."""
         return self.grid.roi
+
+    def channel_metadata(self) -> dict[str, Any]:
+        """The output's `omero` block: the task's channel names and its value window.
+
+        A uint8 output's window is its stored 0..255, else the task's output range.
+        """
+        task = self.module.task
+        window = (0.0, 255.0) if self.predictor.dtype == "uint8" else task.output_range
+        return omero_attrs(task.channel_names, window)
 
     def create_output(self) -> zarr.Array:
         """Create (or reopen, to resume) the output array; with `overwrite`, afresh."""
@@ -104,6 +116,7 @@ class PredictJob:
             p.dtype,
             self.plan.write_shape,
             {"value_range": list(p.value_range), "dtype": p.dtype, RECORD: self.record},
+            omero=self.channel_metadata(),
         )
 
     def run(self, execution: Execution | None = None, client: Any = None) -> PredictResult:
@@ -117,6 +130,9 @@ class PredictJob:
             Path(self.out_container) / LEDGER_DIR / self.out_dataset / "blocks.log", self.grid
         )
         figures = run_blocks(self.predictor, self.grid, ledger, execution, "predict", client=client)
+        # After s0 is whole: each level reads the one before, chunk by chunk (levels=1
+        # removes any an earlier run of other levels left).
+        write_levels(self.out_container, self.out_dataset, self.levels)
         return PredictResult(
             self.out_container,
             self.out_dataset,
@@ -247,6 +263,7 @@ def plan_prediction(
         channels,
         record,
         options.overwrite,
+        options.levels,
     )
 
 

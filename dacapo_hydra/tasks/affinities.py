@@ -17,7 +17,11 @@ from dacapo_hydra.tasks.instances.agglomeration import AffinityGraph, agglomerat
 from dacapo_hydra.tasks.instances.distance_watershed import h_grid, mask_watershed
 from dacapo_hydra.tasks.instances.mutex_watershed import mutex_watershed
 from dacapo_hydra.tasks.instances.size_filter import min_size_grid, remove_small
-from dacapo_hydra.tasks.lsds import local_shape_descriptors, num_lsd_channels
+from dacapo_hydra.tasks.lsds import (
+    local_shape_descriptors,
+    lsd_channel_names,
+    num_lsd_channels,
+)
 from dacapo_hydra.tasks.shifts import shifted_pairs
 
 
@@ -170,6 +174,12 @@ class AffinitiesTask(Task):
     def num_channels(self) -> int:
         """Affinities, then the LSD channels if learned."""
         return self.num_affinities + (num_lsd_channels(self.dims) if self.lsds else 0)
+
+    @property
+    def channel_names(self) -> list[str]:
+        """`affinity [dz, dy, dx]` per offset (voxels), then the LSD channels' names."""
+        affinities = [f"affinity {list(off)}" for off in self.neighborhood]
+        return affinities + (lsd_channel_names(self.dims) if self.lsds else [])
 
     def affinities(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Affinities (C, *spatial) and where they are known (C, *spatial)."""

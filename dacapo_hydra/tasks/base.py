@@ -55,6 +55,16 @@ class Task(ABC):
         """Output channels the network's head must produce."""
 
     @property
+    def channel_names(self) -> list[str]:
+        """One name per output channel, as viewers label them (OME-Zarr `omero` labels)."""
+        return [f"channel {i}" for i in range(self.num_channels)]
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """The range of the activated prediction, the viewers' default contrast window."""
+        return (0.0, 1.0)
+
+    @property
     def target_voxel_size(self) -> tuple[float, ...]:
         """Voxel size (nm) of targets and predictions: the ground truth's."""
         return self.voxel_size

@@ -30,6 +30,11 @@ class DummyTask(Task):
         """One channel."""
         return 1
 
+    @property
+    def channel_names(self) -> list[str]:
+        """The one foreground channel."""
+        return ["foreground"]
+
     def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Foreground (1, *spatial) float32 and the mask as weight."""
         return (gt != 0).astype(np.float32)[None], mask.astype(np.float32)[None]

@@ -85,6 +85,12 @@ class HotDistanceTask(DistanceInstances, BinaryEvaluation, ScaledDistanceTask):
         """A mask and a distance channel per class."""
         return 2 * len(self.classes)
 
+    @property
+    def channel_names(self) -> list[str]:
+        """`mask <class>` per class, then `distance <class>`."""
+        names = self.classes.names
+        return [*(f"mask {n}" for n in names), *(f"distance {n}" for n in names)]
+
     def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Masks then scaled distances (2C, *spatial) float32, and their weights."""
         masks = self.classes.masks(gt)

@@ -70,6 +70,16 @@ class InnerDistanceTask(DistanceInstances, ScaledDistanceTask):
         """The seed distances swept (nm)."""
         return self.seed_values
 
+    @property
+    def channel_names(self) -> list[str]:
+        """`inner distance <class>` per channel."""
+        return [f"inner distance {name}" for name in self.classes.names]
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """tanh-scaled distances inside objects, 0 on background."""
+        return (0.0, 1.0)
+
     def distances(self, gt: np.ndarray) -> np.ndarray:
         """Inner distances (C, *spatial) in nm, clipped; 0 on background."""
         return np.stack(

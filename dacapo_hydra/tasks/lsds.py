@@ -22,6 +22,24 @@ def num_lsd_channels(dims: int) -> int:
     return dims + dims + dims * (dims - 1) // 2 + 1
 
 
+def lsd_channel_names(dims: int) -> list[str]:
+    """The descriptor's channels in order: offsets, variances, correlations, mass.
+
+    Example:
+        >>> lsd_channel_names(2)
+        ['lsd offset y', 'lsd offset x', 'lsd variance y', 'lsd variance x', 'lsd correlation yx', 'lsd mass']
+
+    """  # noqa: E501
+    axes = "zyx"[3 - dims :] if dims <= 3 else [f"d{i}" for i in range(dims)]
+    pairs = [f"{axes[i]}{axes[j]}" for i in range(dims) for j in range(i + 1, dims)]
+    return [
+        *(f"lsd offset {a}" for a in axes),
+        *(f"lsd variance {a}" for a in axes),
+        *(f"lsd correlation {p}" for p in pairs),
+        "lsd mass",
+    ]
+
+
 def local_shape_descriptors(
     labels: np.ndarray,
     sigma: Sequence[float],

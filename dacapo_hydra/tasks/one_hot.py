@@ -72,6 +72,11 @@ class OneHotTask(BinaryEvaluation, Task):
         """One channel per class, background included."""
         return len(self.classes) + 1
 
+    @property
+    def channel_names(self) -> list[str]:
+        """The class names, background first (softmax probabilities)."""
+        return [self.background, *self.classes.names]
+
     def targets(self, gt: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class indices (1, *spatial) int64 and class-balanced weights (1, *spatial)."""
         indices = self.classes.indices(gt)[None]

@@ -111,6 +111,16 @@ class ScaledDistanceTask(Task):
         """One channel per class."""
         return len(self.classes)
 
+    @property
+    def channel_names(self) -> list[str]:
+        """`distance <class>` per channel."""
+        return [f"distance {name}" for name in self.classes.names]
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """tanh-scaled distances: -1 outside, 1 deep inside."""
+        return (-1.0, 1.0)
+
     def check_crop(self, extent: Sequence[float]) -> None:
         """The tanh scale must fit the output crop: a larger one leaves a flat target."""
         if self.scale_factor > max(extent):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,32 @@ def sweep_definition(config: DictConfig) -> dict[str, str]:
     return axes
 
 
+# A sweep parent's name keeps its axes to this many characters (the runs table cuts more).
+NAME_AXES_LIMIT = 80
+
+
+def sweep_name(axes: list[str], when: datetime) -> str:
+    """The parent run's name: what the sweep varies, and when it started.
+
+    Example:
+        >>> sweep_name(["trainer.optimizer.lr", "task"], datetime(2026, 12, 7, 18, 40))
+        'sweep trainer.optimizer.lr×task 12-07 18:40'
+        >>> sweep_name([], datetime(2026, 12, 7, 18, 40))
+        'sweep 12-07 18:40'
+
+    """
+    swept = "×".join(axes)
+    if len(swept) > NAME_AXES_LIMIT:
+        swept = swept[: NAME_AXES_LIMIT - 1] + "…"
+    return " ".join(part for part in ("sweep", swept, when.strftime("%m-%d %H:%M")) if part)
+
+
 class SweepParentRun(Callback):
     """Hydra callback: one MLflow parent run per `-m` sweep; each job is its child.
 
-    The store is created here, once, before any job writes to it. The parent's id
+    The store is created here, once, before any job writes to it. The parent is
+    named by the sweep's axes and start (:func:`sweep_name`); its folder is the tag
+    `dacapo.sweep_dir`. The parent's id
     and the swept keys go to environment variables (jobs in this process and its
     children) and to files in the sweep folder (jobs launched elsewhere). The
     parent records the sweep's axes (a parameter and a `sweep.<key>` tag each);
@@ -103,7 +126,7 @@ class SweepParentRun(Callback):
         client = MlflowClient(uri)
         run = client.create_run(
             experiment,
-            run_name=f"sweep-{sweep_dir.name}",
+            run_name=sweep_name(list(axes), datetime.now()),
             tags={
                 "dacapo.sweep_dir": str(sweep_dir.resolve()),
                 "dacapo.kind": "sweep",

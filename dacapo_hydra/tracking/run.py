@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -11,8 +12,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dacapo_hydra import __version__
+from dacapo_hydra.tracking.best import BEST_TAG_PREFIX
 from dacapo_hydra.tracking.model import dataset_inputs, log_network, model_checkpoint
 from dacapo_hydra.tracking.names import group_choices
+from dacapo_hydra.tracking.registry import register_described
 from dacapo_hydra.tracking.store import restore_tracking_env
 from dacapo_hydra.tracking.tags import DIRECTION_TAG, TAG_VALUE_LIMIT, job_overrides, override_tags
 
@@ -47,7 +50,9 @@ class RunRecorder:
     dataset inputs, and
     system metrics (`system/*`) when `mlflow.log_system_metrics` is true.
     :meth:`finish` (after training): the network as the MLflow model `model`,
-    from the best checkpoint, registered when `mlflow.register_model_name` is set.
+    from the best checkpoint, registered when `mlflow.register_model_name` is set
+    (the version described, with aliases `latest` and `best`:
+    :mod:`~dacapo_hydra.tracking.registry`).
 
     Example:
         >>> recorder = RunRecorder.start(cfg, tracking_uri, run_id, task)  # doctest: +SKIP
@@ -129,9 +134,36 @@ class RunRecorder:
         checkpoint = model_checkpoint(Path(checkpoint_dir), self.criterion)
         name = OmegaConf.select(self.cfg, "mlflow.register_model_name", default=None)
         try:
-            return log_network(self.tracking_uri, self.run_id, load(checkpoint), checkpoint, name)
+            module = load(checkpoint)
+            uri = log_network(self.tracking_uri, self.run_id, module, checkpoint, name)
         except Exception as err:  # a model that will not save must not lose the trained run
             message = f"{type(err).__name__}: {err}"[:TAG_VALUE_LIMIT]
             log.warning("run %s: the model was not logged to MLflow: %s", self.run_id, message)
             MlflowClient(self.tracking_uri).set_tag(self.run_id, "model.error", message)
             return None
+        if name:
+            self.describe(name, module.hparams["meta"]["voxel_size"])
+        return uri
+
+    def describe(self, name: str, voxel_size: list[float]) -> str | None:
+        """Describe the version this run registered under `name` and move its aliases.
+
+        See :mod:`dacapo_hydra.tracking.registry`: datasplit, task, criterion and
+        score, voxel size; aliases `latest` and (if its score is the best) `best`.
+        """
+        from mlflow.tracking import MlflowClient
+
+        run = MlflowClient(self.tracking_uri).get_run(self.run_id)
+        tags = run.data.tags
+        record = json.loads(tags.get(f"{BEST_TAG_PREFIX}{self.criterion}", "{}"))
+        facts = {
+            "choices": group_choices(self.cfg),
+            "criterion": self.criterion,
+            "score": record.get("score"),
+            "iteration": record.get("iteration"),
+            "voxel_size": [float(v) for v in voxel_size],
+            "higher_is_better": tags.get(DIRECTION_TAG, "true") == "true",
+        }
+        return register_described(
+            self.tracking_uri, name, self.run_id, run.info.run_name or "", facts
+        )

@@ -311,6 +311,8 @@ class WholeVolumeValidation(pl.Callback):
                 metrics += _metrics("validation", chosen.scores, now, iteration)
                 numeric = {k: v for k, v in chosen.params.items() if isinstance(v, int | float)}
                 metrics += _metrics("validation/params", numeric, now, iteration)
+                # validation.zarr shows this validation's prediction with its chosen labels.
+                self.validator.write_labels(chosen.params)
             if not self.validator.improves(criterion, chosen, self.best.get(criterion)):
                 continue
             self.best[criterion] = chosen

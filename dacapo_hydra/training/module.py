@@ -127,6 +127,63 @@ class RunModule(pl.LightningModule):
         module.load_state_dict(state["state_dict"])
         return module.to(map_location).eval()
 
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: str | torch.device | None = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        *,
+        trust: bool = False,
+        **kwargs: Any,
+    ) -> RunModule:
+        """Lightning's loader, routed to :meth:`from_checkpoint` (same trust rules).
+
+        Lightning's own would call `RunModule(**hparams)`, but a checkpoint stores
+        the config and data facts, not the built architecture, task and optimiser;
+        :meth:`from_checkpoint` builds those (checking every `_target_` first) and
+        loads the weights strictly. The module comes back in eval mode.
+
+        Args:
+            checkpoint_path: the checkpoint.
+            map_location: a device (default: the CPU).
+            hparams_file: not supported: the checkpoint holds its config.
+            strict: True or None (weights always load strictly).
+            trust: as :meth:`from_checkpoint`.
+            **kwargs: not supported (Lightning would pass them to `__init__`).
+
+        Raises:
+            FileNotFoundError, ValueError: as :meth:`from_checkpoint`; an argument this
+                loader cannot honour, in one line.
+
+        Example:
+            >>> RunModule.load_from_checkpoint("m.ckpt", hparams_file="h.yaml")
+            Traceback (most recent call last):
+            ...
+            ValueError: RunModule.load_from_checkpoint: hparams_file is not supported (the checkpoint holds its config); use RunModule.from_checkpoint(path, trust=..., map_location=...)
+
+        """  # noqa: E501
+        unsupported = [
+            name
+            for name, given in (
+                ("hparams_file", hparams_file is not None),
+                ("strict=False", strict is False),
+                (
+                    "a map_location that is not a device",
+                    not isinstance(map_location, str | torch.device | None),
+                ),
+            )
+            if given
+        ] + [f"{k}=" for k in kwargs]
+        if unsupported:
+            raise ValueError(
+                f"RunModule.load_from_checkpoint: {', '.join(unsupported)} is not supported "
+                "(the checkpoint holds its config); use "
+                "RunModule.from_checkpoint(path, trust=..., map_location=...)"
+            )
+        return cls.from_checkpoint(checkpoint_path, trust=trust, map_location=map_location or "cpu")
+
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw network output (logits or linear values) for a raw batch."""
         return self.head(self.architecture(raw))

@@ -34,6 +34,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.tracking.tags import flatten
 
 # Keys (and key prefixes) whose change makes a checkpoint meaningless, or that resuming
 # cannot honour (the checkpoint's optimiser and scheduler state would overrule them).
@@ -86,22 +87,6 @@ def from_start_record(record: list[Any]) -> tuple[ResumePoint | None, Path]:
     """The inverse of :func:`start_record`."""
     resume = ResumePoint.from_record(record[0]) if record[0] is not None else None
     return resume, Path(record[1])
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as `{dotted key: leaf}`; lists are leaves.
-
-    Example:
-        >>> flatten({"trainer": {"optimizer": {"lr": 0.001}}, "tags": [1, 2]})
-        {'trainer.optimizer.lr': 0.001, 'tags': [1, 2]}
-
-    """
-    if not isinstance(node, Mapping) or not node:
-        return {prefix: node} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -281,7 +281,8 @@ def _train(
                 cfg, uri, run_id, task, resumed=resume is not None
             )
         if resume is None and world.is_zero:
-            params.log_hyperparams(config)
+            # Flattened with Hydra's `.` (Lightning's own would use `/`), as tags are.
+            params.log_hyperparams(tracking.flatten(config))
             client.log_dict(run_id, config, "config.yaml")
         elif world.is_zero:
             number = record_resume(client, resume, config, changes)

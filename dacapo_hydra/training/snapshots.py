@@ -9,11 +9,15 @@ neighbour) to at least `MIN_PANEL` pixels.
 
 The layout is hand-written numpy (no plotting library); Pillow draws the captions.
 :class:`Snapshots`, a callback of every run, logs one such image to MLflow every
-`snapshot_interval` iterations.
+`snapshot_interval` iterations, as the artifact `snapshots/iteration_<000010>.png`
+(:func:`snapshot_name`): a name that says which iteration it shows and sorts in
+order, where MLflow's `log_image` would name it `snapshot+step+10+timestamp+...`.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,11 +167,25 @@ def snapshot_image(
     return np.concatenate(grid, axis=0)
 
 
+SNAPSHOT_DIR = "snapshots"
+
+
+def snapshot_name(step: int) -> str:
+    """The artifact file of the snapshot at iteration `step` (zero-padded, so it sorts).
+
+    Example:
+        >>> snapshot_name(10)
+        'iteration_000010.png'
+
+    """
+    return f"iteration_{step:06d}.png"
+
+
 class Snapshots(pl.Callback):
     """Every `interval` iterations, log a PNG of one training sample to MLflow.
 
     The image holds central slices of raw, ground truth, target, prediction and
-    weights; MLflow shows it under the run's images with a step slider.
+    weights; it is the run's artifact `snapshots/iteration_<step>.png`.
     """
 
     def __init__(self, client: Any, run_id: str, interval: int, dims: int) -> None:
@@ -206,4 +224,9 @@ class Snapshots(pl.Callback):
             batch["weight"][0].float().cpu().numpy(),
             self.dims,
         )
-        self.client.log_image(self.run_id, image, key="snapshot", step=step)
+        from PIL import Image
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / snapshot_name(step)
+            Image.fromarray(image).save(path)
+            self.client.log_artifact(self.run_id, str(path), SNAPSHOT_DIR)

@@ -3,7 +3,10 @@
 Each validation dataset's labelled region is predicted blockwise by the code
 `dacapo-predict` runs (:func:`~dacapo_hydra.inference.predictor.predict_roi`: same plan, grid
 and blending), in this process and in memory (validation volumes are small),
-optionally written to zarr for viewing. The task post-processes the prediction
+optionally written to zarr for viewing (`<run dir>/validation.zarr`: each
+dataset's `prediction` image, its channels named by the task, and under it the
+label image of the parameter set chosen, `prediction/labels/<labels | mask>`,
+rewritten at every validation). The task post-processes the prediction
 with every parameter set of its grid (:meth:`~dacapo_hydra.tasks.base.Task.post_process_grid`,
 which shares work between sets) and scores the result against the ground truth.
 
@@ -23,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from dacapo_hydra.data.checks import holds_object
 from dacapo_hydra.data.datasplit import Dataset, DataSplit
+from dacapo_hydra.data.ome import LABELS_GROUP, omero_attrs
 from dacapo_hydra.data.output import open_output
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.errors import DataError
@@ -35,6 +40,9 @@ from dacapo_hydra.tasks.base import Params, Task
 from dacapo_hydra.training.module import RunModule
 
 log = logging.getLogger(__name__)
+
+# Each validation dataset's prediction in the run's validation zarr: `<dataset>/prediction`.
+PREDICTION = "prediction"
 
 
 def params_key(params: Params) -> str:
@@ -115,6 +123,8 @@ class Validator:
         self.out_container = Path(out_container) if out_container else None
         self.input_shape = input_shape
         self.directions = task.score_directions()
+        # The predictions written to `out_container`: dataset name -> (roi, voxel size).
+        self._written: dict[str, tuple[Roi, tuple[float, ...]]] = {}
 
     def roi(self, dataset: Dataset, voxel_size: Sequence[float]) -> Roi:
         """The region validated: labelled and covered by raw, on the output grid."""
@@ -135,8 +145,8 @@ class Validator:
             module, dataset.raw, roi, self.split.normalize, self.split.pad_mode, self.input_shape
         )
         if self.out_container is not None:
-            name = f"{dataset.name}/prediction"
-            shutil.rmtree(self.out_container / dataset.name / "prediction", ignore_errors=True)
+            name = f"{dataset.name}/{PREDICTION}"
+            shutil.rmtree(self.out_container / dataset.name / PREDICTION, ignore_errors=True)
             array = open_output(
                 self.out_container,
                 name,
@@ -145,9 +155,47 @@ class Validator:
                 pred.shape[0],
                 "float32",
                 pred.shape[1:],
+                omero=omero_attrs(self.task.channel_names, self.task.output_range),
             )
             array[...] = pred
+            self._written[dataset.name] = (roi, tuple(plan.voxel_size))
         return roi, pred
+
+    def write_labels(self, params: Params) -> list[str]:
+        """Post-process each written prediction with `params` into its label image.
+
+        The labels (or a semantic task's masks) go to `<dataset>/prediction/labels/
+        <labels | mask>` of the validation zarr, a label image of the prediction
+        (`image-label.source`), as `dacapo-apply` writes them, so a viewer opens the
+        prediction with the chosen parameter set's output over it. Returns the groups
+        written (none when predictions are not written).
+        """
+        written: list[str] = []
+        for dataset_name, (roi, voxel_size) in self._written.items():
+            image = f"{dataset_name}/{PREDICTION}"
+            pred = zarr.open_group(str(self.out_container), mode="r")[f"{image}/s0"][...]
+            output = np.asarray(self.task.post_process(pred, params))
+            dims = len(voxel_size)
+            kind = "labels" if self.task.instances else "mask"
+            dtype = np.dtype(np.uint64) if self.task.instances else output.dtype
+            dtype = np.dtype(np.uint8) if dtype.kind == "b" else dtype
+            name = f"{image}/{LABELS_GROUP}/{kind}"
+            shutil.rmtree(self.out_container / name, ignore_errors=True)
+            channels = output.shape[0] if output.ndim == dims + 1 else None
+            array = open_output(
+                self.out_container,
+                name,
+                roi,
+                voxel_size,
+                channels,
+                dtype.name,
+                output.shape[-dims:],
+                {"post_process": dict(params)},
+                label=dtype.kind in "iu",
+            )
+            array[...] = output.astype(dtype)
+            written.append(name)
+        return written
 
     def run(self, module: RunModule) -> list[ScoreRow]:
         """Scores of every (dataset, parameter set)."""
