@@ -69,6 +69,7 @@ def plan_main(argv: list[str] | None = None) -> None:
         from dacapo_hydra.api import compose
         from dacapo_hydra.config.user_dir import user_config_dir
         from dacapo_hydra.planning.experiment import (
+            CONFIG_GROUPS,
             experiment_text,
             override_keys,
             plan_for,
@@ -92,7 +93,7 @@ def plan_main(argv: list[str] | None = None) -> None:
         given = {
             key: OmegaConf.to_object(found) if OmegaConf.is_config(found) else found
             for key in override_keys(args.overrides)
-            if "." in key
+            if key.split("/")[0] not in CONFIG_GROUPS and not key.startswith("hydra")
             for found in [OmegaConf.select(cfg, key)]
         }
         text = experiment_text(plan, groups, name, given)

@@ -22,6 +22,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dacapo_hydra.planning.plan import GROUPS, Plan, make_plan
 
 PLAN_MODES = ("auto", "none")
+# The config groups of conf/config.yaml's defaults: an override of one picks an option.
+CONFIG_GROUPS = (
+    "datasplit",
+    "architecture",
+    "task",
+    "trainer",
+    "lightning",
+    "callbacks",
+    "logger",
+    "plan",
+    "experiment",
+    "hparams_search",
+    "debug",
+)
 
 
 def override_keys(overrides: Sequence[str]) -> list[str]:
