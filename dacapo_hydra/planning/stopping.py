@@ -43,7 +43,7 @@ def plan_stopping(labelled_voxels: int, output_shape: Sequence[int], batch_size:
     Example:
         >>> s = plan_stopping(96**3, (44, 44, 44), 2)
         >>> s.validation_interval, s.patience, s.iterations, s.validation_samples
-        (100, 8, 6000, 11)
+        (100, 8, 6000, 10)
 
     """
     crop = math.prod(output_shape)
