@@ -82,7 +82,9 @@ def split_overrides(plan: Plan, given: Sequence[str]) -> tuple[list[str], list[s
         if _taken(value.key, keys):
             overridden.append(value.key)
         else:
-            applied.append(f"{value.key}={format_value(value.value)}")
+            # `++`: a key the chosen option lacks (MONAI's kernel_size) is added.
+            force = "" if value.key in GROUPS else "++"
+            applied.append(f"{force}{value.key}={format_value(value.value)}")
     return applied, overridden
 
 

@@ -109,5 +109,17 @@ def test_override_keys_and_which_the_plan_keeps() -> None:
     plan.add("architecture.input_shape", [8, 8], "")
     plan.add("trainer.batch_size", 2, "")
     applied, overridden = split_overrides(plan, ["architecture.input_shape=[16,16]"])
-    assert applied == ["architecture=cnnectome_unet", "trainer.batch_size=2"]
+    assert applied == ["architecture=cnnectome_unet", "++trainer.batch_size=2"]
     assert overridden == ["architecture.input_shape"]
+
+
+def test_planned_networks_build(user_dir: Path) -> None:
+    import hydra
+
+    for family in ("cnnectome_unet", "monai_unet"):
+        given = ["datasplit=mine", "task=affinities", f"plan.architecture={family}"]
+        planned, plan = _planned(given)
+        net = hydra.utils.instantiate(planned.architecture, dims=3, in_channels=1)
+        shape = tuple(planned.architecture.input_shape)
+        assert net.is_valid_input_shape(shape), family
+        assert plan.get("architecture") == family
