@@ -61,7 +61,7 @@ def _planned(cfg: DictConfig) -> DictConfig:
     if plan is None:
         return cfg
     print("dacapo: planned from the data (plan=none to turn off; an override wins):")
-    print(plan_table(plan))
+    print(plan_table(plan, list(planned.plan.record["overridden"])))
     if HydraConfig.initialized():
         choices = HydraConfig.get().runtime.choices
         with read_write(choices), open_dict(choices):

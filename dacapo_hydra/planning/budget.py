@@ -197,8 +197,8 @@ def plan_crop(
     eval_near = [max(s, min(2 * s, e)) for s, e in zip(shape, extent_voxels, strict=True)]
     eval_shape = net.valid_input_shape(eval_near, "down")
     why = (
-        f"{'shrunk from' if shrunk else 'the labelled extent, at most'} "
-        f"{MAX_EDGE} x {finest:g} nm per axis, until {MIN_BATCH} crops fit {budget.reason} "
+        f"the labelled extent (at most {MAX_EDGE} x {finest:g} nm per axis)"
+        f"{', shrunk' if shrunk else ''} until {MIN_BATCH} crops fit {budget.reason} "
         f"({step * MIN_BATCH / 2**20:.0f} MiB)"
     )
     if budget.device == "gpu":

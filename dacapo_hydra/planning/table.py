@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from dacapo_hydra.data.fingerprint import Fingerprint, Spread
@@ -44,10 +45,23 @@ def fingerprint_rows(fp: Fingerprint) -> list[tuple[str, str, str]]:
     return rows
 
 
-def plan_table(plan: Plan) -> str:
-    """The fingerprint's rows, then the plan's: `key  value  reason`, columns aligned."""
+def plan_table(plan: Plan, overridden: Sequence[str] = ()) -> str:
+    """The fingerprint's rows, then the plan's: `key  value  reason`, columns aligned.
+
+    Args:
+        plan: the plan.
+        overridden: keys the command line set (marked: its value wins).
+
+    """
     rows = fingerprint_rows(plan.fingerprint) if plan.fingerprint else []
-    rows += [(v.key, _show(v.value), v.reason) for v in plan.values]
+    rows += [
+        (
+            v.key,
+            _show(v.value),
+            ("OVERRIDDEN by the command line; " * (v.key in overridden)) + v.reason,
+        )
+        for v in plan.values
+    ]
     key_width = max(len(r[0]) for r in rows)
     value_width = min(40, max(len(r[1]) for r in rows))
     return "\n".join(

@@ -123,3 +123,33 @@ def test_planned_networks_build(user_dir: Path) -> None:
         shape = tuple(planned.architecture.input_shape)
         assert net.is_valid_input_shape(shape), family
         assert plan.get("architecture") == family
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--gpu-memory", "-1"], "dacapo-plan: error: --gpu-memory: expected GiB >= 0, got -1.0"),
+        (["--name", "a b"], "dacapo-plan: error: --name: expected letters, digits"),
+        (["plan.architecture=vnet"], "dacapo-plan: error: plan.architecture: expected one of"),
+    ],
+)
+def test_bad_input_is_one_line(
+    user_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], line: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        plan_main(["datasplit=mine", "--dry-run", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(line) and "\n" not in err
+
+
+def test_without_a_config_folder_it_says_where_to_write(
+    user_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DACAPO_CONFIG_DIR")
+    with pytest.raises(SystemExit):
+        plan_main(["datasplit=synthetic_2d"])
+    assert capsys.readouterr().err.strip() == (
+        "dacapo-plan: error: no config folder: set DACAPO_CONFIG_DIR or give --config-dir "
+        "(or --dry-run)"
+    )
