@@ -58,7 +58,7 @@ def plan_main(argv: list[str] | None = None) -> None:
         `dacapo-plan datasplit=mine task=affinities`
 
     """
-    args = plan_parser().parse_args(argv)
+    args = plan_parser().parse_intermixed_args(argv)  # overrides before or after flags
     configure_logging(args.verbose)
 
     def command() -> None:
