@@ -153,3 +153,36 @@ def test_without_a_config_folder_it_says_where_to_write(
         "dacapo-plan: error: no config folder: set DACAPO_CONFIG_DIR or give --config-dir "
         "(or --dry-run)"
     )
+
+
+@pytest.mark.slow
+def test_train_py_with_only_a_datasplit_uses_the_plan(user_dir: Path, tmp_path: Path) -> None:
+    from tests.test_cli import run_train, runs
+
+    proc = run_train(
+        [
+            "datasplit=mine",
+            "task=affinities",
+            "budget=20s",
+            "validation_interval=2",  # an override: wins over the plan's 100
+            "lightning.enable_progress_bar=false",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dacapo: planned from the data" in proc.stdout
+    assert "stopped: budget=20s ran out at iteration" in proc.stdout
+    (run,) = runs(tmp_path)
+    tags, params = run.data.tags, run.data.params
+    assert (tags["architecture"], tags["plan"], tags["stop_reason"]) == (
+        "cnnectome_unet",
+        "auto",
+        "budget",
+    )
+    assert params["validation_interval"] == "2" and params["plan/values/validation_interval"]
+    assert params["plan/overridden"] == "['validation_interval']"
+    assert params["architecture/downsample_factors"] == str(FACTORS)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    assert "plan.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
