@@ -141,11 +141,12 @@ def axis_radii(labels: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
         runs, found = ndimage.label(inside, structure=structure)
         if found == 0:
             continue
-        index = np.arange(1, found + 1)
-        lengths = np.asarray(ndimage.sum(inside, runs, index), float)
-        owner = np.asarray(ndimage.maximum(regions, runs, index), int)
+        # Linear in the voxels (ndimage's per-label maximum sorts them all).
+        lengths = np.bincount(runs.ravel(), minlength=found + 1)[1:].astype(float)
+        owner = np.zeros(found + 1, regions.dtype)
+        owner[runs.ravel()] = regions.ravel()  # one object per run: any voxel names it
         longest = np.zeros(count + 1)
-        np.maximum.at(longest, owner, lengths)
+        np.maximum.at(longest, owner[1:], lengths)
         radii[:, axis] = np.where(longest[1:] > 0, (longest[1:] + 2) * voxel_size[axis] / 2, 0)
     edge = np.zeros(regions.shape, bool)
     for axis in range(regions.ndim):
