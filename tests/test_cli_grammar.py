@@ -24,6 +24,7 @@ from dacapo_hydra.cli import (
     convert_main,
     datasplit_main,
     export_main,
+    plan_main,
     predict_main,
     synthetic_main,
     validate_main,
@@ -38,6 +39,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "dacapo-apply": apply_main,
     "dacapo-validate": validate_main,
     "dacapo-export": export_main,
+    "dacapo-plan": plan_main,
 }
 UNWRITABLE = "/sys/dacapo-out"  # refused even to root
 
@@ -61,7 +63,8 @@ def test_every_command_answers_version_and_shows_examples(
     text = capsys.readouterr().out
     assert "examples:" in text and f"  {name} " in text.split("examples:")[1]
     assert "-v, --verbose" in text
-    assert ("--output" in text) is (name != "dacapo-validate")  # validate writes nothing
+    # validate writes nothing; plan writes into the config folder (--config-dir, as train)
+    assert ("--output" in text) is (name not in ("dacapo-validate", "dacapo-plan"))
 
 
 def tiff(tmp_path: Path, name: str, data: np.ndarray) -> str:

@@ -28,6 +28,8 @@ RANKS = {
     "architectures": 2,
     "tasks": 3,
     "evaluation": 2,
+    # The plan reads the data's fingerprint and the networks' shape arithmetic.
+    "planning": 3,
     # Side by side: validation predicts with inference's code; inference loads a model
     # with training's RunModule.from_checkpoint. Modules still form no cycle.
     "training": 5,

@@ -1,6 +1,7 @@
 """Command-line entry points, one module per command.
 
-`dacapo-train` (and `python train.py`) in :mod:`~dacapo_hydra.cli.train`,
+`dacapo-train` (and `python train.py`) in :mod:`~dacapo_hydra.cli.train`, `dacapo-plan`
+(the data's fingerprint and a plan) in :mod:`~dacapo_hydra.cli.plan`,
 `dacapo-predict`, `dacapo-apply`, `dacapo-validate` and `dacapo-export` in
 :mod:`~dacapo_hydra.cli.predict`, :mod:`~dacapo_hydra.cli.apply`,
 :mod:`~dacapo_hydra.cli.validate` and :mod:`~dacapo_hydra.cli.export`; the data
@@ -17,6 +18,7 @@ from dacapo_hydra.cli.apply import apply_main
 from dacapo_hydra.cli.convert import convert_main
 from dacapo_hydra.cli.datasplit import datasplit_main
 from dacapo_hydra.cli.export import export_main
+from dacapo_hydra.cli.plan import plan_main
 from dacapo_hydra.cli.predict import predict_main
 from dacapo_hydra.cli.synthetic import synthetic_main
 from dacapo_hydra.cli.train import train_main
@@ -27,6 +29,7 @@ __all__ = [
     "convert_main",
     "datasplit_main",
     "export_main",
+    "plan_main",
     "predict_main",
     "synthetic_main",
     "train_main",

@@ -31,13 +31,44 @@ def _train_task(cfg: DictConfig) -> float:
     from dacapo_hydra.training.stops import RunFailed, RunInterrupted
 
     try:
-        result = guarded("dacapo", lambda: train(cfg), (ConfigError,))
+        result = guarded("dacapo", lambda: train(_planned(cfg)), (ConfigError,))
     except (RunInterrupted, RunFailed) as stop:
         print(f"dacapo: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
     if result.best_score is not None:
         return result.best_score
     return result.val_loss if result.val_loss is not None else result.final_loss
+
+
+def _planned(cfg: DictConfig) -> DictConfig:
+    """The run config with the plan's values under the command line's (`plan=auto`).
+
+    The group choices Hydra reports (run name, tags) are the planned ones: the
+    architecture and callbacks a plan picks replace the defaults it was composed with.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from dacapo_hydra.planning.experiment import apply_plan
+    from dacapo_hydra.planning.plan import GROUPS
+    from dacapo_hydra.planning.table import plan_table
+
+    given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    try:
+        planned, plan = apply_plan(cfg, given)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        raise ConfigError(str(err.args[0] if err.args else err)) from err
+    if plan is None:
+        return cfg
+    print("dacapo: planned from the data (plan=none to turn off; an override wins):")
+    print(plan_table(plan, list(planned.plan.record["overridden"])))
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+        with read_write(choices), open_dict(choices):
+            for key in GROUPS:
+                if key in plan.as_dict() and key not in planned.plan.record["overridden"]:
+                    choices[key] = plan.get(key)
+    return planned
 
 
 def _config_groups(self: Any, predicate: Callable[[str], bool], compact: bool = True) -> str:

@@ -130,7 +130,8 @@ class DataSplitConfig:
 
     `normalize: null` leaves raw as read (for a raw spec that normalises itself).
     `input_voxel_size`/`output_voxel_size` pick the multiscale level of raw and of
-    gt/mask where a spec gives no `scale`.
+    gt/mask where a spec gives no `scale`. `auto_plan: false` marks a demo: `plan=auto`
+    keeps the run's own (short) settings.
     """
 
     dims: int = 3
@@ -143,6 +144,7 @@ class DataSplitConfig:
     output_voxel_size: list[float] | None = None
     layout: LayoutConfig | None = None
     synthetic: SyntheticConfig | None = None
+    auto_plan: bool = True
 
 
 # Options of /schema/datasplit/<name>, which each YAML of the group extends.

@@ -27,6 +27,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from dacapo_hydra.config.datasplit import DataSplitConfig
+from dacapo_hydra.config.plan import PlanConfig
 from dacapo_hydra.config.trainer import TrainerConfig
 
 
@@ -69,7 +70,9 @@ class Config:
     architecture: Any = MISSING
     task: Any = MISSING
     trainer: TrainerConfig = MISSING
+    plan: PlanConfig = field(default_factory=PlanConfig)
     iterations: int = 300
+    budget: str | None = None
     validation_interval: int = 100
     validation_samples: int = 4
     validation_criteria: list[str] | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from dacapo_hydra.config import architecture, datasplit, task, trainer
+from dacapo_hydra.config import architecture, datasplit, plan, task, trainer
 from dacapo_hydra.config.run import Config
 from dacapo_hydra.config.unique import register_unique_resolver
 from dacapo_hydra.config.user_dir import register_user_config_resolver
@@ -22,6 +22,7 @@ GROUP_SCHEMAS = {
     "architecture": architecture.SCHEMAS,
     "task": task.SCHEMAS,
     "trainer": trainer.SCHEMAS,
+    "plan": plan.SCHEMAS,
 }
 
 

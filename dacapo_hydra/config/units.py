@@ -138,3 +138,34 @@ def lengths_to_nm_within(
         to_nm(v, (s,), f"{key}[{i}]", min_voxels=min_voxels, max_nm=e)
         for i, (v, s, e) in enumerate(zip(values, voxel_size, extent, strict=True))
     ]
+
+
+def to_seconds(value: float | int | str, key: str) -> float:
+    """A duration in seconds from a number (seconds) or a string with a unit, read by pandas.
+
+    Raises:
+        ValueError: naming `key`, for text that is no duration or a duration not above 0.
+
+    Examples:
+        >>> to_seconds("20min", "budget"), to_seconds("1.5h", "budget"), to_seconds(90, "budget")
+        (1200.0, 5400.0, 90.0)
+
+    """
+    import pandas as pd
+
+    expected = "expected a duration such as '20min', '1.5h', '90s'"
+    if isinstance(value, bool):
+        raise ValueError(f"{key}: {expected}, got {value}")
+    text = str(value).strip()
+    bare = _PATTERN.match(text)
+    try:
+        seconds = (
+            float(text)
+            if bare and not bare.group(2)  # a bare number: seconds (pandas would read ns)
+            else pd.Timedelta(text).total_seconds()
+        )
+    except ValueError:
+        raise ValueError(f"{key}: {expected}, got {value!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"{key}: {expected} above zero, got {value!r}")
+    return seconds

@@ -40,7 +40,10 @@ def object_radii(labels: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
     # The inner boundary layer was taken off so touching objects part: add it back.
     distance += min(voxel_size)
     ids = np.arange(1, regions.max() + 1)
-    radii = np.asarray(ndimage.maximum(distance, regions, ids), float)
+    # Linear in the voxels (ndimage's per-label maximum sorts them all: seconds at 2**21).
+    radii = np.zeros(ids.size + 1)
+    np.maximum.at(radii, regions.ravel(), distance.ravel())
+    radii = radii[1:]
     edge = np.zeros(regions.shape, bool)
     for axis in range(regions.ndim):
         edge[(slice(None),) * axis + (0,)] = True

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +232,15 @@ def newest_intact(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             log.warning("resume: skipped %s: it does not load (%s)", path, reason)
     return None
+
+
+def with_atomic_io(arguments: dict[str, Any]) -> list[Any]:
+    """The Trainer's plugins (`lightning.plugins`, popped), with :class:`AtomicCheckpointIO` added.
+
+    A configured `CheckpointIO` plugin is kept instead.
+    """
+    given = arguments.pop("plugins", None)
+    plugins = list(given) if isinstance(given, list | tuple) else [] if given is None else [given]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins

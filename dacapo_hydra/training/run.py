@@ -23,20 +23,20 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.loggers.logger import DummyLogger
-from pytorch_lightning.plugins.io import CheckpointIO
 
 from dacapo_hydra import tracking
 from dacapo_hydra.config.lightning import trainer_arguments
 from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.planning.record import record_config
 from dacapo_hydra.tasks.base import Task
-from dacapo_hydra.training import launch, stops
+from dacapo_hydra.training import launch, stopping, stops
 from dacapo_hydra.training.build import build, tracking_store
 from dacapo_hydra.training.callbacks import (
     LastCheckpoint,
     WholeVolumeValidation,
     configured_callbacks,
 )
-from dacapo_hydra.training.checkpoints import AtomicCheckpointIO, newest_intact, resume_candidates
+from dacapo_hydra.training.checkpoints import newest_intact, resume_candidates, with_atomic_io
 from dacapo_hydra.training.distributed import World
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.resume import (
@@ -117,18 +117,6 @@ def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
         config=dict(hparams.get("config") or {}),
         meta=dict(hparams.get("meta") or {}),
     )
-
-
-def _plugins(arguments: dict[str, Any]) -> list[Any]:
-    """The Trainer's plugins (`lightning.plugins`), with :class:`AtomicCheckpointIO` added.
-
-    A configured `CheckpointIO` plugin is kept instead.
-    """
-    given = arguments.pop("plugins", None)
-    plugins = list(given) if isinstance(given, list | tuple) else [] if given is None else [given]
-    if not any(isinstance(p, CheckpointIO) for p in plugins):
-        plugins.append(AtomicCheckpointIO())
-    return plugins
 
 
 def _checkpoint_criteria(cfg: DictConfig, task: Task) -> list[str]:
@@ -254,6 +242,7 @@ def _train(
         task.score_directions()[task.criterion],
         progress_bar=arguments.get("enable_progress_bar") is not False,
     )
+    stoppers = stopping.stop_callbacks(cfg.get("budget"), task.criterion, configured)
     opened: list[tuple[str, MLFlowLogger]] = []
 
     def open_run() -> str:
@@ -282,8 +271,7 @@ def _train(
             )
         if resume is None and world.is_zero:
             # Flattened with Hydra's `.` (Lightning's own would use `/`), as tags are.
-            params.log_hyperparams(tracking.flatten(config))
-            client.log_dict(run_id, config, "config.yaml")
+            record_config(params, client, run_id, config, tracking.flatten)
         elif world.is_zero:
             number = record_resume(client, resume, config, changes)
             log.info(
@@ -300,7 +288,8 @@ def _train(
         validation = WholeVolumeValidation(
             validator, client, run_id, checkpoint_dir, criteria, task.criterion
         )
-        callbacks = [*configured, validation, *validation.checkpoints, last, stop, stopper]
+        callbacks = [*configured, *stoppers, validation, *validation.checkpoints, last, stop]
+        callbacks.append(stopper)
         if changes:
             callbacks.append(OptimizerSettings(changes))
         if cfg.snapshot_interval > 0 and world.is_zero:
@@ -309,7 +298,7 @@ def _train(
         batches_per_validation = cfg.validation_interval * arguments.get(
             "accumulate_grad_batches", 1
         )
-        plugins = _plugins(arguments)
+        plugins = with_atomic_io(arguments)
         trainer = pl.Trainer(
             **arguments,
             plugins=plugins,
@@ -330,10 +319,12 @@ def _train(
         )
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
+        why = stopping.stop_reason(trainer, cfg.iterations, cfg.get("budget"))
         if world.is_zero:
             if logger not in trainer.loggers:
                 # fast_dev_run trains with a stand-in logger; the MLflow run is ended here.
                 logger.finalize("success")
+            client.set_tag(run_id, stopping.TAG, why.tag)
             client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
             recorder.finish(checkpoint_dir, partial(RunModule.from_checkpoint, trust=True))
     except BaseException as err:
@@ -343,6 +334,8 @@ def _train(
         if isinstance(err, KeyboardInterrupt):  # outside fit: Lightning did not see it
             stops.release_interrupted(err)
         if world.is_zero:
+            if signal_name is not None:
+                client.set_tag(run_id, stopping.TAG, f"signal:{signal_name}")
             client.set_terminated(run_id, "FAILED" if signal_name is None else "KILLED")
         at = f" at iteration {trainer.global_step}" if trainer is not None else ""
         fault = None if signal_name else stops.failure_line(err) or world.lost_rank()
@@ -391,6 +384,7 @@ def _train(
             if best
             else ""
         )
+        + f"; stopped: {why.line}"
         + f"; checkpoint {result.checkpoint}; view with: mlflow ui --backend-store-uri {uri}"
         + f" and open {tracking.ui_url(experiment_id, run_id)}"
     )
