@@ -172,6 +172,16 @@ def train_run(overrides: list[str], out: Path, budget_s: float, stop_at: float |
     }
 
 
+def logged_iterations(log: Path) -> int:
+    """The iterations a run's closing line reports (`finished N iterations`, `at iteration N`).
+
+    MLflow has `train/loss` only every `log_every_n_steps`; the closing line is exact.
+    """
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = re.findall(r"(?:finished (\d+) iterations|at iteration (\d+):)", text)
+    return max((int(a or b) for a, b in found), default=0)
+
+
 def run_record(tracking_uri: str) -> dict[str, Any]:
     """The store's one run: id, iterations, best record, time to best, stop tags."""
     from mlflow.tracking import MlflowClient
@@ -249,6 +259,9 @@ def bench_arm(
         record = run_record(train["tracking_uri"])
     except Exception as err:  # a run that never started: its log says why
         return {"train": train, "error": f"{type(err).__name__}: {err}"}
+    record["iterations"] = max(record["iterations"], logged_iterations(Path(train["log"])))
+    if record["best"] is None:
+        return {"train": train, **record, "error": "not validated within the budget"}
     return {"train": train, **record, "test": apply_and_score(record, train, data, folder)}
 
 
