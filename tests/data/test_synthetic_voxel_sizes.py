@@ -7,6 +7,7 @@ in world units, as a fine isotropic one, i.e. flattened in voxels along the coar
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,19 @@ def test_benchmark_datasplits_compose(option: str, voxel_size: list[float], kind
     assert list(synthetic.voxel_size) == voxel_size and synthetic.kind == kind
     assert synthetic.test  # a held-out volume for scoring
     assert 0.2e6 <= np.prod(synthetic.shape) <= 3e6  # CPU-sized: a few million voxels at most
+
+
+def test_cli_writes_anisotropic_cells_with_a_test_volume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dacapo_hydra.cli.synthetic import synthetic_main
+
+    out = tmp_path / "ssem.zarr"
+    synthetic_main(
+        ["--output", str(out), "--shape", "8", "32", "32", "--voxel-size", "40", "4", "4"]
+        + ["--cell-diameter", "96", "--test", "--chunk", "16"]
+    )
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["cell_diameter"] == 96.0 and printed["test"] is True
+    assert printed["voxel_size"] == [40.0, 4.0, 4.0]
+    assert "test/raw" in zarr.open_group(str(out), mode="r")
