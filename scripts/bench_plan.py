@@ -249,8 +249,7 @@ def bench_arm(
     overrides = [f"datasplit={datasplit}", f"task={task}", f"paths.data_dir={work / 'data'}"]
     if arm == "defaults":
         overrides += (["plan=none"] if support["plan"] else []) + ["iterations=1000000"]
-    budget_min = f"{budget_s / 60:g}min"
-    overrides += [f"budget={budget_min}"] if support["budget"] else []
+    overrides += [f"budget={budget_s:g}"] if support["budget"] else []  # seconds
     # With a budget setting the run stops itself (SIGTERM only past a grace period).
     stop_at = budget_s + GRACE_S if support["budget"] else budget_s
     folder = work / datasplit / task / arm
