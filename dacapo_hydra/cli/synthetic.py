@@ -11,6 +11,10 @@ EXAMPLES = """\
   dacapo-synthetic --output /tmp/synthetic.zarr
   dacapo-synthetic --output /tmp/cells_2d.zarr --dims 2 --shape 256 256 --voxel-size 4 4
   dacapo-synthetic --output /tmp/nuclei.zarr --kind nuclei --dims 3 --shape 32 160 160
+  dacapo-synthetic --output /tmp/nuclei_aniso.zarr --kind nuclei --dims 3 --shape 32 192 192 \\
+      --voxel-size 2000 400 400 --test
+  dacapo-synthetic --output /tmp/ssem.zarr --shape 40 256 256 --voxel-size 40 4 4 \\
+      --cell-diameter 320 --test
   napari /tmp/synthetic.zarr        (with napari-ome-zarr: raw with its labels)
 """
 
@@ -38,6 +42,14 @@ def synthetic_parser() -> argparse.ArgumentParser:
     made.add_argument("--offset", type=float, nargs="+", help="nm per axis (default: 0)")
     made.add_argument("--seed", type=int, default=0, help="the same seed, the same volumes")
     made.add_argument("--chunk", type=int, default=32, help="chunk edge, voxels")
+    made.add_argument(
+        "--cell-diameter",
+        type=float,
+        help="EM: typical cell diameter, nm (default: 22 voxels of the finest axis)",
+    )
+    made.add_argument(
+        "--test", action="store_true", help="also write a held-out test/raw volume (scoring)"
+    )
     return made
 
 
@@ -66,6 +78,8 @@ def synthetic_main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             chunk=args.chunk,
             kind=args.kind,
+            cell_diameter=args.cell_diameter,
+            test=args.test,
         )
         params = zarr.open_group(str(out), mode="r").attrs[PARAMS_KEY]
         print(json.dumps({"path": str(out), **params}))

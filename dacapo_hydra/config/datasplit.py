@@ -112,6 +112,8 @@ class SyntheticConfig:
 
     `kind` picks the generator: `em` (EM-like cells, uint8) or `nuclei` (light-microscopy
     nuclei, uint16); shape and voxel size default to the kind's own when null.
+    `cell_diameter` (nm, `em` only) sizes the cells in world units; `test: true` adds a
+    held-out `test/` volume that training and validation never read.
     """
 
     container: str = MISSING
@@ -122,6 +124,8 @@ class SyntheticConfig:
     offset: list[float] | None = None
     seed: int = 0
     chunk: int = 32
+    cell_diameter: float | None = None
+    test: bool = False
 
 
 @dataclass

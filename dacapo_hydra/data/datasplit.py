@@ -205,6 +205,8 @@ def _synthetic_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
         "seed": cfg.get("seed", 0),
         "chunk": cfg.get("chunk", 32),
         "kind": cfg.get("kind", "em"),
+        "cell_diameter": cfg.get("cell_diameter"),
+        "test": bool(cfg.get("test", False)),
     }
 
 

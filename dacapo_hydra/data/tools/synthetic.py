@@ -1,6 +1,7 @@
 """Synthetic volumes written as OME-Zarr 0.5 (zarr v3): EM-like or nuclei.
 
-Each container holds `train/` and `validate/` groups. The `em` kind (the default) has
+Each container holds `train/` and `validate/` groups (and, with `test=True`, a held-out
+`test/` volume for scoring). The `em` kind (the default) has
 the image `raw` (uint8) and its label images `raw/labels/labels` (uint64 cell
 instances), `raw/labels/organelles` (uint64 blob instances) and `raw/labels/mask`
 (uint8, 1 where annotated). Cells are warped Voronoi
@@ -65,45 +66,59 @@ DEFAULT_SHAPE = {
 
 
 def generate_volume(
-    shape: Sequence[int], seed: int, cell_diameter: float = 22.0
+    shape: Sequence[int],
+    seed: int,
+    cell_diameter: float = 22.0,
+    voxel_size: Sequence[float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Generate one EM-like volume (2D or 3D) in memory.
 
     Args:
         shape: voxels per axis.
         seed: random seed; the same seed gives the same volume.
-        cell_diameter: typical cell diameter in voxels.
+        cell_diameter: typical cell diameter in voxels of the finest axis.
+        voxel_size: nm per axis (None: isotropic). Cells are round in world units, so
+            along a coarser axis they span proportionally fewer voxels (40x4x4 nm
+            serial sections: a tenth as many along z); membranes, blur and noise stay
+            a voxel or two along every axis, as in sections imaged at that resolution.
 
     Returns:
         `raw` (uint8), `labels` and `organelles` (uint64), `mask` (uint8).
 
     """
     shape = tuple(int(s) for s in shape)
+    dims = len(shape)
+    vs = np.ones(dims) if voxel_size is None else np.asarray(voxel_size, float)
+    # Voxels per finest-axis voxel along each axis (1 where isotropic, so the isotropic
+    # volume is the same as before this argument existed).
+    stretch = vs / vs.min()
+    diameter = cell_diameter / stretch  # the cell diameter in each axis's own voxels
     rng = np.random.default_rng(seed)
-    n_cells = max(2, int(np.prod(shape) / cell_diameter ** len(shape) * 1.5))
-    seeds = rng.uniform(0, 1, (n_cells, len(shape))) * np.asarray(shape)
+    n_cells = max(2, int(np.prod(shape) / np.prod(diameter) * 1.5))
+    seeds = rng.uniform(0, 1, (n_cells, dims)) * np.asarray(shape)
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
     # Smooth random displacements make the Voronoi cells wavy rather than convex.
     warp = np.stack(
-        [ndimage.gaussian_filter(rng.normal(size=shape), sigma=cell_diameter / 3) for _ in shape]
+        [ndimage.gaussian_filter(rng.normal(size=shape), sigma=list(diameter / 3)) for _ in shape]
     )
-    warp *= cell_diameter / 2 / (np.abs(warp).max() + 1e-9)
-    points = (grid + warp.astype(np.float32)).reshape(len(shape), -1).T
-    _, nearest = cKDTree(seeds).query(points, workers=-1)
+    warp *= (diameter / 2 / (np.abs(warp).max() + 1e-9)).reshape((dims,) + (1,) * dims)
+    points = (grid + warp.astype(np.float32)).reshape(dims, -1).T
+    # Nearest seed in world units (finest-voxel units): Voronoi cells round in nm.
+    _, nearest = cKDTree(seeds * stretch).query(points * stretch, workers=-1)
     labels = (nearest.reshape(shape) + 1).astype(np.uint64)
     membrane = find_boundaries(labels, mode="thick")
     labels[membrane] = 0
 
     organelles = np.zeros(shape, np.uint64)
     n_blobs = max(1, n_cells // 2)
-    centres = rng.uniform(0, 1, (n_blobs, len(shape))) * np.asarray(shape)
-    radii = rng.uniform(cell_diameter / 10, cell_diameter / 5, (n_blobs, len(shape)))
+    centres = rng.uniform(0, 1, (n_blobs, dims)) * np.asarray(shape)
+    radii = rng.uniform(cell_diameter / 10, cell_diameter / 5, (n_blobs, dims)) / stretch
     for i, (c, r) in enumerate(zip(centres, radii, strict=True), start=1):
         lo = np.maximum(np.floor(c - r).astype(int), 0)
         hi = np.minimum(np.ceil(c + r).astype(int) + 1, shape)
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         local = grid[(slice(None), *box)]
-        inside = sum(((local[d] - c[d]) / r[d]) ** 2 for d in range(len(shape))) <= 1
+        inside = sum(((local[d] - c[d]) / r[d]) ** 2 for d in range(dims)) <= 1
         inside &= labels[box] > 0
         organelles[box][inside] = i
 
@@ -133,21 +148,26 @@ def write_synthetic(
     seed: int = 0,
     chunk: int = 32,
     kind: str = "em",
+    cell_diameter: float | None = None,
+    test: bool = False,
 ) -> Path:
     """Write a train and a validate volume to a new zarr v3 container at `path`.
 
     The container is built under a temporary name and renamed into place, so a
     reader never sees a half-written container and concurrent writers do not clash.
     `kind` picks the generator: `em` (EM-like cells) or `nuclei` (fluorescence nuclei).
+    `cell_diameter` (nm, `em` only) sets the typical cell size in world units (default:
+    22 voxels of the finest axis). `test` adds a held-out `test/` volume (its own seed)
+    that neither training nor validation reads, for scoring a finished model.
     """
-    params = _params(dims, shape, voxel_size, offset, seed, chunk, kind)
+    params = _params(dims, shape, voxel_size, offset, seed, chunk, kind, cell_diameter, test)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         root.attrs[PARAMS_KEY] = {**params, "format": FORMAT}
         images = []
-        for split, split_seed in (("train", params["seed"]), ("validate", params["seed"] + 1000)):
+        for split, split_seed in _splits(params):
             volume = _generate(params, split_seed)
             _write_multiscale(tmp, dataset_path(split, "raw"), volume.pop("raw"), params)
             images.append(dataset_path(split, "raw"))
@@ -188,6 +208,13 @@ def ensure_synthetic(path: str | Path, **kwargs: Any) -> Path:
     return write_synthetic(path, **wanted)
 
 
+def _splits(params: dict[str, Any]) -> list[tuple[str, int]]:
+    """The container's volumes and their seeds: train, validate and, if asked, test."""
+    seed = params["seed"]
+    splits = [("train", seed), ("validate", seed + 1000)]
+    return splits + [("test", seed + 2000)] if params.get("test") else splits
+
+
 def _params(
     dims: int = 3,
     shape: Sequence[int] | None = None,
@@ -196,6 +223,8 @@ def _params(
     seed: int = 0,
     chunk: int = 32,
     kind: str = "em",
+    cell_diameter: float | None = None,
+    test: bool = False,
 ) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"synthetic data: kind must be one of {KINDS}, got {kind!r}")
@@ -211,7 +240,7 @@ def _params(
             raise ValueError(
                 f"synthetic data: {key} {value} must have {dims} entries (dims={dims})"
             )
-    return {
+    params: dict[str, Any] = {
         "kind": kind,
         "dims": int(dims),
         "shape": [int(s) for s in shape],
@@ -220,13 +249,28 @@ def _params(
         "seed": int(seed),
         "chunk": int(chunk),
     }
+    # Stored only when given, so containers made before these options existed still match.
+    if cell_diameter is not None:
+        if kind != "em" or cell_diameter <= 0:
+            raise ValueError(
+                f"synthetic data: cell_diameter {cell_diameter} (nm) is for kind em and > 0"
+            )
+        params["cell_diameter"] = float(cell_diameter)
+    if test:
+        params["test"] = True
+    return params
 
 
 def _generate(params: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     """One volume of the container's kind; nuclei need the voxel size for physical sizes."""
     if params["kind"] == "nuclei":
         return generate_nuclei(params["shape"], seed, params["voxel_size"])
-    return generate_volume(params["shape"], seed)
+    if "cell_diameter" not in params:
+        return generate_volume(params["shape"], seed, voxel_size=params["voxel_size"])
+    finest = min(params["voxel_size"])
+    return generate_volume(
+        params["shape"], seed, params["cell_diameter"] / finest, params["voxel_size"]
+    )
 
 
 def _write_multiscale(container: Path, path: str, data: np.ndarray, params: dict[str, Any]) -> None:
