@@ -25,6 +25,7 @@ from dacapo_hydra.cli import (
     datasplit_main,
     export_main,
     predict_main,
+    sync_main,
     synthetic_main,
     validate_main,
 )
@@ -38,6 +39,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "dacapo-apply": apply_main,
     "dacapo-validate": validate_main,
     "dacapo-export": export_main,
+    "dacapo-sync": sync_main,
 }
 UNWRITABLE = "/sys/dacapo-out"  # refused even to root
 
@@ -61,7 +63,8 @@ def test_every_command_answers_version_and_shows_examples(
     text = capsys.readouterr().out
     assert "examples:" in text and f"  {name} " in text.split("examples:")[1]
     assert "-v, --verbose" in text
-    assert ("--output" in text) is (name != "dacapo-validate")  # validate writes nothing
+    # validate writes nothing; sync sends a run folder's queue to MLflow
+    assert ("--output" in text) is (name not in ("dacapo-validate", "dacapo-sync"))
 
 
 def tiff(tmp_path: Path, name: str, data: np.ndarray) -> str:

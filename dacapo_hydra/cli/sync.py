@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from dacapo_hydra.cli.common import USER_ERRORS, configure_logging, guarded, parser
 
@@ -42,13 +44,15 @@ def sync_main(argv: list[str] | None = None) -> None:
     args = sync_parser().parse_args(argv)
     configure_logging(args.verbose)
 
-    def command() -> None:
-        from functools import partial
-
-        from dacapo_hydra.tracking.sync import sync_run_dir
+    def load(checkpoint: Path) -> Any:
+        """The run's network, for its MLflow model (its own checkpoint: trusted)."""
         from dacapo_hydra.training.module import RunModule
 
-        load = partial(RunModule.from_checkpoint, trust=True)  # the run's own checkpoint
+        return RunModule.from_checkpoint(checkpoint, trust=True)
+
+    def command() -> None:
+        from dacapo_hydra.tracking.sync import sync_run_dir
+
         result = sync_run_dir(args.run_dir, load, args.tracking_uri)
         left = f"; {result.left} still wait: run it again" if result.left else ""
         print(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -56,6 +57,18 @@ def _quiet_urllib3() -> None:
     pool = logging.getLogger("urllib3.connectionpool")
     if not any(isinstance(f, _NoRetryWarnings) for f in pool.filters):
         pool.addFilter(_NoRetryWarnings())
+
+
+def _reason(err: BaseException) -> str:
+    """What an unreachable server's error says, in a few words (`Connection refused`)."""
+    text = str(err)
+    errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno_text:
+        return errno_text[1].strip()
+    if "timeout" in text.lower() or "timed out" in text.lower():
+        return "no answer: timed out"
+    code = re.search(r"error code (\d+)", text)
+    return f"HTTP status {code[1]}" if code else text[:120]
 
 
 class _NoRetryWarnings(logging.Filter):
@@ -112,7 +125,7 @@ class OfflineClient:
 
     # Writes -------------------------------------------------------------------------
 
-    def logbatch_record(
+    def log_batch(
         self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **_: Any
     ) -> None:
         """`MlflowClient.log_batch`, synchronous: a batch that fails is queued, not lost."""
@@ -253,7 +266,7 @@ class OfflineClient:
         """The server stopped answering: one warning line."""
         self.down_since = time.time()
         self._last_try = time.monotonic()
-        reason = str(err).split(" failed with ", 1)[-1][:160]
+        reason = _reason(err)
         print(
             f"dacapo: warning: the MLflow tracking server {self.uri} is unreachable ({reason}); "
             f"training goes on: what run {self.run_id} logs waits in "
