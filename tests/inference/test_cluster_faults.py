@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ PREDICT = [sys.executable, "-c", "from dacapo_hydra.cli import predict_main; pre
 
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3D synthetic volume of 8 nm voxels: 3 x 4 x 4 prediction blocks of 28^3."""
+    """A 3D synthetic volume of 8 nm voxels, several prediction blocks large."""
     return write_synthetic(
         tmp_path_factory.mktemp("vol") / "vol.zarr", dims=3, shape=[80, 100, 100], offset=[0, 0, 0]
     )
@@ -65,24 +66,33 @@ def _wait_for_blocks(proc: subprocess.Popen, ledger: Path, blocks: int) -> None:
         time.sleep(0.02)
 
 
+@dataclass
+class Reference:
+    """An uninterrupted `dacapo-predict --workers 2`: its output and number of blocks."""
+
+    out: Path
+    blocks: int
+
+
 @pytest.fixture(scope="module")
-def reference(trained_3d: str, volume: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted `dacapo-predict --workers 2`."""
+def reference(trained_3d: str, volume: Path, tmp_path_factory: pytest.TempPathFactory) -> Reference:
     out = tmp_path_factory.mktemp("reference") / "reference.zarr"
     done = subprocess.run(_predict(trained_3d, volume, out), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    blocks = re.search(r": (\d+) of (\d+) blocks in ", done.stdout)
+    assert blocks and blocks[1] == blocks[2] and int(blocks[2]) >= 8, done.stdout
+    return Reference(out, int(blocks[2]))
 
 
-def _same(out: Path, reference: Path) -> None:
+def _same(out: Path, reference: Reference) -> None:
     got = zarr.open_group(str(out))["prediction/s0"][:]
-    want = zarr.open_group(str(reference))["prediction/s0"][:]
+    want = zarr.open_group(str(reference.out))["prediction/s0"][:]
     np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.slow
 def test_sigterm_to_the_job_mid_predict_keeps_the_blocks_done_and_a_rerun_completes_it(
-    trained_3d: str, volume: Path, reference: Path, tmp_path: Path
+    trained_3d: str, volume: Path, reference: Reference, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.zarr"
     ledger = out / LEDGER_DIR / "prediction" / "blocks.log"
@@ -101,10 +111,10 @@ def test_sigterm_to_the_job_mid_predict_keeps_the_blocks_done_and_a_rerun_comple
         "command again to do the rest"
     ], stderr[-3000:]
     done = _done(ledger)
-    assert 3 <= done < 48
+    assert 3 <= done < reference.blocks
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f": {48 - done} of 48 blocks in " in rerun.stdout, rerun.stdout
+    assert f": {reference.blocks - done} of {reference.blocks} blocks in " in rerun.stdout
     _same(out, reference)
 
 
@@ -116,7 +126,7 @@ def _dask_workers(driver: int) -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_a_dask_worker_killed_mid_predict_is_replaced_and_the_output_is_identical(
-    trained_3d: str, volume: Path, reference: Path, tmp_path: Path
+    trained_3d: str, volume: Path, reference: Reference, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.zarr"
     ledger = out / LEDGER_DIR / "prediction" / "blocks.log"
@@ -129,7 +139,7 @@ def test_a_dask_worker_killed_mid_predict_is_replaced_and_the_output_is_identica
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
-    assert ": 48 of 48 blocks in " in stdout, stdout
+    assert f": {reference.blocks} of {reference.blocks} blocks in " in stdout, stdout
     assert not victim.is_running()
     _same(out, reference)
 
@@ -173,10 +183,10 @@ def test_a_dask_worker_killed_mid_labels_is_replaced_and_the_labels_are_identica
 
 @pytest.mark.slow
 def test_a_full_output_disk_is_one_line_and_a_rerun_with_room_completes_it(
-    trained_3d: str, volume: Path, reference: Path, tmp_path: Path
+    trained_3d: str, volume: Path, reference: Reference, tmp_path: Path
 ) -> None:
     """A real (tmpfs) file system holding half the prediction, then grown."""
-    size = sum(f.stat().st_size for f in reference.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in reference.out.rglob("*") if f.is_file())
     disk = tmp_path / "disk"
     out = disk / "out.zarr"
     seen = tmp_path / "seen"
@@ -202,7 +212,10 @@ def test_a_full_output_disk_is_one_line_and_a_rerun_with_room_completes_it(
         ours[0],
     ), ours[0]
     done = _done(seen / "blocks.log")
-    assert 0 < done < 48
+    assert 0 < done < reference.blocks
     assert (seen / "rerun.rc").read_text().strip() == "0", (seen / "rerun.err").read_text()
-    assert f": {48 - done} of 48 blocks in " in (seen / "rerun.out").read_text()
+    assert (
+        f": {reference.blocks - done} of {reference.blocks} blocks in "
+        in (seen / "rerun.out").read_text()
+    )
     _same(seen / "out.zarr", reference)
