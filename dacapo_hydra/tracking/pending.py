@@ -44,6 +44,9 @@ def tighten_http_settings() -> None:
     """Set MLflow's HTTP retry and timeout settings (:data:`TIGHT_HTTP_SETTINGS`) not set."""
     for key, value in TIGHT_HTTP_SETTINGS.items():
         os.environ.setdefault(key, value)
+    # MLflow prints "View run ... at: <server>" when a run on a server ends; the run's
+    # own last line (or dacapo-sync's) says where it is.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def is_remote(uri: str) -> bool:

@@ -137,8 +137,8 @@ def _assert_complete(server: Server, run_id: str) -> None:
     assert run.info.status == "FINISHED"
     steps = sorted(m.step for m in client.get_metric_history(run_id, "train/loss"))
     assert steps == list(range(ITERATIONS)), steps
-    validations = client.get_metric_history(run_id, "val/loss")
-    assert sorted(m.step for m in validations) == [40, 80, 120]
+    validations = client.get_metric_history(run_id, "val/loss")  # Lightning's steps: 0-based
+    assert sorted(m.step for m in validations) == [39, 79, 119]
     logged = {Path(a.path).name for a in client.list_artifacts(run_id, "checkpoints")}
     assert "last.ckpt" in logged, logged
     assert "config.yaml" in {a.path for a in client.list_artifacts(run_id)}
