@@ -144,7 +144,15 @@ def test_a_dask_worker_killed_mid_predict_is_replaced_and_the_output_is_identica
     _same(out, reference)
 
 
-LABELS_ON_DASK = SCRIPT.replace("Execution(progress=False)", "Execution(workers=2, progress=False)")
+# The labels passes on two Dask workers, under a main guard: the workers are spawned and
+# import the main module.
+LABELS_ON_DASK = (
+    "def main():\n"
+    + "".join(f"    {line}\n" for line in SCRIPT.strip().splitlines()).replace(
+        "Execution(progress=False)", "Execution(workers=2, progress=False)"
+    )
+    + "\n\nif __name__ == '__main__':\n    main()\n"
+)
 
 
 @pytest.mark.slow
