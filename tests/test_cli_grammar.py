@@ -26,6 +26,7 @@ from dacapo_hydra.cli import (
     export_main,
     plan_main,
     predict_main,
+    sync_main,
     synthetic_main,
     validate_main,
 )
@@ -40,6 +41,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "dacapo-validate": validate_main,
     "dacapo-export": export_main,
     "dacapo-plan": plan_main,
+    "dacapo-sync": sync_main,
 }
 UNWRITABLE = "/sys/dacapo-out"  # refused even to root
 
@@ -63,8 +65,9 @@ def test_every_command_answers_version_and_shows_examples(
     text = capsys.readouterr().out
     assert "examples:" in text and f"  {name} " in text.split("examples:")[1]
     assert "-v, --verbose" in text
-    # validate writes nothing; plan writes into the config folder (--config-dir, as train)
-    assert ("--output" in text) is (name not in ("dacapo-validate", "dacapo-plan"))
+    # validate writes nothing; plan writes into the config folder (--config-dir, as train);
+    # sync sends a run folder's queue to MLflow
+    assert ("--output" in text) is (name not in ("dacapo-validate", "dacapo-plan", "dacapo-sync"))
 
 
 def tiff(tmp_path: Path, name: str, data: np.ndarray) -> str:

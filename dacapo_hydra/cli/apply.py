@@ -9,7 +9,7 @@ from dacapo_hydra.cli.common import (
     check_writable,
     configure_logging,
     execution,
-    guarded,
+    guarded_blocks,
     model_arguments,
     one_model,
     parser,
@@ -203,4 +203,4 @@ def apply_main(argv: list[str] | None = None) -> None:
             f"post-processing {result.labels_seconds:.1f}s"
         )
 
-    guarded("dacapo-apply", command)
+    guarded_blocks("dacapo-apply", command, args.output)

@@ -161,6 +161,38 @@ def guarded(
         fail(prog, OSError(f"{err.strerror or err}{where}"))
 
 
+def guarded_blocks(prog: str, command: Callable[[], T], output: str | Path) -> T:
+    """:func:`guarded` for a blockwise command writing `output`: stop signals and a full disk.
+
+    SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 (to the whole job, as a cluster sends them) end
+    it with one line and exit status 128 + the signal's number, the finished blocks
+    kept; a full output disk with one line naming the output and what was free
+    (:mod:`dacapo_hydra.inference.signals`).
+    """
+    from dacapo_hydra.inference.signals import JobStopped, disk_full_line, stop_signals
+
+    def stoppable() -> T:
+        try:
+            with stop_signals():
+                return command()
+        except OSError as err:
+            line = disk_full_line(err, output)
+            if line is None:
+                raise
+            print(f"{prog}: error: {line}", file=sys.stderr)
+            sys.exit(1)
+
+    try:
+        return guarded(prog, stoppable)
+    except JobStopped as stop:
+        print(
+            f"{prog}: stopped by {stop.signal_name}: the blocks done are kept in {output}: "
+            "run the same command again to do the rest",
+            file=sys.stderr,
+        )
+        sys.exit(stop.exit_status)
+
+
 def model_arguments(parser: argparse.ArgumentParser, what: str = "the model") -> None:
     """`--run-id`/`--checkpoint`, `--checkpoint-name`, `--tracking-uri`: the same everywhere."""
     group = parser.add_argument_group(f"{what} (--run-id or --checkpoint)")

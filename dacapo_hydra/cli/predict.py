@@ -8,7 +8,7 @@ from dacapo_hydra.cli.common import (
     check_writable,
     configure_logging,
     execution,
-    guarded,
+    guarded_blocks,
     model_arguments,
     model_checkpoint,
     one_model,
@@ -127,4 +127,4 @@ def predict_main(argv: list[str] | None = None) -> None:
             f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
         )
 
-    guarded("dacapo-predict", command)
+    guarded_blocks("dacapo-predict", command, args.output[0])

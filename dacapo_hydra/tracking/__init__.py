@@ -9,6 +9,9 @@ and the like work from the package:
   started together;
 - :mod:`~dacapo_hydra.tracking.server`: a tracking server that does not answer,
   reported in one line before any work;
+- :mod:`~dacapo_hydra.tracking.offline`, :mod:`~.pending`, :mod:`~.sync`: a server that
+  goes away mid-run: writes queued in the run folder, sent when it is back or by
+  `dacapo-sync`;
 - :mod:`~dacapo_hydra.tracking.names`: run names and each config group's option;
 - :mod:`~dacapo_hydra.tracking.tags`: command-line overrides as tags, the
   criterion's direction;
@@ -38,6 +41,7 @@ from dacapo_hydra.tracking.names import (
     mark_modified,
     run_name,
 )
+from dacapo_hydra.tracking.offline import install_offline
 from dacapo_hydra.tracking.parent import (
     AXES_ENV,
     AXES_FILE,
@@ -61,6 +65,7 @@ from dacapo_hydra.tracking.store import (
     restore_tracking_env,
     ui_url,
 )
+from dacapo_hydra.tracking.sync import finish_model, sync_run_dir, waiting_note
 from dacapo_hydra.tracking.tags import (
     DIRECTION_TAG,
     OVERRIDE_TAG_PREFIX,
@@ -72,6 +77,10 @@ from dacapo_hydra.tracking.tags import (
 )
 
 __all__ = [
+    "finish_model",
+    "install_offline",
+    "sync_run_dir",
+    "waiting_note",
     "TrackingUnreachable",
     "check_reachable",
     "AXES_ENV",

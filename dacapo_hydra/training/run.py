@@ -257,7 +257,8 @@ def _train(
     # MLflow is rank 0's; the others get the run id and log nothing (DummyLogger).
     run_id = world.from_rank_zero("run", open_run)
     experiment_id, logger = opened[0] if world.is_zero else ("", DummyLogger())
-    client = logger.experiment if world.is_zero else None
+    # A tracking server that goes away mid-run: writes wait in the run folder (offline).
+    client = tracking.install_offline(logger, uri, run_id, run_dir) if world.is_zero else None
     # Parameters are written at once (a conflicting value fails here, not in a log line).
     params = MLFlowLogger(tracking_uri=uri, run_id=run_id) if world.is_zero else None
     last = LastCheckpoint(checkpoint_dir, cfg.validation_interval)
@@ -326,7 +327,8 @@ def _train(
                 logger.finalize("success")
             client.set_tag(run_id, stopping.TAG, why.tag)
             client.log_artifacts(run_id, str(checkpoint_dir), "checkpoints")
-            recorder.finish(checkpoint_dir, partial(RunModule.from_checkpoint, trust=True))
+            load = partial(RunModule.from_checkpoint, trust=True)
+            tracking.finish_model(client, recorder, checkpoint_dir, load)
     except BaseException as err:
         signal_name = stops.stop_signal(err, stop.seen)
         if signal_name == "SIGTERM":  # Lightning stops the same way for SIGUSR1/2
@@ -387,5 +389,6 @@ def _train(
         + f"; stopped: {why.line}"
         + f"; checkpoint {result.checkpoint}; view with: mlflow ui --backend-store-uri {uri}"
         + f" and open {tracking.ui_url(experiment_id, run_id)}"
+        + tracking.waiting_note(client)
     )
     return result
