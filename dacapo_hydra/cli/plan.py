@@ -80,6 +80,12 @@ def plan_main(argv: list[str] | None = None) -> None:
 
         if args.gpu_memory is not None and args.gpu_memory < 0:
             raise ValueError(f"--gpu-memory: expected GiB >= 0, got {args.gpu_memory}")
+        # Where it will write is checked before the data is measured.
+        folder = Path(args.config_dir) if args.config_dir else user_config_dir()
+        if folder is None and not args.dry_run:
+            raise ValueError(
+                "no config folder: set DACAPO_CONFIG_DIR or give --config-dir (or --dry-run)"
+            )
         cfg = compose(overrides=args.overrides)
         gpu = None if args.gpu_memory is None else int(args.gpu_memory * 2**30)
         plan = plan_for(cfg, gpu)
@@ -103,11 +109,7 @@ def plan_main(argv: list[str] | None = None) -> None:
             print(plan_table(plan))
         if args.dry_run:
             return
-        folder = Path(args.config_dir) if args.config_dir else user_config_dir()
-        if folder is None:
-            raise ValueError(
-                "no config folder: set DACAPO_CONFIG_DIR or give --config-dir (or --dry-run)"
-            )
+        assert folder is not None  # checked above: not a dry run
         written = write_experiment(text, folder.expanduser(), name)
         print(f"dacapo-plan: wrote {written}; train with: python train.py experiment={name}")
 
