@@ -26,9 +26,19 @@ def test_every_group_has_at_least_two_options() -> None:
         assert len(options(group)) >= 2, group
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
-)
+# Every option in the fast tier, except datasplits beyond the two demos: each generates
+# its own synthetic data (seconds each), so those build in the slow tier.
+FAST_DATASPLITS = ("synthetic_2d", "synthetic_3d")
+OPTIONS = [
+    (g, o)
+    if g != "datasplit" or o in FAST_DATASPLITS
+    else pytest.param(g, o, marks=pytest.mark.slow, id=f"{g}-{o}")
+    for g in GROUPS
+    for o in options(g)
+]
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=lambda v: str(v))
 def test_option_composes_and_builds(group: str, option: str, tmp_path: Path) -> None:
     # Tasks are built on 3D data (LSDs are 3D only); the rest on the faster 2D data.
     datasplit = (
