@@ -179,9 +179,9 @@ def test_train_py_with_only_a_datasplit_uses_the_plan(user_dir: Path, tmp_path: 
         "auto",
         "budget",
     )
-    assert params["validation_interval"] == "2" and params["plan/values/validation_interval"]
-    assert params["plan/overridden"] == "['validation_interval']"
-    assert params["architecture/downsample_factors"] == str(FACTORS)
+    assert params["validation_interval"] == "2" and params["plan.values.validation_interval"]
+    assert params["plan.overridden"] == "['validation_interval']"
+    assert params["architecture.downsample_factors"] == str(FACTORS)
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
