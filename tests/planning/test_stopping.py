@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -108,3 +109,22 @@ def test_a_run_stops_at_its_budget(compose_tiny: Callable[..., DictConfig]) -> N
     result = train(cfg)
     assert result.iterations < 100000
     assert _tags(result)["stop_reason"] == "budget"
+
+
+@pytest.mark.slow
+def test_a_budget_that_ends_before_the_first_validation_still_leaves_a_best_checkpoint(
+    compose_tiny: Callable[..., DictConfig],
+) -> None:
+    # Lightning validates when a callback (the budget's Timer) stops the run, so a run
+    # stopped by its budget always has a model to apply, however late the interval.
+    from dacapo_hydra.training.run import train
+
+    cfg = compose_tiny(
+        datasplit="synthetic_2d",
+        trainer="fast",
+        overrides=["iterations=100000", "validation_interval=100000", "budget=3s"],
+    )
+    result = train(cfg)
+    assert _tags(result)["stop_reason"] == "budget" and result.iterations < 100000
+    best = Path(result.checkpoint).with_name(f"best_{result.criterion}.ckpt")
+    assert best.is_file()
