@@ -71,7 +71,7 @@ def test_validation_logs_scores_and_keeps_the_best(compose_tiny: Callable[..., D
     )
     assert torch.load(local, weights_only=True)["global_step"] == record["iteration"]
     images = [
-        a.path for a in client.list_artifacts(result.run_id, "images") if a.path.endswith(".png")
+        a.path for a in client.list_artifacts(result.run_id, "snapshots") if a.path.endswith(".png")
     ]
     assert len(images) == 2  # steps 3 and 6
     png = mlflow.artifacts.download_artifacts(
