@@ -156,13 +156,24 @@ def test_a_server_away_mid_run_gets_everything_when_it_is_back(
     while "is unreachable" not in err.read_text() and time.time() < deadline:
         assert proc.poll() is None, err.read_text()[-3000:]
         time.sleep(0.2)
-    time.sleep(RETRY_S)  # training goes on, its writes queued
+    # Training goes on, its writes queued; paused once a few are, so that it is still
+    # training when the server is back however fast the machine (120 iterations take
+    # 13 s on 2 quiet cores).
+    queue = _run_dir(tmp_path) / OFFLINE_DIR / QUEUE_FILE
+    deadline = time.time() + 120
+    while not (queue.exists() and len(queue.read_text().splitlines()) >= 3):
+        assert proc.poll() is None, "the run ended before it queued 3 writes"
+        assert time.time() < deadline, err.read_text()[-3000:]
+        time.sleep(0.05)
     assert proc.poll() is None, "the run ended before the server came back: make it longer"
     # The server takes its time to start on a busy machine: the run waits meanwhile
     # (a run that ends first sends its queue at its end too, but would not show this).
     os.killpg(proc.pid, signal.SIGSTOP)
+    paused = time.monotonic()
     try:
         server.start()
+        # The run's next write asks the server again once RETRY_S have passed.
+        time.sleep(max(0.0, RETRY_S - (time.monotonic() - paused)))
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
     assert proc.wait(600) == 0, err.read_text()[-3000:]
