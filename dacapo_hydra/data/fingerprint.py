@@ -17,7 +17,7 @@ from scipy import ndimage
 from skimage.measure import label as label_regions
 from skimage.segmentation import find_boundaries
 
-from dacapo_hydra.data.statistics import SAMPLE_VOXELS, _central_box, object_radii
+from dacapo_hydra.data.statistics import SAMPLE_VOXELS, _central_box, cut_by_edge, object_radii
 
 PERCENTILES = (10, 50, 90)
 # Labels with at most this many distinct values are read as classes (one-hot tasks).
@@ -148,11 +148,7 @@ def axis_radii(labels: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
         longest = np.zeros(count + 1)
         np.maximum.at(longest, owner[1:], lengths)
         radii[:, axis] = np.where(longest[1:] > 0, (longest[1:] + 2) * voxel_size[axis] / 2, 0)
-    edge = np.zeros(regions.shape, bool)
-    for axis in range(regions.ndim):
-        edge[(slice(None),) * axis + (0,)] = True
-        edge[(slice(None),) * axis + (-1,)] = True
-    cut = np.isin(ids, np.unique(regions[edge]))
+    cut = cut_by_edge(regions, ids)
     return radii[~cut] if (~cut).any() else radii
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 from skimage.measure import label as label_regions
-from skimage.segmentation import find_boundaries
+from skimage.segmentation import clear_border, find_boundaries
 
 from dacapo_hydra.data.roi import Roi
 
@@ -24,6 +24,11 @@ def _central_box(roi: Roi, voxel_size: Sequence[float], voxels: int) -> Roi:
     start = (shape - keep) // 2
     begin = np.asarray(roi.begin) + start * np.asarray(voxel_size)
     return Roi(tuple(begin.tolist()), tuple((keep * np.asarray(voxel_size)).tolist()))
+
+
+def cut_by_edge(regions: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Whether each of `ids` touches the array's edge (scikit-image's `clear_border`)."""
+    return ~np.isin(ids, clear_border(regions))
 
 
 def object_radii(labels: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
@@ -44,11 +49,7 @@ def object_radii(labels: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
     radii = np.zeros(ids.size + 1)
     np.maximum.at(radii, regions.ravel(), distance.ravel())
     radii = radii[1:]
-    edge = np.zeros(regions.shape, bool)
-    for axis in range(regions.ndim):
-        edge[(slice(None),) * axis + (0,)] = True
-        edge[(slice(None),) * axis + (-1,)] = True
-    cut = np.isin(ids, np.unique(regions[edge]))
+    cut = cut_by_edge(regions, ids)
     return radii[~cut] if (~cut).any() else radii
 
 
