@@ -31,8 +31,8 @@ from dacapo_hydra.devices import (
     worker_device,
 )
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training import distributed, launch
-from dacapo_hydra.training.distributed import RankZeroFailed, World, plan
+from dacapo_hydra.training.process import distributed, launch
+from dacapo_hydra.training.process.distributed import RankZeroFailed, World, plan
 from tests.conftest import REPO, tiny_overrides
 
 DDP = ["lightning.devices=2", "lightning.accelerator=cpu", "lightning.strategy=ddp"]

@@ -148,10 +148,14 @@ def test_a_profiler_target_is_instantiated() -> None:
     assert trainer_arguments(compose(overrides=["debug=profiler"]))["profiler"] == "simple"
 
 
-def test_deprecated_run_fields_are_aliases() -> None:
-    cfg = compose(overrides=["accelerator=cpu", "trainer.gradient_clip_val=1.0"])
-    with pytest.warns(FutureWarning, match="accelerator is deprecated: use lightning.accelerator"):
-        arguments = trainer_arguments(cfg)
+def test_lightning_arguments_have_one_home() -> None:
+    # The run's own fields no longer stand for pl.Trainer arguments: only `lightning.*` does.
+    for old in ("accelerator", "devices"):
+        with pytest.raises(ConfigCompositionException, match=old):
+            compose(overrides=[f"{old}=cpu"])
+    arguments = trainer_arguments(
+        compose(overrides=["lightning.accelerator=cpu", "lightning.gradient_clip_val=1.0"])
+    )
     assert arguments["accelerator"] == "cpu" and arguments["gradient_clip_val"] == 1.0
 
 

@@ -29,8 +29,8 @@ from omegaconf import DictConfig
 from dacapo_hydra import tracking
 from dacapo_hydra.api import compose
 from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.training.process.stops import RunFailed
 from dacapo_hydra.training.run import train
-from dacapo_hydra.training.stops import RunFailed
 from tests.conftest import REPO, tiny_overrides
 from tests.test_cli import runs
 

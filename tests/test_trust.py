@@ -114,7 +114,7 @@ def test_every_packaged_target_is_allowed() -> None:
     }
     assert written - set(found) == {
         "dacapo_hydra.tracking.SweepParentRun",
-        "dacapo_hydra.training.run_dir.OutputFolderCheck",
+        "dacapo_hydra.training.process.run_dir.OutputFolderCheck",
     }
 
 

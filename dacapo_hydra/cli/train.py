@@ -27,8 +27,8 @@ def _train_task(cfg: DictConfig) -> float:
     signal's number), a known fault (a full disk) with 1, after one line saying how to
     continue the run.
     """
+    from dacapo_hydra.training.process.stops import RunFailed, RunInterrupted
     from dacapo_hydra.training.run import train
-    from dacapo_hydra.training.stops import RunFailed, RunInterrupted
 
     try:
         result = guarded("dacapo", lambda: train(_planned(cfg)), (ConfigError,))

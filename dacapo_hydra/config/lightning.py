@@ -22,17 +22,13 @@ precision                  `lightning.precision`; `auto` is bf16-mixed on CUDA
 everything else            `lightning.<argument>`
 =========================  ===========================================
 
-The run-owned arguments (:data:`RUN_OWNED`) are refused in the node. The old run
-fields `accelerator`, `devices`, `trainer.precision` and
-`trainer.gradient_clip_val` are deprecated aliases (:data:`ALIASES`): null unless
-given, and a given one replaces `lightning.<argument>` with a warning.
+The run-owned arguments (:data:`RUN_OWNED`) are refused in the node.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import warnings
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -50,14 +46,6 @@ RUN_OWNED: dict[str, str] = {
     "default_root_dir": "the run folder",
     "enable_checkpointing": "the run itself, which keeps checkpoints/last.ckpt "
     "(callbacks.model_checkpoint=null drops the periodic checkpoints)",
-}
-
-# Deprecated run fields and the pl.Trainer argument each stands for.
-ALIASES: dict[str, str] = {
-    "accelerator": "accelerator",
-    "devices": "devices",
-    "trainer.precision": "precision",
-    "trainer.gradient_clip_val": "gradient_clip_val",
 }
 
 
@@ -80,9 +68,9 @@ def _instantiate(value: Any, key: str) -> Any:
 def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
     """The keyword arguments of `pl.Trainer` from `cfg.lightning`, checked.
 
-    Deprecated aliases are applied (with a warning), every key is checked against
-    `inspect.signature(pl.Trainer)` and the run-owned ones are refused; `_target_`
-    values are instantiated and a null `log_every_n_steps` gets the run's default.
+    Every key is checked against `inspect.signature(pl.Trainer)` and the run-owned ones
+    are refused; `_target_` values are instantiated and a null `log_every_n_steps` gets
+    the run's default.
     The run adds the arguments it owns.
 
     Args:
@@ -98,13 +86,6 @@ def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     node: dict[str, Any] = OmegaConf.to_container(cfg.get("lightning") or {}, resolve=True)
-    for old, new in ALIASES.items():
-        value = OmegaConf.select(cfg, old, default=None)
-        if value is not None:
-            warnings.warn(
-                f"{old} is deprecated: use lightning.{new}={value}", FutureWarning, stacklevel=2
-            )
-            node[new] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     parameters = inspect.signature(pl.Trainer).parameters
     for key in node:
         if key in RUN_OWNED:

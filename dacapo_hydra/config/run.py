@@ -59,12 +59,7 @@ class DistributedConfig:
 
 @dataclass
 class Config:
-    """A run: one option of each group, a start point and a stopping criterion.
-
-    `accelerator` and `devices` (and `trainer.precision`, `trainer.gradient_clip_val`)
-    are deprecated aliases of `lightning.<key>`: null unless given, and a given one
-    replaces the `lightning` value with a warning.
-    """
+    """A run: one option of each group, a start point and a stopping criterion."""
 
     datasplit: DataSplitConfig = MISSING
     architecture: Any = MISSING
@@ -84,8 +79,6 @@ class Config:
     run_name: str | None = None
     lightning: dict[str, Any] = field(default_factory=dict)
     callbacks: dict[str, Any] = field(default_factory=dict)
-    accelerator: str | None = None
-    devices: Any = None
     choices: dict[str, Any] = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

@@ -5,7 +5,7 @@ Hydra names a run's folder from `hydra.run.dir` (`conf/config.yaml`):
 `hydra.sweep.dir`. The time has one-second resolution; the suffix is 8 random hex
 digits drawn once per process (a cached resolver: a sweep's jobs share their
 sweep's folder). The Python API names its folders with the same suffix
-(:func:`~dacapo_hydra.training.run_dir.new_run_dir`).
+(:func:`~dacapo_hydra.training.process.run_dir.new_run_dir`).
 """
 
 from __future__ import annotations

@@ -124,15 +124,23 @@ def record_best_child(tracking_uri: str, parent_id: str) -> dict[str, Any] | Non
         key = name.replace("/", "_")
         client.log_metric(parent_id, f"validation/best_child/{key}", value)
         client.set_tag(parent_id, f"best_child.{key}", child.info.run_name)
+    note = _note(parent, len(children), best, best_per)
+    client.set_tag(parent_id, "mlflow.note.content", note)
+    return best
+
+
+def _note(
+    parent: Any, count: int, best: dict[str, Any], best_per: dict[str, tuple[Any, float]]
+) -> str:
+    """The parent run's note: what the sweep varied, its best child, the best per criterion."""
     axes = parent.data.tags.get("sweep.axes", "")
     note = (
-        f"Sweep over {axes or 'its jobs'} ({len(children)} runs). Best child: "
-        f"**{best['name']}** ({criterion} {score:.4g}), run `{best['run_id']}`."
+        f"Sweep over {axes or 'its jobs'} ({count} runs). Best child: "
+        f"**{best['name']}** ({best['criterion']} {best['score']:.4g}), run `{best['run_id']}`."
     )
     if len(best_per) > 1:
         note += " Best per criterion (not comparable across criteria): " + "; ".join(
             f"{name}: **{child.info.run_name}** ({value:.4g})"
             for name, (child, value) in best_per.items()
         )
-    client.set_tag(parent_id, "mlflow.note.content", note)
-    return best
+    return note

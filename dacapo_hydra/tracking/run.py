@@ -46,7 +46,7 @@ class RunRecorder:
 
     :meth:`start` (once the run exists): a tag `override.<key>` per command-line
     override (a resumed run records its changes as `resume.<n>.<key>` instead,
-    :mod:`~dacapo_hydra.training.resume`), the criterion's direction, the datasplit as
+    :mod:`~dacapo_hydra.training.process.resume`), the criterion's direction, the datasplit as
     dataset inputs, and
     system metrics (`system/*`) when `mlflow.log_system_metrics` is true.
     :meth:`finish` (after training): the network as the MLflow model `model`,

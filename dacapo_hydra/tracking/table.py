@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dacapo_hydra.tracking.best import BEST_TAG_PREFIX, CRITERION_TAG
 from dacapo_hydra.tracking.names import GROUPS
@@ -60,7 +60,7 @@ def runs_table(tracking_uri: str | None = None, experiment: str = "dacapo") -> p
     if found is None:
         names = [e.name for e in client.search_experiments()]
         raise KeyError(f"no experiment {experiment!r} in {uri}; it has: {', '.join(names)}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     token = None
     while True:
         page = client.search_runs(
@@ -69,28 +69,30 @@ def runs_table(tracking_uri: str | None = None, experiment: str = "dacapo") -> p
             max_results=1000,
             page_token=token,
         )
-        for run in page:
-            tags = run.data.tags
-            if tags.get("dacapo.kind") == "sweep":
-                continue
-            criterion = tags.get(CRITERION_TAG)
-            record = json.loads(tags.get(f"{BEST_TAG_PREFIX}{criterion}", "{}"))
-            rows.append(
-                {
-                    "run_id": run.info.run_id,
-                    "run_name": run.info.run_name,
-                    "status": run.info.status,
-                    **{group: tags.get(group) for group in GROUPS},
-                    "criterion": criterion,
-                    "best_score": record.get("score"),
-                    "best_iteration": record.get("iteration"),
-                    "best_params": record.get("params"),
-                    "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
-                    "parent_run_id": tags.get("mlflow.parentRunId"),
-                }
-            )
+        rows += [_row(run) for run in page if run.data.tags.get("dacapo.kind") != "sweep"]
         token = page.token
         if not token:
             break
     table = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     return table.astype({"best_score": "float64", "best_iteration": "Int64"})
+
+
+def _row(run: Any) -> dict[str, Any]:
+    """A training run's row of :func:`runs_table`."""
+    import pandas as pd
+
+    tags = run.data.tags
+    criterion = tags.get(CRITERION_TAG)
+    record = json.loads(tags.get(f"{BEST_TAG_PREFIX}{criterion}", "{}"))
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        **{group: tags.get(group) for group in GROUPS},
+        "criterion": criterion,
+        "best_score": record.get("score"),
+        "best_iteration": record.get("iteration"),
+        "best_params": record.get("params"),
+        "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
+        "parent_run_id": tags.get("mlflow.parentRunId"),
+    }

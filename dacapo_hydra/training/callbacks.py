@@ -25,40 +25,59 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from mlflow.entities import Metric
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dacapo_hydra import tracking
 from dacapo_hydra.config.targets import check_arguments, target_class
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training import distributed
+from dacapo_hydra.training.process import distributed
 from dacapo_hydra.training.validation import Best, ScoreRow, Validator, params_key
 
 log = logging.getLogger(__name__)
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(Checkpoint):
     """The run's own checkpoint: `<dirpath>/last.ckpt`, every `every_n_train_steps`.
 
-    Separate from any configured checkpoint policy (its own class, so its own
-    state in Lightning's checkpoints), always `last.ckpt` (no version counter), so
-    `resume` finds it whatever the `callbacks` group says. Also saved at the
-    last iteration and when SIGTERM stops the run (:meth:`on_exception`).
+    Separate from any configured checkpoint policy and always `last.ckpt`, so
+    `resume` finds it whatever the `callbacks` group says. Also saved at the last
+    iteration and when SIGTERM stops the run (:meth:`on_exception`). A Lightning
+    `Checkpoint`, so the Trainer calls it after the other callbacks; it saves
+    through `trainer.save_checkpoint`, which the run's checkpoint plugin writes
+    atomically (:class:`~dacapo_hydra.training.checkpoints.AtomicCheckpointIO`).
 
     Args:
         dirpath: the run's checkpoint folder.
         every_n_train_steps: save every this many iterations (and at the last).
 
+    Attributes:
+        last_model_path: the checkpoint saved last ("" before the first save).
+
     """
 
+    FILENAME = "last.ckpt"
+
     def __init__(self, dirpath: Path, every_n_train_steps: int) -> None:
-        super().__init__(
-            dirpath=dirpath,
-            every_n_train_steps=every_n_train_steps,
-            save_top_k=0,
-            save_last=True,
-            enable_version_counter=False,
-        )
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps
+        self.last_model_path = ""
+        # As Lightning's ModelCheckpoint: nothing is saved before the first iteration.
+        self._saved_step = 0
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Save at every `every_n_train_steps`-th iteration (not under `fast_dev_run`)."""
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        if self.every_n_train_steps >= 1 and trainer.global_step % self.every_n_train_steps == 0:
+            self._save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Save `last.ckpt` at the final iteration if no periodic save fell on it.
@@ -66,8 +85,7 @@ class LastCheckpoint(ModelCheckpoint):
         Also under `fast_dev_run` (Lightning's own checkpointing is off there), so
         a run always ends with a checkpoint of its final weights.
         """
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._save(trainer)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
@@ -79,7 +97,16 @@ class LastCheckpoint(ModelCheckpoint):
         optimiser step, an error may leave weights that are not worth keeping.
         """
         if isinstance(exception, SIGTERMException):
-            self.on_train_end(trainer, pl_module)
+            self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        """`last.ckpt` of the current iteration, unless it is saved already (every rank calls)."""
+        if self._saved_step == trainer.global_step:
+            return
+        path = self.dirpath / self.FILENAME
+        trainer.save_checkpoint(path)
+        self._saved_step = trainer.global_step
+        self.last_model_path = str(path)
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -131,7 +158,8 @@ class BestCheckpoint(ModelCheckpoint):
         """Take `score` as the best so far, kept in `best_<criterion>.ckpt`.
 
         For a run resumed from a checkpoint that holds the validation's best record
-        but no state of this callback (saved before it existed).
+        by this criterion but no state of this callback: the criterion kept no
+        checkpoint before the resume (`validation_criteria` changed).
         """
         path = self.format_checkpoint_name({})
         value = torch.tensor(score, dtype=torch.float64)
@@ -265,7 +293,7 @@ class WholeVolumeValidation(pl.Callback):
         """Validate, log the chosen set's scores and keep the best.
 
         With DDP, rank 0 validates and logs while the other ranks wait for its outcome
-        (:func:`~dacapo_hydra.training.distributed.on_rank_zero`, no collective timeout);
+        (:func:`~dacapo_hydra.training.process.distributed.on_rank_zero`, no collective timeout);
         then every rank logs the same scores for the best checkpoints, which rank 0 writes.
         """
         if trainer.sanity_checking or not self.validator.split.validate:

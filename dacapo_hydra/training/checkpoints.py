@@ -13,8 +13,8 @@ disk, a quota, the file-size limit) raises :class:`DiskFull`, whose one line nam
 the folder, the bytes needed and free, and the checkpoint left intact.
 
 :func:`newest_intact` finds the checkpoint to resume from: the newest that loads,
-with a warning naming each one skipped (a file truncated by an older version, a
-copy cut short).
+with a warning naming each one skipped (a truncated file, a copy
+cut short).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A DDP rank that :func:`~dacapo_hydra.training.launch.processes` started.
+"""A DDP rank that :func:`~dacapo_hydra.training.process.launch.processes` started.
 
 `python -m dacapo_hydra.training.rank <config.yaml>` trains the composed config in
 the spec file as one rank of the run (Lightning's `LOCAL_RANK` and friends are in
@@ -16,12 +16,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dacapo_hydra.errors import ConfigError
-from dacapo_hydra.training.distributed import RankZeroFailed
+from dacapo_hydra.training.process.distributed import RankZeroFailed
 from dacapo_hydra.training.run import train
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """A rank started by :func:`~dacapo_hydra.training.launch.processes`: train the spec's config.
+    """A rank :func:`~dacapo_hydra.training.process.launch.processes` started: train the config.
 
     Errors rank 0 reports too (bad input, rank 0's own failure) end it quietly with
     code 2 and 1; anything else with its traceback.

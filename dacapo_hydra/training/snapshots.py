@@ -151,7 +151,12 @@ def snapshot_image(
                 (grey(w, w_lo, w_hi), f"weight {c} [0, {_fmt(w_hi)}]"),
             ]
         )
-    panel_h, panel_w = out_shape[-2:]
+    return _grid(rows, out_shape[-2:])
+
+
+def _grid(rows: list[list[tuple[np.ndarray, str]]], panel_shape: tuple[int, ...]) -> np.ndarray:
+    """The captioned panels in rows, each scaled to at least `MIN_PANEL` pixels high."""
+    panel_h, panel_w = panel_shape
     factor = max(1, -(-MIN_PANEL // panel_h))
     size = (panel_h * factor, max(panel_w * factor, MIN_WIDTH))
     columns = max(len(row) for row in rows)

@@ -6,7 +6,7 @@ the validation criterion for `patience` validations, or when `budget` (a
 wall-clock duration, Lightning's :class:`~pytorch_lightning.callbacks.Timer`) has
 passed. :func:`stop_reason` names which, for the summary line and the MLflow tag
 `stop_reason`; a signal is named where the run handles it
-(:mod:`dacapo_hydra.training.stops`).
+(:mod:`dacapo_hydra.training.process.stops`).
 """
 
 from __future__ import annotations

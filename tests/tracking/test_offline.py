@@ -22,7 +22,7 @@ from dacapo_hydra.tracking.pending import (
     is_unreachable,
     replay_records,
 )
-from dacapo_hydra.training.launch import free_port
+from dacapo_hydra.training.process.launch import free_port
 
 SYNC = [sys.executable, "-c", "from dacapo_hydra.cli import sync_main; sync_main()"]
 

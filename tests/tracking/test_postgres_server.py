@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from dacapo_hydra.training.launch import free_port
+from dacapo_hydra.training.process.launch import free_port
 from tests.conftest import REPO, tiny_overrides
 
 JOBS = 4

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dacapo_hydra.tracking import TrackingUnreachable, check_reachable
-from dacapo_hydra.training.launch import free_port
+from dacapo_hydra.training.process.launch import free_port
 from tests.conftest import REPO, tiny_overrides
 
 

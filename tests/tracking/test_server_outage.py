@@ -21,7 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dacapo_hydra.tracking.pending import OFFLINE_DIR, QUEUE_FILE, RETRY_S
-from dacapo_hydra.training.launch import free_port
+from dacapo_hydra.training.process.launch import free_port
 from tests.conftest import REPO, tiny_overrides
 
 ITERATIONS = 120

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from dacapo_hydra.training import launch
-from dacapo_hydra.training.distributed import RendezvousRefused, World, seal, unseal
-from dacapo_hydra.training.resume import ResumePoint, from_start_record, start_record
+from dacapo_hydra.training.process import launch
+from dacapo_hydra.training.process.distributed import RendezvousRefused, World, seal, unseal
+from dacapo_hydra.training.process.resume import ResumePoint, from_start_record, start_record
 
 TIMEOUT = timedelta(seconds=5)
 

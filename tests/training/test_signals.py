@@ -13,8 +13,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dacapo_hydra.training.checkpoints import AtomicCheckpointIO, DiskFull, saved_size
-from dacapo_hydra.training.signals import WORKER_IGNORED, SignalStop, StopSignals, shield_workers
-from dacapo_hydra.training.stops import failure_line, stop_signal
+from dacapo_hydra.training.process.signals import (
+    WORKER_IGNORED,
+    SignalStop,
+    StopSignals,
+    shield_workers,
+)
+from dacapo_hydra.training.process.stops import failure_line, stop_signal
 
 
 class Dispositions(Dataset):

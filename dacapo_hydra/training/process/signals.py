@@ -14,7 +14,7 @@ for a whole run (:meth:`StopSignals.installed`) and a callback of its Trainer:
 - inside `fit`, takes SIGUSR1 and SIGUSR2 as Lightning takes SIGTERM: the current
   batch ends, then Lightning raises `SIGTERMException`,
   :class:`~dacapo_hydra.training.callbacks.LastCheckpoint` saves `last.ckpt` and the
-  run ends KILLED (:mod:`dacapo_hydra.training.stops`);
+  run ends KILLED (:mod:`dacapo_hydra.training.process.stops`);
 - with DDP, where every rank gets the signal, replaces Lightning's SIGTERM handler
   (which broadcasts from inside the handler and can hang the ranks) and has the ranks
   agree, after each batch, whether any got a signal, so that all stop after the same one;

@@ -4,7 +4,7 @@ A run with `lightning.devices=N` (N > 1, or `lightning.num_nodes` > 1) trains on
 processes per node with Lightning's DDP strategy. :func:`plan` says how many there
 are and which rank this process is, as Lightning's cluster environments
 (`SLURMEnvironment`, `TorchElasticEnvironment`, ...) or `LOCAL_RANK` tell it;
-:mod:`dacapo_hydra.training.launch` starts or joins them.
+:mod:`dacapo_hydra.training.process.launch` starts or joins them.
 
 Rank 0 alone touches MLflow; what the other ranks need from it (the run folder,
 the checkpoint a resumed run continues from, the crop seed) goes through the
@@ -98,7 +98,7 @@ class World:
         processes_per_node: processes (devices) per node.
         num_nodes: nodes.
         origin: who started the processes: `single` (one process), `dacapo`
-            (:func:`~dacapo_hydra.training.launch.processes`), `lightning` (`LOCAL_RANK`
+            (:func:`~dacapo_hydra.training.process.launch.processes`), `lightning` (`LOCAL_RANK`
             given, e.g. ranks `processes` started), or a cluster environment of
             Lightning's (`slurm`, `torchelastic`, `lsf`, `mpi`).
         backend: the process group's backend (`gloo`, `nccl`).
@@ -199,10 +199,8 @@ class World:
         Building a run may generate its synthetic data; the other ranks start once
         rank 0 is done, and raise what it raised (:meth:`from_rank_zero`).
         """
-        if self.is_zero:
-            done: list[T] = []
-            self.from_rank_zero(name, lambda: done.append(work()))
-            return done[0]
+        if self.is_zero:  # the others get no value, only the word that rank 0 is done
+            return self.from_rank_zero(name, work, lambda _: None)
         self.from_rank_zero(name, lambda: None)
         return work()
 
@@ -210,7 +208,7 @@ class World:
 def current() -> World | None:
     """The world of the run in progress in this process (None outside a run's processes).
 
-    Set by :func:`~dacapo_hydra.training.launch.processes` (:func:`set_current`).
+    Set by :func:`~dacapo_hydra.training.process.launch.processes` (:func:`set_current`).
     """
     return _CURRENT
 
@@ -281,55 +279,28 @@ def _strategy_start_method(strategy: Any) -> tuple[str, bool]:
     return str(entry["init_params"].get("start_method", "popen")), single
 
 
-def plan(arguments: dict[str, Any]) -> World:
-    """The processes `pl.Trainer(**arguments)` trains on, and this one's rank; checked.
-
-    Args:
-        arguments: the Trainer's arguments
-            (:func:`~dacapo_hydra.config.lightning.trainer_arguments`).
-
-    Raises:
-        ConfigError: naming `lightning.strategy` (a strategy that spawns its own
-            processes) or `lightning.num_nodes` (several nodes without a cluster).
-
-    """
-    accelerator = _accelerator(arguments.get("accelerator", "auto"))
-    devices = arguments.get("devices", "auto")
-    num_nodes = int(arguments.get("num_nodes") or 1)
-    start_method, single = _strategy_start_method(arguments.get("strategy", "auto"))
-    device_ids = None
+def _devices_per_node(accelerator: str, devices: Any) -> tuple[int, list[int] | None]:
+    """(processes per node, the CUDA device ids) for Lightning's `devices` flag; checked."""
     try:
         if accelerator == "cuda":
             count = CUDAAccelerator.auto_device_count()
             wanted = count if devices in ("auto", -1, "-1") else devices
             device_ids = list(CUDAAccelerator.parse_devices(wanted) or [])
-            per_node = len(device_ids)
-        elif accelerator == "cpu":
-            per_node = CPUAccelerator.parse_devices(1 if devices == "auto" else devices)
-        else:
-            per_node = 1
+            return len(device_ids), device_ids
+        if accelerator == "cpu":
+            return CPUAccelerator.parse_devices(1 if devices == "auto" else devices), None
+        return 1, None
     except Exception as err:  # Lightning's MisconfigurationException, TypeError, ...
         raise ConfigError(f"lightning.devices={devices!r}: {' '.join(str(err).split())}") from err
-    if single:
-        per_node = 1
-    size = per_node * num_nodes
-    backend = "nccl" if accelerator == "cuda" else "gloo"
-    if size == 1:
-        return World(backend=backend, device_ids=device_ids)
-    strategy = arguments.get("strategy", "auto")
-    if start_method != "popen":
-        raise ConfigError(
-            f"lightning.strategy={strategy}: starts its processes with {start_method!r}, which "
-            "cannot share the run's MLflow run and callbacks; use ddp (dacapo starts the "
-            "processes itself, from any entry point and in -m sweeps)"
-        )
-    common = {
-        "size": size,
-        "processes_per_node": per_node,
-        "num_nodes": num_nodes,
-        "backend": backend,
-        "device_ids": device_ids,
-    }
+
+
+def _placed(num_nodes: int, per_node: int, common: dict[str, Any]) -> World:
+    """The place of this process among several: from a cluster, `LOCAL_RANK`, or dacapo's own.
+
+    Raises:
+        ConfigError: naming `lightning.num_nodes` (several nodes without a cluster).
+
+    """
     environments = (
         ("torchelastic", TorchElasticEnvironment),
         ("slurm", SLURMEnvironment),
@@ -352,3 +323,43 @@ def plan(arguments: dict[str, Any]) -> World:
             "processes: hydra/launcher=slurm_gpu (or slurm_cpu) on SLURM, or torchrun"
         )
     return World(origin="dacapo", **common)
+
+
+def plan(arguments: dict[str, Any]) -> World:
+    """The processes `pl.Trainer(**arguments)` trains on, and this one's rank; checked.
+
+    Args:
+        arguments: the Trainer's arguments
+            (:func:`~dacapo_hydra.config.lightning.trainer_arguments`).
+
+    Raises:
+        ConfigError: naming `lightning.devices`, `lightning.strategy` (a strategy that
+            spawns its own processes) or `lightning.num_nodes` (several nodes without a
+            cluster).
+
+    """
+    accelerator = _accelerator(arguments.get("accelerator", "auto"))
+    num_nodes = int(arguments.get("num_nodes") or 1)
+    strategy = arguments.get("strategy", "auto")
+    start_method, single = _strategy_start_method(strategy)
+    per_node, device_ids = _devices_per_node(accelerator, arguments.get("devices", "auto"))
+    if single:
+        per_node = 1
+    size = per_node * num_nodes
+    backend = "nccl" if accelerator == "cuda" else "gloo"
+    if size == 1:
+        return World(backend=backend, device_ids=device_ids)
+    if start_method != "popen":
+        raise ConfigError(
+            f"lightning.strategy={strategy}: starts its processes with {start_method!r}, which "
+            "cannot share the run's MLflow run and callbacks; use ddp (dacapo starts the "
+            "processes itself, from any entry point and in -m sweeps)"
+        )
+    common = {
+        "size": size,
+        "processes_per_node": per_node,
+        "num_nodes": num_nodes,
+        "backend": backend,
+        "device_ids": device_ids,
+    }
+    return _placed(num_nodes, per_node, common)

@@ -79,7 +79,8 @@ def stop_signal(raised: BaseException, seen: BaseException | None = None) -> str
     """The signal that stopped the run (`"SIGINT"`, `"SIGTERM"`, ...); None for an error.
 
     A `KeyboardInterrupt` that names its signal (`signal_name`, as
-    :class:`~dacapo_hydra.training.signals.SignalStop` does) is that signal; another is SIGINT.
+    :class:`~dacapo_hydra.training.process.signals.SignalStop` does) is that signal;
+    another is SIGINT.
 
     Args:
         raised: what `train` caught (for Ctrl-C inside `fit`, Lightning's `SystemExit`).

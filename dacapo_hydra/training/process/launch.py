@@ -1,7 +1,7 @@
 """Starting a run's processes the same way from every entry point (DDP).
 
 Who starts the processes of a run on several devices
-(:func:`~dacapo_hydra.training.distributed.plan`):
+(:func:`~dacapo_hydra.training.process.distributed.plan`):
 
 - a cluster (SLURM through Hydra's submitit launcher, `torchrun`, LSF, MPI): it starts
   one process per device, each running the Hydra job; Lightning's
@@ -18,7 +18,7 @@ held by rank 0, before Lightning's Trainer, which uses it as it is. The store
 listens on the job's interface only (loopback when dacapo starts the ranks, the
 `MASTER_ADDR` interface on a cluster), and what the ranks share through it is
 signed with the job's token (:func:`job_token`,
-:func:`~dacapo_hydra.training.distributed.seal`).
+:func:`~dacapo_hydra.training.process.distributed.seal`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from lightning_fabric.plugins.environments import (
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from dacapo_hydra.training.distributed import World, plan, set_current
+from dacapo_hydra.training.process.distributed import World, plan, set_current
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,38 @@ class _Ranks:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _start_ranks(world: World, cfg: DictConfig, timeout_s: float) -> tuple[_Ranks, int, Any]:
+    """Ranks 1..N-1 on this machine, started; (them, the store's port, the store rank 0 serves)."""
+    sock = listening_socket("127.0.0.1", 0)  # this machine's ranks only
+    if sock is None:
+        raise RuntimeError("DDP: cannot listen on 127.0.0.1 for the ranks' store")
+    port = int(sock.getsockname()[1])
+    store = dist.TCPStore(
+        "127.0.0.1",
+        port,
+        world.size,
+        True,
+        timeout=timedelta(seconds=timeout_s),
+        wait_for_workers=False,
+        master_listen_fd=sock.detach(),
+    )
+    ranks = _Ranks(world, OmegaConf.to_yaml(cfg, resolve=True), port)
+    world.watch = ranks.lost
+    os.environ.update(LOCAL_RANK="0", NODE_RANK="0", WORLD_SIZE=str(world.size))
+    log.info("DDP: started ranks 1..%d of %d on this machine", world.size - 1, world.size)
+    return ranks, port, store
+
+
+def _restore(saved: dict[str, str | None], threads: int) -> None:
+    """The environment variables and torch's thread count as they were before the run."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    torch.set_num_threads(threads)
+
+
 @contextlib.contextmanager
 def processes(
     cfg: DictConfig, arguments: dict[str, Any], timeout_s: float | None = None
@@ -273,23 +305,7 @@ def processes(
     world.token = job_token(world)
     try:
         if world.origin == "dacapo":
-            sock = listening_socket("127.0.0.1", 0)  # this machine's ranks only
-            if sock is None:
-                raise RuntimeError("DDP: cannot listen on 127.0.0.1 for the ranks' store")
-            port = int(sock.getsockname()[1])
-            store = dist.TCPStore(
-                "127.0.0.1",
-                port,
-                world.size,
-                True,
-                timeout=timedelta(seconds=timeout_s),
-                wait_for_workers=False,
-                master_listen_fd=sock.detach(),
-            )
-            ranks = _Ranks(world, OmegaConf.to_yaml(cfg, resolve=True), port)
-            world.watch = ranks.lost
-            os.environ.update(LOCAL_RANK="0", NODE_RANK="0", WORLD_SIZE=str(world.size))
-            log.info("DDP: started ranks 1..%d of %d on this machine", world.size - 1, world.size)
+            ranks, port, store = _start_ranks(world, cfg, timeout_s)
             _join(world, "127.0.0.1", port, timeout_s, store)
         else:
             _join(world, *_address(world), timeout_s)
@@ -305,12 +321,7 @@ def processes(
         world.store = None
         if ranks is not None:
             ranks.close(success)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        torch.set_num_threads(threads)
+        _restore(saved, threads)
     if ranks is not None and ranks.failed:
         rank, code = ranks.failed[0]
         raise RuntimeError(f"DDP rank {rank} exited with code {code}")
