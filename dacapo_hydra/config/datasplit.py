@@ -9,31 +9,6 @@ from omegaconf import MISSING
 
 
 @dataclass
-class ArraySourceConfig:
-    """One zarr array: a container and a dataset path inside it.
-
-    `voxel_size`/`offset` (nm) stand in for missing metadata; `scale` picks the
-    multiscale level of that voxel size. Dataset entries accept this or any array
-    spec with a `type` (see dacapo_hydra.data.array_spec).
-
-    `sparse` says whether chunks may be missing from the store (zarr reads them as
-    the fill value, and skips writing chunks that hold only it). Null (the
-    default) means: raw must hold every chunk in the region used (a missing raw
-    chunk is lost data, refused before training); ground truth and masks may
-    miss chunks (background). `sparse: true` lets raw miss chunks (e.g. a
-    zero-padded border written by zarr); `sparse: false` makes the ground truth
-    or mask hold every chunk (see dacapo_hydra.data.checks).
-    """
-
-    container: str = MISSING
-    dataset: str = MISSING
-    voxel_size: list[float] | None = None
-    offset: list[float] | None = None
-    scale: list[float] | None = None
-    sparse: bool | None = None
-
-
-@dataclass
 class DatasetConfig:
     """A training or validation dataset: raw, ground truth, optional mask.
 
