@@ -9,8 +9,8 @@ checkpoint from elsewhere is data, so before anything is imported or built,
 `_partial_` nodes, the `meta` facts too, which are passed to the constructors)
 and refuses every `_target_` that is not:
 
-- a dacapo-hydra architecture (`dacapo_hydra.architectures.*`, an `Architecture`)
-  or task (`dacapo_hydra.tasks.*`, a `Task`);
+- a dacapo-hydra architecture (`dacapo_hydra.architectures.*`, an `Architecture`),
+  task (`dacapo_hydra.tasks.*`, a `Task`) or post-processing route (a `Route`);
 - a torch optimiser (`torch.optim.*`) or learning-rate schedule
   (`torch.optim.lr_scheduler.*`);
 - a MONAI network (`monai.networks.nets.*`, an `nn.Module`);
@@ -62,6 +62,7 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("dacapo_hydra.architectures", "dacapo_hydra.architectures.base.Architecture"),
     Rule("dacapo_hydra.tasks", "dacapo_hydra.tasks.base.Task"),
+    Rule("dacapo_hydra.tasks", "dacapo_hydra.tasks.instances.route.Route"),
     Rule("torch.optim", "torch.optim.optimizer.Optimizer"),
     Rule("torch.optim.lr_scheduler", "torch.optim.lr_scheduler.LRScheduler"),
     Rule("monai.networks.nets", "torch.nn.Module"),
@@ -75,7 +76,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 ALLOWED = (
-    "dacapo_hydra architectures and tasks, torch.optim (and lr_scheduler), "
+    "dacapo_hydra architectures, tasks and routes, torch.optim (and lr_scheduler), "
     "monai.networks.nets, Lightning callbacks/profilers/strategies and progress bars"
 )
 

@@ -62,9 +62,9 @@ class AffinitiesTaskConfig:
     lsds_to_affs_weight_ratio: float = 1.0
     lsd_clip_min: float = 0.05
     lsd_clip_max: float = 0.95
-    biases: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
-    merge_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
-    seed_h: list[Any] | None = None
+    # Post-processing routes, each a `_target_` node of a Route with the values it sweeps;
+    # null: the task's default routes. Checked when built (the key of a bad one named).
+    routes: list[Any] | None = None
     min_sizes: list[int] | None = None
     criterion: str | None = None
 

@@ -123,8 +123,9 @@ class LabelsPlan:
         channels: channels of the labels (1 without a channel axis).
         dtype: the labels' dtype.
         merge_fraction: face IoU that merges fragments of neighbouring blocks.
-        route: the task's region-graph route for `params` (None: segment per block
-            and match across faces).
+        route: the region graph the route of `params` merges on
+            (:meth:`~dacapo_hydra.tasks.instances.route.Route.region_graph`, via the
+            task's `graph_route`; None: segment per block and match across faces).
 
     """
 

@@ -78,6 +78,35 @@ def propagate(edges: Any) -> Any:
     raise RuntimeError(f"label propagation did not converge in {MAX_ROUNDS} rounds")
 
 
+def _write_lookup(roots: Any, finals: Any, out: Path) -> list[list[Any]]:
+    """Write each fragment's final id (0: filtered out) under `out/lookup`, sorted by id.
+
+    Args:
+        roots: Dask dataframe of fragments (`node`) and their component's `root`.
+        finals: Dask dataframe of the kept roots (`root`) and their final ids (`final`).
+        out: the solve's folder.
+
+    Returns:
+        Per Parquet part: its file name and the smallest and largest id it holds.
+
+    """
+    lookup = roots.merge(finals, on="root", how="left")
+    lookup = lookup.assign(final=lookup.final.fillna(0).astype(np.uint64))
+    lookup = lookup.rename(columns={"node": "id"})[["id", "final"]].set_index("id")
+    folder = out / "lookup"
+    lookup.to_parquet(str(folder), write_index=True, overwrite=True)
+    index = []
+    for path in sorted(folder.glob("*.parquet")):
+        meta = pq.ParquetFile(path).metadata
+        column = meta.schema.names.index("id")
+        stats = [meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)]
+        if meta.num_rows:
+            index.append(
+                [path.name, min(int(x.min) for x in stats), max(int(x.max) for x in stats)]
+            )
+    return index
+
+
 def solve_dask(plan: LabelsPlan, graph: Path, out: Path) -> dict[str, Any]:
     """Merge, size-filter and number the objects on Dask dataframes; write the lookup.
 
@@ -124,21 +153,7 @@ def solve_dask(plan: LabelsPlan, graph: Path, out: Path) -> dict[str, Any]:
         return pd.DataFrame({"final": (first[owner] + rank + 1).astype(np.uint64)}, part.index)
 
     finals = kept.map_partitions(number, meta={"final": np.uint64}).reset_index()
-    lookup = roots.merge(finals, on="root", how="left")
-    lookup = lookup.assign(final=lookup.final.fillna(0).astype(np.uint64))
-    lookup = lookup.rename(columns={"node": "id"})[["id", "final"]].set_index("id")
-    folder = out / "lookup"
-    lookup.to_parquet(str(folder), write_index=True, overwrite=True)
-    index = []
-    for path in sorted(folder.glob("*.parquet")):
-        meta = pq.ParquetFile(path).metadata
-        column = meta.schema.names.index("id")
-        stats = [meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)]
-        if meta.num_rows:
-            index.append(
-                [path.name, min(int(x.min) for x in stats), max(int(x.max) for x in stats)]
-            )
-    write_index(out, index, first, owned)
+    write_index(out, _write_lookup(roots, finals, out), first, owned)
     return {
         "objects": int((owned + singles).sum()),
         "merged_fragments": int(len(roots)),

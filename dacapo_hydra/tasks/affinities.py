@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dacapo_hydra.config.units import Length
 from dacapo_hydra.evaluation.instance import INSTANCE_SCORE_DIRECTIONS, instance_scores
 from dacapo_hydra.tasks.balance import ClassBalancer
-from dacapo_hydra.tasks.base import Params, Task
+from dacapo_hydra.tasks.base import Task
 from dacapo_hydra.tasks.distance_instances import INSTANCE_CRITERION
-from dacapo_hydra.tasks.instances.agglomeration import AffinityGraph, agglomerate, fragments
-from dacapo_hydra.tasks.instances.distance_watershed import h_grid, mask_watershed
-from dacapo_hydra.tasks.instances.mutex_watershed import mutex_watershed
-from dacapo_hydra.tasks.instances.size_filter import min_size_grid, remove_small
+from dacapo_hydra.tasks.instances.agglomeration import Agglomeration
+from dacapo_hydra.tasks.instances.distance_watershed import MaskWatershed
+from dacapo_hydra.tasks.instances.mutex_watershed import MutexWatershed
+from dacapo_hydra.tasks.instances.route import Route, RouteSpec
+from dacapo_hydra.tasks.instances.size_filter import min_size_grid
 from dacapo_hydra.tasks.lsds import (
     local_shape_descriptors,
     lsd_channel_names,
@@ -59,20 +59,23 @@ class AffinitiesTask(Task):
     voxel size, as DaCapo) follow the affinities as auxiliary channels, weighted
     by foreground balance and the mask.
 
-    Post-processing has three routes, all swept at validation and ending with a
-    size filter (objects under `min_size` voxels go), the output being instance
-    labels (*spatial) uint64:
+    Post-processing runs the task's `routes` on the affinity channels, all swept
+    at validation and each ending with a size filter (objects under `min_size`
+    voxels go); the output is instance labels (*spatial) uint64. The default
+    routes, each a module of :mod:`~dacapo_hydra.tasks.instances`:
 
-    - `{"route": "mutex", "bias": b, "min_size": m}`: mutex watershed (DaCapo's);
+    - `{"route": "mutex", "bias": b, "min_size": m}`: mutex watershed (DaCapo's;
+      :class:`~dacapo_hydra.tasks.instances.mutex_watershed.MutexWatershed`);
     - `{"route": "agglomeration", "threshold": t, "min_size": m}`: watershed
       fragments merged where the mean affinity of their shared boundary exceeds t
       (the LSD pipeline on a region graph;
-      :mod:`~dacapo_hydra.tasks.instances.agglomeration`); blockwise, the region
-      graph is the whole volume's, so the merges across blocks look at the affinities;
+      :class:`~dacapo_hydra.tasks.instances.agglomeration.Agglomeration`); blockwise,
+      the region graph is the whole volume's, so the merges across blocks look at
+      the affinities;
     - `{"route": "mask", "h": h, "min_size": m}`: the foreground (mean nearest-
       neighbour affinity above 0.5) split at its necks by a watershed from the
       h-maxima (nm) of its distance transform
-      (:func:`~dacapo_hydra.tasks.instances.distance_watershed.mask_watershed`),
+      (:class:`~dacapo_hydra.tasks.instances.distance_watershed.MaskWatershed`),
       for objects wider than the network's field of view, whose boundaries with
       their neighbours the affinities cannot show.
 
@@ -90,12 +93,8 @@ class AffinitiesTask(Task):
         lsds_to_affs_weight_ratio: weight of the LSD loss relative to the affinities'.
         lsd_clip_min: lower clip of the foreground frequency for the LSD weights.
         lsd_clip_max: upper clip.
-        biases: mutex watershed: affinities at which edges turn attractive, swept.
-        merge_thresholds: agglomeration: mean affinities at which merging stops, swept
-            (empty: no agglomeration route).
-        seed_h: mask route: the h-maxima dynamics swept (nm or e.g. "0.5vx"); None: see
-            :func:`~dacapo_hydra.tasks.instances.distance_watershed.h_grid`; empty: no
-            mask route.
+        routes: the post-processing routes, each with the values it sweeps. None:
+            mutex watershed, agglomeration and mask watershed with their defaults.
         min_sizes: voxels; the minimum object sizes swept. None: 0 and 10 and
             25 % of the typical object's volume (measured on the training labels).
         criterion: score that picks the best iteration and parameters.
@@ -120,9 +119,7 @@ class AffinitiesTask(Task):
         lsds_to_affs_weight_ratio: float = 1.0,
         lsd_clip_min: float = 0.05,
         lsd_clip_max: float = 0.95,
-        biases: Sequence[float] = (0.3, 0.5, 0.7),
-        merge_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
-        seed_h: Sequence[Length] | None = None,
+        routes: Sequence[Route] | None = None,
         min_sizes: Sequence[int] | None = None,
         criterion: str | None = None,
         object_radius: float | None = None,
@@ -142,20 +139,10 @@ class AffinitiesTask(Task):
                 f"({downsample_lsds}) must be at least 1, lsds_to_affs_weight_ratio "
                 f"({lsds_to_affs_weight_ratio}) not negative"
             )
-        self.biases = [float(b) for b in biases]
-        if not self.biases or not all(0 < b < 1 for b in self.biases):
-            raise ValueError(f"task.biases: need values in (0, 1), got {self.biases}")
-        self.merge_thresholds = [float(t) for t in merge_thresholds]
-        if not all(0 < t < 1 for t in self.merge_thresholds):
-            raise ValueError(
-                f"task.merge_thresholds: need values in (0, 1), got {self.merge_thresholds}"
-            )
-        self.min_sizes = min_size_grid(min_sizes, self.object_radius, self.voxel_size)
-        self.seed_h = (
-            []
-            if seed_h is not None and len(seed_h) == 0
-            else h_grid(seed_h, self.voxel_size, self.object_radius)
+        self.set_routes(
+            (MutexWatershed(), Agglomeration(), MaskWatershed()) if routes is None else routes
         )
+        self.min_sizes = min_size_grid(min_sizes, self.object_radius, self.voxel_size)
         self.balancer = ClassBalancer(len(self.neighborhood), 2, clip_min, clip_max)
         self.background_as_object = background_as_object
         self.lsds = lsds
@@ -222,78 +209,14 @@ class AffinitiesTask(Task):
         """Sigmoid: logits to affinities (and LSDs) in [0, 1]."""
         return torch.sigmoid(prediction)
 
-    def parameter_grid(self) -> list[Params]:
-        """Mutex watershed biases, then agglomeration thresholds, each with every size."""
-        return (
-            [
-                {"route": "mutex", "bias": b, "min_size": m}
-                for b in self.biases
-                for m in self.min_sizes
-            ]
-            + [
-                {"route": "agglomeration", "threshold": t, "min_size": m}
-                for t in self.merge_thresholds
-                for m in self.min_sizes
-            ]
-            + [
-                {"route": "mask", "h": h, "min_size": m}
-                for h in self.seed_h
-                for m in self.min_sizes
-            ]
-        )
+    @property
+    def route_spec(self) -> RouteSpec:
+        """Dims, voxel size, object radius and the neighbourhood (the affinities' offsets)."""
+        return RouteSpec(self.dims, self.voxel_size, self.object_radius, tuple(self.neighborhood))
 
-    def foreground(self, affinities: np.ndarray) -> np.ndarray:
-        """Where the mean nearest-neighbour affinity exceeds 0.5 (background has 0 to all)."""
-        nearest = [i for i, o in enumerate(self.neighborhood) if sum(map(abs, o)) == 1]
-        return affinities[nearest or list(range(len(self.neighborhood)))].mean(axis=0) > 0.5
-
-    def _segment(self, affinities: np.ndarray, params: Params) -> np.ndarray:
-        route = params.get("route", "mutex")
-        if route == "mutex":
-            return mutex_watershed(affinities, self.neighborhood, float(params["bias"]))
-        if route == "agglomeration":
-            threshold = float(params["threshold"])
-            frags = fragments(affinities, self.neighborhood, self.voxel_size)
-            return agglomerate(frags, affinities, self.neighborhood, [threshold])[threshold]
-        if route == "mask":
-            return mask_watershed(
-                self.foreground(affinities), self.voxel_size, h=float(params["h"])
-            )
-        raise KeyError(
-            f"affinities: route must be 'mutex', 'agglomeration' or 'mask', got {route!r}"
-        )
-
-    def graph_route(self, params: Params) -> AffinityGraph | None:
-        """The agglomeration route as a region graph solved globally (None for the others)."""
-        if params.get("route", "mutex") != "agglomeration":
-            return None
-        offsets = tuple(tuple(o) for o in self.neighborhood)
-        return AffinityGraph(offsets, self.voxel_size, float(params["threshold"]))
-
-    def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
-        """Instances (*spatial) uint64 by the route `params` names, size-filtered."""
-        labels = self._segment(prediction[: self.num_affinities], params)
-        return remove_small(labels, int(params.get("min_size", 0)))
-
-    def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
-        """Every parameter set with its instances; fragments and merging run once."""
-        affinities = prediction[: self.num_affinities]
-        for b in self.biases:
-            labels = mutex_watershed(affinities, self.neighborhood, b)
-            for m in self.min_sizes:
-                yield {"route": "mutex", "bias": b, "min_size": m}, remove_small(labels, m)
-        if self.merge_thresholds:
-            frags = fragments(affinities, self.neighborhood, self.voxel_size)
-            merged = agglomerate(frags, affinities, self.neighborhood, self.merge_thresholds)
-            for t in self.merge_thresholds:
-                for m in self.min_sizes:
-                    params = {"route": "agglomeration", "threshold": t, "min_size": m}
-                    yield params, remove_small(merged[t], m)
-        foreground = self.foreground(affinities)
-        for h in self.seed_h:
-            labels = mask_watershed(foreground, self.voxel_size, h=h)
-            for m in self.min_sizes:
-                yield {"route": "mask", "h": h, "min_size": m}, remove_small(labels, m)
+    def route_input(self, prediction: np.ndarray) -> np.ndarray:
+        """The affinity channels (the LSDs are not post-processed)."""
+        return prediction[: self.num_affinities]
 
     def evaluate(
         self, output: np.ndarray, gt: np.ndarray, mask: np.ndarray | None

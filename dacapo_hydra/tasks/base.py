@@ -9,7 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-Params = dict[str, float | int | str]
+from dacapo_hydra.tasks.instances.route import Params, Route, RouteSpec
+from dacapo_hydra.tasks.instances.size_filter import remove_small
+
+__all__ = ["Params", "Task"]
 
 
 class Task(ABC):
@@ -28,6 +31,12 @@ class Task(ABC):
     `instances`; their parameter sets may hold `min_size` (voxels), the size filter
     that blockwise post-processing applies globally rather than per block.
 
+    A task with `routes` (:class:`~dacapo_hydra.tasks.instances.route.Route`, listed
+    in its YAML) gets `parameter_grid`, `post_process`, `post_process_grid` and
+    `graph_route` from here: every route's grid crossed with `min_sizes`, each set
+    naming its route under `route_key`, and each route's labels size-filtered.
+    Tasks without routes implement `parameter_grid` and `post_process` themselves.
+
     Args:
         dims: spatial dimensions of the data.
         voxel_size: ground-truth voxel size in nm (z, y, x).
@@ -39,6 +48,9 @@ class Task(ABC):
 
     criterion: str = "dice"
     instances: bool = False
+    routes: tuple[Route, ...] = ()
+    route_key: str = "route"
+    min_sizes: Sequence[int] = (0,)
 
     def __init__(
         self, dims: int, voxel_size: Sequence[float], object_radius: float | None = None
@@ -92,28 +104,93 @@ class Task(ABC):
         """Map raw network output to the target's range at inference (identity by default)."""
         return prediction
 
-    @abstractmethod
     def parameter_grid(self) -> list[Params]:
-        """The post-processing parameter sets to sweep at validation."""
+        """The post-processing parameter sets to sweep at validation (here: the routes')."""
+        spec = self.route_spec
+        return [
+            {self.route_key: route.name, **params, "min_size": m}
+            for route in self._own_routes()
+            for params in route.grid(spec)
+            for m in self.min_sizes
+        ]
 
-    @abstractmethod
     def post_process(self, prediction: np.ndarray, params: Params) -> np.ndarray:
         """Labels from an activated prediction (C, *spatial) with one parameter set.
 
         Returns binary masks (C, *spatial), class indices (*spatial) or instance
-        labels, as the task's docstring says; `evaluate` takes exactly that.
+        labels, as the task's docstring says; `evaluate` takes exactly that. Here:
+        the instances (*spatial) uint64 of the route `params` names, size-filtered.
         """
+        labels = self.route_of(params).run(self.route_input(prediction), params, self.route_spec)
+        return remove_small(labels, int(params.get("min_size", 0)))
+
+    @property
+    def route_spec(self) -> RouteSpec:
+        """What the task's routes are told: dims, voxel size, object radius (and offsets)."""
+        return RouteSpec(self.dims, self.voxel_size, self.object_radius)
+
+    def route_input(self, prediction: np.ndarray) -> np.ndarray:
+        """The part of the activated prediction the routes segment (all of it by default)."""
+        return prediction
+
+    def route_of(self, params: Params) -> Route:
+        """The route a parameter set names under `route_key` (none named: the first).
+
+        Raises:
+            KeyError: naming the route and the task's routes.
+
+        """
+        routes = self._own_routes()
+        name = params.get(self.route_key, routes[0].name)
+        for route in routes:
+            if route.name == name:
+                return route
+        raise KeyError(
+            f"{type(self).__name__}: {self.route_key} must be one of "
+            f"{[r.name for r in routes]}, got {name!r}"
+        )
+
+    def set_routes(self, routes: Sequence[Route]) -> None:
+        """Keep the task's routes, refusing none, a non-route, or two of one name.
+
+        Raises:
+            ValueError: naming `routes` (and the entry at fault).
+
+        """
+        routes = tuple(routes)
+        if not routes:
+            raise ValueError("routes: need at least one post-processing route")
+        for i, route in enumerate(routes):
+            if not isinstance(route, Route):
+                raise ValueError(f"routes[{i}]: {route!r} is not a post-processing Route")
+        names = [route.name for route in routes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"routes: each route may be listed once, got {names}")
+        self.routes = routes
+
+    def _own_routes(self) -> tuple[Route, ...]:
+        """The task's routes, refused when it has none (it must post-process itself)."""
+        if not self.routes:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no routes: it must implement "
+                "parameter_grid and post_process"
+            )
+        return self.routes
 
     def graph_route(self, params: Params) -> Any:
         """How blockwise labels solve `params` on the whole volume's region graph.
 
-        None (the default): each block post-processes its region with context, and
-        fragments of neighbouring blocks that match on their shared face merge. A
-        route object (e.g. :class:`~dacapo_hydra.tasks.instances.agglomeration.AffinityGraph`)
-        makes each block's fragments and region-graph rows, and names the rule of the
+        None (the default, and for a task without routes): each block
+        post-processes its region with context, and fragments of neighbouring blocks
+        that match on their shared face merge. Otherwise the route's
+        :meth:`~dacapo_hydra.tasks.instances.route.Route.region_graph` (e.g.
+        :class:`~dacapo_hydra.tasks.instances.agglomeration.AffinityGraph`), which
+        makes each block's fragments and region-graph rows and names the rule of the
         global solve.
         """
-        return None
+        if not self.routes:
+            return None
+        return self.route_of(params).region_graph(params, self.route_spec)
 
     def check_crop(self, extent: Sequence[float]) -> None:
         """Raise ValueError naming the key if a length of the task does not fit a training crop.
@@ -125,9 +202,24 @@ class Task(ABC):
         del extent  # a task without lengths has nothing to check
 
     def post_process_grid(self, prediction: np.ndarray) -> Iterator[tuple[Params, np.ndarray]]:
-        """Every parameter set of the grid with its output (tasks may share work between sets)."""
-        for params in self.parameter_grid():
-            yield params, self.post_process(prediction, params)
+        """Every parameter set of the grid with its output, in `parameter_grid`'s order.
+
+        With routes, each route runs its grid once (:meth:`Route.run_grid
+        <dacapo_hydra.tasks.instances.route.Route.run_grid>`, which may share work
+        between sets) and every output is size-filtered at each of `min_sizes`.
+        """
+        if not self.routes:
+            for params in self.parameter_grid():
+                yield params, self.post_process(prediction, params)
+            return
+        data, spec = self.route_input(prediction), self.route_spec
+        for route in self.routes:
+            for params, labels in route.run_grid(data, route.grid(spec), spec):
+                for m in self.min_sizes:
+                    yield (
+                        {self.route_key: route.name, **params, "min_size": m},
+                        remove_small(labels, m),
+                    )
 
     @abstractmethod
     def evaluate(

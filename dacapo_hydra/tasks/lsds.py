@@ -40,6 +40,58 @@ def lsd_channel_names(dims: int) -> list[str]:
     ]
 
 
+def _box_coordinates(grown: tuple[slice, ...], voxel_size: np.ndarray) -> np.ndarray:
+    """Coordinates (nm, dims x *box) of a box's voxels from its corner.
+
+    The statistics don't depend on the origin, and small values keep float32 accurate.
+    """
+    axes = [
+        (np.arange(s.stop - s.start) * v).astype(np.float32)
+        for s, v in zip(grown, voxel_size, strict=True)
+    ]
+    return np.stack(np.meshgrid(*axes, indexing="ij"))
+
+
+def _object_descriptors(
+    inside: np.ndarray, coords: np.ndarray, sigma: np.ndarray, sigma_voxels: np.ndarray
+) -> list[np.ndarray]:
+    """One object's descriptor channels over its grown box (unclipped, everywhere in it).
+
+    Args:
+        inside: (*box) bool, the object's voxels.
+        coords: (dims, *box) nm from the box's corner.
+        sigma: Gaussian sigma in nm, per axis.
+        sigma_voxels: the same in voxels of the (downsampled) labels.
+
+    """
+    dims = inside.ndim
+
+    def smooth(values: np.ndarray) -> np.ndarray:
+        return gaussian_filter(
+            values, sigma=sigma_voxels, mode="constant", cval=0.0, truncate=TRUNCATE
+        )
+
+    weight = inside.astype(np.float32)
+    mass = smooth(weight)
+    safe = np.where(mass == 0, np.float32(1), mass)
+    masked = coords * weight
+    centre = np.stack([smooth(masked[d]) for d in range(dims)]) / safe
+    offset = (centre - coords) / sigma.reshape((-1,) + (1,) * dims) * 0.5 + 0.5
+    second = {
+        (i, j): smooth(masked[i] * coords[j]) / safe - centre[i] * centre[j]
+        for i in range(dims)
+        for j in range(i, dims)
+    }
+    variance = [np.maximum(second[(i, i)], 1e-3) for i in range(dims)]
+    pairs = [(i, j) for i in range(dims) for j in range(i + 1, dims)]
+    return [
+        *offset,
+        *[second[(i, i)] / sigma[i] ** 2 for i in range(dims)],
+        *[second[p] / np.sqrt(variance[p[0]] * variance[p[1]]) * 0.5 + 0.5 for p in pairs],
+        mass,
+    ]
+
+
 def local_shape_descriptors(
     labels: np.ndarray,
     sigma: Sequence[float],
@@ -64,7 +116,6 @@ def local_shape_descriptors(
     sub_voxel = np.asarray(voxel_size, np.float64) * downsample
     sigma_voxels = sigma / sub_voxel
     margin = np.ceil(TRUNCATE * sigma_voxels).astype(int) + 1
-    pairs = [(i, j) for i in range(dims) for j in range(i + 1, dims)]
     out = np.zeros((num_lsd_channels(dims), *sub.shape), np.float32)
 
     ids, compact = np.unique(sub, return_inverse=True)
@@ -78,41 +129,9 @@ def local_shape_descriptors(
             for s, m, n in zip(box, margin, sub.shape, strict=True)
         )
         inside = compact[grown] == index
-        # Coordinates (nm) from the box's corner: the statistics don't depend on the
-        # origin, and small values keep float32 accurate.
-        coords = np.stack(
-            np.meshgrid(
-                *[
-                    (np.arange(s.stop - s.start) * v).astype(np.float32)
-                    for s, v in zip(grown, sub_voxel, strict=True)
-                ],
-                indexing="ij",
-            )
+        channels = _object_descriptors(
+            inside, _box_coordinates(grown, sub_voxel), sigma, sigma_voxels
         )
-
-        def smooth(values: np.ndarray) -> np.ndarray:
-            return gaussian_filter(
-                values, sigma=sigma_voxels, mode="constant", cval=0.0, truncate=TRUNCATE
-            )
-
-        weight = inside.astype(np.float32)
-        mass = smooth(weight)
-        safe = np.where(mass == 0, np.float32(1), mass)
-        masked = coords * weight
-        centre = np.stack([smooth(masked[d]) for d in range(dims)]) / safe
-        offset = (centre - coords) / sigma.reshape((-1,) + (1,) * dims) * 0.5 + 0.5
-        second = {
-            (i, j): smooth(masked[i] * coords[j]) / safe - centre[i] * centre[j]
-            for i in range(dims)
-            for j in range(i, dims)
-        }
-        variance = [np.maximum(second[(i, i)], 1e-3) for i in range(dims)]
-        channels = [
-            *offset,
-            *[second[(i, i)] / sigma[i] ** 2 for i in range(dims)],
-            *[second[p] / np.sqrt(variance[p[0]] * variance[p[1]]) * 0.5 + 0.5 for p in pairs],
-            mass,
-        ]
         region = out[(slice(None), *grown)]
         for c, values in enumerate(channels):
             region[c][inside] = values[inside]

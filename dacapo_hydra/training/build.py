@@ -28,6 +28,7 @@ from dacapo_hydra.data.sampler import CropShapes
 from dacapo_hydra.data.statistics import typical_object_radius
 from dacapo_hydra.errors import ConfigError
 from dacapo_hydra.tasks.base import Task
+from dacapo_hydra.tasks.instances.route import check_route_nodes
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.starts import load_weights
 
@@ -124,6 +125,7 @@ def _build(cfg: DictConfig, data_seed: int, tracking_uri: str | None) -> Built:
         if cfg[key] < 1:
             raise ValueError(f"{key} must be at least 1, got {cfg[key]}")
     optimizer, scheduler = optimizer_factories(OmegaConf.to_container(cfg.trainer, resolve=True))
+    check_route_nodes(cfg.task)
     split = DataSplit.from_config(cfg.datasplit)
     architecture: Architecture = hydra.utils.instantiate(
         cfg.architecture, dims=split.dims, in_channels=split.in_channels

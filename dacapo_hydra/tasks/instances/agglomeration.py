@@ -9,7 +9,7 @@ exceeds a threshold (:func:`agglomerate`). The region graph's rows are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import edt
@@ -19,6 +19,7 @@ from scipy.ndimage import maximum_filter
 from skimage.segmentation import watershed
 
 from dacapo_hydra.tasks.instances.region_graph import components, fragment_edges, nearest_channels
+from dacapo_hydra.tasks.instances.route import Params, Route, RouteSpec, check_unit_interval
 from dacapo_hydra.tasks.instances.size_filter import relabel
 
 
@@ -118,3 +119,43 @@ class AffinityGraph:
             axis = next(i for i, o in enumerate(self.offsets[c]) if o)
             out.setdefault(axis, (c, int(self.offsets[c][axis])))
         return out
+
+
+class Agglomeration(Route):
+    """Fragments merged by mean boundary affinity: `{"route": "agglomeration", "threshold": t}`.
+
+    In memory: :func:`fragments` then :func:`agglomerate`, the fragments made once
+    for the whole grid. Blockwise, the region graph is the whole volume's
+    (:class:`AffinityGraph`), so merges across blocks look at the affinities.
+
+    Args:
+        thresholds: mean affinities at which merging stops, swept (each in (0, 1)).
+
+    """
+
+    name = "agglomeration"
+
+    def __init__(self, thresholds: Sequence[float] = (0.3, 0.5, 0.7)) -> None:
+        self.thresholds = check_unit_interval(thresholds, "thresholds")
+
+    def grid(self, spec: RouteSpec) -> list[Params]:
+        """One parameter set per threshold."""
+        return [{"threshold": t} for t in self.thresholds]
+
+    def run(self, prediction: np.ndarray, params: Params, spec: RouteSpec) -> np.ndarray:
+        """Instances of the affinities (C, *spatial) merged above `params["threshold"]`."""
+        return next(iter(self.run_grid(prediction, [params], spec)))[1]
+
+    def run_grid(
+        self, prediction: np.ndarray, grid: Sequence[Params], spec: RouteSpec
+    ) -> Iterator[tuple[Params, np.ndarray]]:
+        """Every threshold's instances from one set of fragments and one region graph."""
+        frags = fragments(prediction, spec.offsets, spec.voxel_size)
+        thresholds = [float(p["threshold"]) for p in grid]
+        merged = agglomerate(frags, prediction, spec.offsets, thresholds)
+        for params, threshold in zip(grid, thresholds, strict=True):
+            yield params, merged[threshold]
+
+    def region_graph(self, params: Params, spec: RouteSpec) -> AffinityGraph:
+        """The whole volume's region graph, solved at `params["threshold"]`."""
+        return AffinityGraph(spec.offsets, spec.voxel_size, float(params["threshold"]))

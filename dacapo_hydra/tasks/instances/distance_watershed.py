@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
@@ -11,6 +11,8 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from dacapo_hydra.config.units import Length, to_nm
+from dacapo_hydra.tasks.instances.region_graph import nearest_channels
+from dacapo_hydra.tasks.instances.route import Params, Route, RouteSpec
 
 # Distances are quantised to this fraction of the smallest voxel for h-maxima, which
 # is exact on integers (scikit-image warns that it is imprecise on floats).
@@ -87,7 +89,10 @@ def mask_watershed(foreground: np.ndarray, voxel_size: Sequence[float], h: float
 
 
 def h_grid(
-    values: Sequence[Length] | None, voxel_size: Sequence[float], object_radius: float | None
+    values: Sequence[Length] | None,
+    voxel_size: Sequence[float],
+    object_radius: float | None,
+    key: str = "task.seed_h",
 ) -> list[float]:
     """The h-maxima dynamics (nm) swept: the given lengths, or voxel and object multiples.
 
@@ -103,9 +108,56 @@ def h_grid(
 
     """
     if values:
-        found = [to_nm(v, voxel_size, "task.seed_h", min_voxels=0) for v in values]
+        found = [to_nm(v, voxel_size, key, min_voxels=0) for v in values]
     else:
         found = [f * float(min(voxel_size)) for f in (0.25, 0.5, 1)]
         if object_radius:
             found.append(0.1 * object_radius)
     return sorted({round(v, 6) for v in found})
+
+
+def affinity_foreground(affinities: np.ndarray, offsets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Where the mean nearest-neighbour affinity exceeds 0.5 (background has 0 to all)."""
+    nearest = nearest_channels(offsets) or list(range(len(offsets)))
+    return affinities[nearest].mean(axis=0) > 0.5
+
+
+class MaskWatershed(Route):
+    """The predicted foreground split at its necks: `{"route": "mask", "h": h}`.
+
+    The foreground is where the mean nearest-neighbour affinity exceeds 0.5
+    (:func:`affinity_foreground`); :func:`mask_watershed` splits it at the h-maxima
+    (nm) of its distance transform. For objects wider than the network's field of
+    view, whose boundaries with their neighbours the affinities cannot show.
+
+    Args:
+        h: the h-maxima dynamics swept (nm or e.g. "0.5vx"); None: see :func:`h_grid`.
+
+    """
+
+    name = "mask"
+
+    def __init__(self, h: Sequence[Length] | None = None) -> None:
+        if h is not None and len(h) == 0:
+            raise ValueError("h: need at least one value (null: the default grid)")
+        self.h = None if h is None else list(h)
+
+    def grid(self, spec: RouteSpec) -> list[Params]:
+        """One parameter set per h (nm)."""
+        return [{"h": h} for h in h_grid(self.h, spec.voxel_size, spec.object_radius, "h")]
+
+    def run(self, prediction: np.ndarray, params: Params, spec: RouteSpec) -> np.ndarray:
+        """Instances of the affinities' foreground (C, *spatial) split with `params["h"]`."""
+        return self.run_foreground(affinity_foreground(prediction, spec.offsets), params, spec)
+
+    def run_foreground(self, foreground: np.ndarray, params: Params, spec: RouteSpec) -> np.ndarray:
+        """Instances of a foreground mask (*spatial) split with `params["h"]`."""
+        return mask_watershed(foreground, spec.voxel_size, h=float(params["h"]))
+
+    def run_grid(
+        self, prediction: np.ndarray, grid: Sequence[Params], spec: RouteSpec
+    ) -> Iterator[tuple[Params, np.ndarray]]:
+        """Every h's instances from one foreground."""
+        foreground = affinity_foreground(prediction, spec.offsets)
+        for params in grid:
+            yield params, self.run_foreground(foreground, params, spec)

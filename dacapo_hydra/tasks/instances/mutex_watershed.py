@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import mwatershed
 import numpy as np
 
+from dacapo_hydra.tasks.instances.route import Params, Route, RouteSpec, check_unit_interval
 from dacapo_hydra.tasks.instances.size_filter import relabel
 from dacapo_hydra.tasks.shifts import shifted_pairs
 
@@ -42,3 +43,25 @@ def mutex_watershed(
         [[int(o) for o in offset] for offset in offsets],
     )
     return relabel(segments, attracted)
+
+
+class MutexWatershed(Route):
+    """The mutex watershed route on affinities: `{"route": "mutex", "bias": b}`.
+
+    Args:
+        biases: affinities at which edges turn attractive, swept (each in (0, 1)).
+
+    """
+
+    name = "mutex"
+
+    def __init__(self, biases: Sequence[float] = (0.3, 0.5, 0.7)) -> None:
+        self.biases = check_unit_interval(biases, "biases")
+
+    def grid(self, spec: RouteSpec) -> list[Params]:
+        """One parameter set per bias."""
+        return [{"bias": b} for b in self.biases]
+
+    def run(self, prediction: np.ndarray, params: Params, spec: RouteSpec) -> np.ndarray:
+        """Instances of the affinities (C, *spatial) at `params["bias"]`."""
+        return mutex_watershed(prediction, spec.offsets, float(params["bias"]))
