@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -316,7 +315,7 @@ def post_process(
         'prediction/labels/labels'
 
     """
-    from dacapo_hydra.inference.labels import post_process_blockwise
+    from dacapo_hydra.inference.labels import labels_dataset, post_process_blockwise
     from dacapo_hydra.inference.options import LabelsOptions
 
     module = (
@@ -327,7 +326,7 @@ def post_process(
     options = replace(options or LabelsOptions(), **fields)
     if out_dataset is None:
         instances = module.task.instances or options.connected_components
-        out_dataset = _labels_dataset(instances, pred_container, pred_dataset, out_container)
+        out_dataset = labels_dataset(instances, pred_container, pred_dataset, out_container)
     return post_process_blockwise(
         module.task,
         params,
@@ -338,17 +337,6 @@ def post_process(
         options,
         execution=execution,
     )
-
-
-def _labels_dataset(
-    instances: bool, pred_container: str | Path, pred_dataset: str, out_container: str | Path
-) -> str:
-    """Where labels go by default: a label image of the prediction in its own container."""
-    name = "labels" if instances else "mask"
-    if Path(out_container).resolve() != Path(pred_container).resolve():
-        return name
-    image = re.sub(r"/s\d+$", "", pred_dataset.strip("/"))  # the group, not its level
-    return f"{image}/labels/{name}"
 
 
 def apply(

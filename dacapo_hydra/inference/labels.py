@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -325,6 +326,25 @@ def _probe(
             f"gives {probe.dtype}"
         )
     return probe
+
+
+def labels_dataset(
+    instances: bool, pred_container: str | Path, pred_dataset: str, out_container: str | Path
+) -> str:
+    """Where labels go by default: a label image of the prediction in its own container.
+
+    Example:
+        >>> labels_dataset(True, "out.zarr", "prediction/s0", "out.zarr")
+        'prediction/labels/labels'
+        >>> labels_dataset(False, "out.zarr", "prediction", "other.zarr")
+        'mask'
+
+    """
+    name = "labels" if instances else "mask"
+    if Path(out_container).resolve() != Path(pred_container).resolve():
+        return name
+    image = re.sub(r"/s\d+$", "", pred_dataset.strip("/"))  # the group, not its level
+    return f"{image}/labels/{name}"
 
 
 def post_process_blockwise(
