@@ -59,7 +59,12 @@ T = TypeVar("T")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help; the examples epilog as written."""
+    """Defaults after each option's help (unless it gives its own); the examples as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
