@@ -284,21 +284,17 @@ def post_process(
 ) -> LabelsResult:
     """Post-process a prediction blockwise with the model's task into an OME-Zarr label image.
 
-    Instance tasks are merged across blocks on the whole volume's region graph and
-    size-filtered globally (connected components and the size filter equal a
-    whole-volume pass at any block shape; see :mod:`dacapo_hydra.inference.labels` for
-    the other routes); semantic tasks give a mask.
-    For an array in memory, `load_model(...).task.post_process(prediction, params)`.
+    Instances are merged across blocks and size-filtered globally
+    (:mod:`dacapo_hydra.inference.labels`); semantic tasks give a mask. For an array in
+    memory, `load_model(...).task.post_process(prediction, params)`.
 
     Args:
         model: the checkpoint (or loaded model) whose task made the prediction.
         pred_container: the prediction's zarr container.
         pred_dataset: its image group or array (as :func:`predict` wrote it).
         out_container: output container.
-        out_dataset: output label group (default: as `dacapo-apply` writes it, the
-            prediction's label image `<pred_dataset>/labels/labels`, or
-            `.../labels/mask` for the mask of a semantic task; `labels` in another
-            container).
+        out_dataset: output label group (default: as `dacapo-apply` writes it,
+            :func:`~dacapo_hydra.inference.labels.labels_dataset`).
         params: one parameter set of the task's grid (e.g. a run's best).
         options: block shape, context, connected components (of a semantic mask),
             overwrite, levels (:class:`~dacapo_hydra.inference.options.LabelsOptions`).
@@ -327,16 +323,8 @@ def post_process(
     if out_dataset is None:
         instances = module.task.instances or options.connected_components
         out_dataset = labels_dataset(instances, pred_container, pred_dataset, out_container)
-    return post_process_blockwise(
-        module.task,
-        params,
-        pred_container,
-        pred_dataset,
-        out_container,
-        out_dataset,
-        options,
-        execution=execution,
-    )
+    where = (pred_container, pred_dataset, out_container, out_dataset)
+    return post_process_blockwise(module.task, params, *where, options, execution=execution)
 
 
 def apply(

@@ -213,32 +213,37 @@ def plan_labels(
 
     """
     options = replace(options or LabelsOptions(), **fields)
-    block = _block_shape(options.block_shape, source)
-    connected = options.connected_components
-    instances = connected or is_instance_task(task)
-    route = task.graph_route(params) if instances and not connected else None
-    margin = _context(options.context, task, source, block, instances, connected or bool(route))
-    full = source.roi.voxel_shape(source.voxel_size)
-    shape = tuple(min(b + 2 * m, f) for b, m, f in zip(block, margin, full, strict=True))
-    probe = _probe(task, params, source, shape, connected)
-    channel_axis = probe.ndim == source.roi.dims + 1
-    channels = probe.shape[0] if channel_axis else 1
-    dtype = np.dtype(np.uint64) if instances else probe.dtype
-    if dtype.kind == "b":
-        dtype = np.dtype(np.uint8)
+    plan = _labels_plan(task, params, source, options)
     if options.overwrite:
         check_overwritable(out_container, out_dataset)
     elif check_output(
         out_container,
         out_dataset,
-        (channels, *full) if channel_axis else full,
-        dtype,
-        (channels, *block) if channel_axis else block,
+        (plan.channels, *plan.shape) if plan.channel_axis else plan.shape,
+        plan.dtype,
+        (plan.channels, *plan.write_shape) if plan.channel_axis else plan.write_shape,
         source.voxel_size,
         source.roi.begin,
     ):
         # The record the labels' group was created with (:meth:`LabelsJob.create_output`).
         check_unchanged(out_container, out_dataset, "post_process", dict(params))
+    levels = source.levels if options.levels is None else options.levels
+    return LabelsJob(plan, str(out_container), out_dataset, options.overwrite, levels=levels)
+
+
+def _labels_plan(task: Task, params: Params, source: Source, options: LabelsOptions) -> LabelsPlan:
+    """What every block does: its grid and context, the labels' dtype and channels."""
+    block = _block_shape(options.block_shape, source)
+    connected = options.connected_components
+    instances = connected or is_instance_task(task)
+    route = task.graph_route(params) if instances and not connected else None
+    across_faces = connected or route is not None
+    margin = _context(options.context, task, source, block, instances, across_faces)
+    full = source.roi.voxel_shape(source.voxel_size)
+    shape = tuple(min(b + 2 * m, f) for b, m, f in zip(block, margin, full, strict=True))
+    probe = _probe(task, params, source, shape, connected)
+    channel_axis = probe.ndim == source.roi.dims + 1
+    dtype = np.dtype(np.uint64) if instances else probe.dtype
     grid = BlockGrid(
         source.roi,
         tuple(b * v for b, v in zip(block, source.voxel_size, strict=True)),
@@ -247,7 +252,7 @@ def plan_labels(
     merge_fraction = options.merge_fraction
     if merge_fraction is None:
         merge_fraction = 1e-9 if connected else 0.5
-    plan = LabelsPlan(
+    return LabelsPlan(
         task,
         dict(params),
         source,
@@ -255,13 +260,11 @@ def plan_labels(
         instances,
         connected,
         channel_axis,
-        channels,
-        dtype,
+        probe.shape[0] if channel_axis else 1,
+        np.dtype(np.uint8) if dtype.kind == "b" else dtype,
         merge_fraction,
         route,
     )
-    levels = source.levels if options.levels is None else options.levels
-    return LabelsJob(plan, str(out_container), out_dataset, options.overwrite, levels=levels)
 
 
 def _block_shape(block_shape: tuple[int, ...] | None, source: Source) -> tuple[int, ...]:
