@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any
 
 from hydra_zen import BuildsFn
@@ -40,16 +41,23 @@ class _Builds(BuildsFn[Any]):
         return super()._sanitized_type(type_, **kwargs)
 
 
-def constructor_schema(target: type, name: str, doc: str, recursive: bool = True) -> Any:
-    """The schema of `target`: a dataclass of its constructor's parameters but :data:`FROM_THE_RUN`.
+def constructor_schema(
+    target: type,
+    name: str,
+    doc: str,
+    recursive: bool = True,
+    exclude: Sequence[str] = FROM_THE_RUN,
+) -> Any:
+    """The schema of `target`: a dataclass of its constructor's parameters but `exclude`.
 
     `recursive=False` keeps nested `_target_` nodes (a MONAI network, a module) as
     config for the constructor to check and build, instead of Hydra building them.
+    `exclude`: what the run passes itself (for a task: `dims`, `voxel_size`, ...).
     """
     schema = _Builds.builds(
         target,
         populate_full_signature=True,
-        zen_exclude=FROM_THE_RUN,
+        zen_exclude=tuple(exclude),
         hydra_recursive=None if recursive else False,
         zen_dataclass={"cls_name": name, "module": __name__},
     )
