@@ -30,13 +30,19 @@ if TYPE_CHECKING:
         train,
         validate,
     )
-    from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
+    from dacapo_hydra.inference.options import (
+        ApplyOptions,
+        Execution,
+        LabelsOptions,
+        PredictOptions,
+    )
 
-_OPTIONS = ("ApplyOptions", "Execution", "PredictOptions")
+_OPTIONS = ("ApplyOptions", "Execution", "LabelsOptions", "PredictOptions")
 
 __all__ = [
     "ApplyOptions",
     "Execution",
+    "LabelsOptions",
     "PredictOptions",
     "__version__",
     "apply",

@@ -21,11 +21,10 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +33,12 @@ if TYPE_CHECKING:
     from dacapo_hydra.export.model import ExportedModel
     from dacapo_hydra.inference.apply import ApplyResult
     from dacapo_hydra.inference.labels import LabelsResult
-    from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
+    from dacapo_hydra.inference.options import (
+        ApplyOptions,
+        Execution,
+        LabelsOptions,
+        PredictOptions,
+    )
     from dacapo_hydra.inference.predict import PredictResult
     from dacapo_hydra.tasks.base import Params
     from dacapo_hydra.training.module import RunModule
@@ -273,36 +277,30 @@ def post_process(
     out_dataset: str | None = None,
     *,
     params: Params,
-    connected_components: bool = False,
+    options: LabelsOptions | None = None,
     trust_checkpoint: bool = False,
-    overwrite: bool = False,
     execution: Execution | None = None,
-    levels: int | None = None,
+    **fields: Any,
 ) -> LabelsResult:
     """Post-process a prediction blockwise with the model's task into an OME-Zarr label image.
 
-    Instance tasks are merged across blocks on the whole volume's region graph and
-    size-filtered globally (connected components and the size filter equal a
-    whole-volume pass at any block shape; see :mod:`dacapo_hydra.inference.labels` for
-    the other routes); semantic tasks give a mask.
-    For an array in memory, `load_model(...).task.post_process(prediction, params)`.
+    Instances are merged across blocks and size-filtered globally
+    (:mod:`dacapo_hydra.inference.labels`); semantic tasks give a mask. For an array in
+    memory, `load_model(...).task.post_process(prediction, params)`.
 
     Args:
         model: the checkpoint (or loaded model) whose task made the prediction.
         pred_container: the prediction's zarr container.
         pred_dataset: its image group or array (as :func:`predict` wrote it).
         out_container: output container.
-        out_dataset: output label group (default: as `dacapo-apply` writes it, the
-            prediction's label image `<pred_dataset>/labels/labels`, or
-            `.../labels/mask` for the mask of a semantic task; `labels` in another
-            container).
+        out_dataset: output label group (default: as `dacapo-apply` writes it,
+            :func:`~dacapo_hydra.inference.labels.labels_dataset`).
         params: one parameter set of the task's grid (e.g. a run's best).
-        connected_components: label the connected components of a semantic mask.
+        options: block shape, context, connected components (of a semantic mask),
+            overwrite, levels (:class:`~dacapo_hydra.inference.options.LabelsOptions`).
         trust_checkpoint: as :func:`load_model`.
-        overwrite: start afresh instead of resuming.
         execution: where the blocks run (default: in this process).
-        levels: scale levels of the label image, `s0` included (each further one the
-            most frequent value of 2 voxels per axis; default: the prediction's).
+        **fields: fields of `options` given one by one (`connected_components=True`).
 
     Example:
         >>> from dacapo_hydra import post_process
@@ -313,30 +311,20 @@ def post_process(
         'prediction/labels/labels'
 
     """
-    from dacapo_hydra.inference.labels import post_process_blockwise
+    from dacapo_hydra.inference.labels import labels_dataset, post_process_blockwise
+    from dacapo_hydra.inference.options import LabelsOptions
 
     module = (
         load_model(model, trust_checkpoint=trust_checkpoint)
         if isinstance(model, str | Path)
         else model
     )
+    options = replace(options or LabelsOptions(), **fields)
     if out_dataset is None:
-        name = "labels" if module.task.instances or connected_components else "mask"
-        same = Path(out_container).resolve() == Path(pred_container).resolve()
-        image = re.sub(r"/s\d+$", "", pred_dataset.strip("/"))  # the group, not its level
-        out_dataset = f"{image}/labels/{name}" if same else name
-    return post_process_blockwise(
-        module.task,
-        params,
-        pred_container,
-        pred_dataset,
-        out_container,
-        out_dataset,
-        connected_components=connected_components,
-        overwrite=overwrite,
-        execution=execution,
-        levels=levels,
-    )
+        instances = module.task.instances or options.connected_components
+        out_dataset = labels_dataset(instances, pred_container, pred_dataset, out_container)
+    where = (pred_container, pred_dataset, out_container, out_dataset)
+    return post_process_blockwise(module.task, params, *where, options, execution=execution)
 
 
 def apply(

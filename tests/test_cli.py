@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,8 +18,11 @@ from dacapo_hydra.cli import (
     predict_main,
     validate_main,
 )
-from dacapo_hydra.cli.apply import apply_parser
+from dacapo_hydra.cli.apply import apply_options, apply_parser
+from dacapo_hydra.cli.common import execution, option_arguments, prediction_options
 from dacapo_hydra.cli.predict import predict_parser
+from dacapo_hydra.data.roi import Roi
+from dacapo_hydra.inference.options import Execution, LabelsOptions, PredictOptions, option
 from dacapo_hydra.tracking import ui_url
 from tests.conftest import REPO, tiny_overrides
 
@@ -266,7 +270,7 @@ def test_one_model_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (
             ["--checkpoint", "b.ckpt", "--input", "v", "r", "--output", "o", "p", "q"],
-            "--output takes CONTAINER",
+            "unrecognized arguments: p q",  # --output takes the container alone
         ),
     ):
         with pytest.raises(SystemExit):
@@ -277,3 +281,59 @@ def test_one_model_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
             ["--run-id", "a", "--checkpoint-name", "last", "--input", "v", "r", "--output", "o"]
         )
     assert "uses a run's best_<criterion> checkpoint" in capsys.readouterr().err
+
+
+MODEL_AND_DATA = ["--checkpoint", "m.ckpt", "--input", "v.zarr", "raw", "--output", "o.zarr"]
+
+
+def test_prediction_arguments_are_the_option_fields() -> None:
+    """Defaults come from the option dataclasses; each given value reaches its field."""
+    plain = predict_parser().parse_args(MODEL_AND_DATA)
+    assert prediction_options(plain) == PredictOptions()
+    assert execution(plain) == Execution()
+    given = predict_parser().parse_args(
+        [
+            *MODEL_AND_DATA,
+            *("--overlap", "0.25", "--window-batch", "4", "--levels", "3"),
+            *("--input-voxel-size", "8", "8", "--roi", "0:80,0:160", "--devices", "0,1"),
+            *("--dtype", "uint8", "--value-range", "-1", "1", "--mirror", "--overwrite"),
+        ]
+    )
+    assert prediction_options(given) == PredictOptions(
+        overlap=0.25,
+        window_batch=4,
+        levels=3,
+        raw_voxel_size=(8.0, 8.0),
+        roi=Roi((0.0, 0.0), (80.0, 160.0)),
+        dtype="uint8",
+        value_range=(-1.0, 1.0),
+        mirror=True,
+        overwrite=True,
+    )
+    assert execution(given) == Execution(devices=("0", "1"), workers=2)
+
+
+def test_apply_arguments_make_its_labels_options() -> None:
+    args = apply_parser().parse_args(
+        [
+            *MODEL_AND_DATA,
+            *("--params", "threshold=0.5", "--labels-block-shape", "64", "64"),
+            *("--context", "8", "8", "--connected-components", "--levels", "2"),
+            *("--block-shape", "32", "32", "--labels-dataset", "cells"),
+        ]
+    )
+    options = apply_options(args)
+    assert options.labels == LabelsOptions(
+        block_shape=(64, 64), context=(8, 8), connected_components=True, levels=2
+    )
+    assert options.prediction.block_shape == (32, 32) and options.labels_name(False) == "cells"
+    assert options.params == {"threshold": 0.5}
+
+
+def test_an_option_the_command_line_cannot_read_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        mapping: dict[str, int] = option(None, "a mapping")
+
+    with pytest.raises(TypeError, match=r"Odd.mapping: no command line for dict\[str, int\]"):
+        option_arguments(predict_parser(), Odd)

@@ -506,7 +506,7 @@ def test_devices_go_with_a_local_cluster_only(
 
     args = ["--checkpoint", str(tmp_path / "m.ckpt"), "--input", "v.zarr", "raw"]
     for extra, message in [
-        (["--devices", "0,1", "--scheduler", "tcp://10.0.0.5:8786"], "--devices 0,1 starts a"),
+        (["--devices", "0,1", "--scheduler", "tcp://10.0.0.5:8786"], "devices ['0', '1'] start a"),
         (["--devices", "first"], "--devices 'first': expected GPU indices"),
     ]:
         with pytest.raises(SystemExit) as exit_info:

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
+from dacapo_hydra.inference.options import ApplyOptions, Execution, LabelsOptions, PredictOptions
 
 
 def test_predict_options_normalise_their_values() -> None:
@@ -61,7 +61,6 @@ def test_bad_predict_options_are_refused_in_one_line(kwargs: dict, message: str)
             "dtype 'uint8': dacapo-apply post-processes the prediction it writes",
         ),
         ({"run_id": "a", "labels_dataset": "/"}, "labels_dataset: give the label image a name"),
-        ({"run_id": "a", "context": [1.5]}, "context [1.5]: expected a list of whole numbers"),
     ],
 )
 def test_bad_apply_options_are_refused_in_one_line(kwargs: dict, message: str) -> None:
@@ -74,7 +73,10 @@ def test_the_label_image_is_named_for_what_it_holds() -> None:
     run = ApplyOptions(run_id="a")
     assert run.labels_name(instances=True) == "labels"
     assert run.labels_name(instances=False) == "mask"
-    assert ApplyOptions(run_id="a", connected_components=True).labels_name(False) == "labels"
+    assert (
+        ApplyOptions(run_id="a", labels=LabelsOptions(connected_components=True)).labels_name(False)
+        == "labels"
+    )
     assert ApplyOptions(run_id="a", labels_dataset="/cells/").labels_name(True) == "cells"
 
 
@@ -83,6 +85,8 @@ def test_execution() -> None:
     assert not Execution(devices=["0"]).in_process
     assert not Execution(scheduler="tcp://10.0.0.5:8786").in_process
     assert Execution(devices=[0, 1]).devices == ("0", "1")
+    assert Execution(devices=["0", "1", "2"]).workers == 3  # one per GPU unless given
+    assert Execution(devices=["0", "1"], workers=4).workers == 4
     for kwargs, message in (
         ({"workers": 0}, "workers 0: expected at least 1"),
         ({"workers": 1.5}, "workers 1.5: expected a whole number"),
@@ -91,3 +95,29 @@ def test_execution() -> None:
     ):
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
             Execution(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"block_shape": [64, 0]}, "block_shape [64, 0]: expected positive values"),
+        ({"context": [-1, 0]}, "context [-1, 0]: expected voxel counts >= 0"),
+        ({"context": "8"}, "context '8': expected a list of whole numbers"),
+        ({"context": [1.5]}, "context [1.5]: expected a list of whole numbers"),
+        ({"merge_fraction": 0}, "merge_fraction 0: expected a number in (0, 1]"),
+        ({"levels": 0}, "levels 0: expected a whole number >= 1"),
+    ],
+)
+def test_bad_labels_options_are_refused_in_one_line(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        LabelsOptions(**kwargs)
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_an_application_labels_with_its_predictions_overwrite_and_levels() -> None:
+    options = ApplyOptions(
+        run_id="a",
+        prediction=PredictOptions(overwrite=True, levels=3),
+        labels=LabelsOptions(block_shape=[32, 32], levels=1),
+    )
+    assert options.labels == LabelsOptions(block_shape=(32, 32), overwrite=True, levels=3)

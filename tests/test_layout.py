@@ -25,7 +25,8 @@ RANKS = {
     "devices": 1,
     "config": 1,
     "data": 2,
-    "architectures": 2,
+    # A leaf (torch and MONAI only): config makes the group's schemas from its constructors.
+    "architectures": 1,
     "tasks": 3,
     "evaluation": 2,
     # The plan reads the data's fingerprint and the networks' shape arithmetic.

@@ -217,6 +217,7 @@ def test_kill_and_resume_gives_identical_output(
         "validate/raw",
         "--output",
         str(out),
+        "--prediction-dataset",
         "resumed",
     ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

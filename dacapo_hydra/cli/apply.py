@@ -12,6 +12,8 @@ from dacapo_hydra.cli.common import (
     guarded_blocks,
     model_arguments,
     one_model,
+    option_arguments,
+    option_values,
     parser,
     prediction_arguments,
     prediction_options,
@@ -20,6 +22,12 @@ from dacapo_hydra.errors import ConfigError
 
 if TYPE_CHECKING:
     from dacapo_hydra.inference.options import ApplyOptions
+
+# ApplyOptions' fields the model arguments give (or --params), and LabelsOptions' that
+# the prediction's options set (overwrite, levels) or that stay as planned.
+MODEL_FIELDS = ("run_id", "tracking_uri", "checkpoint", "params")
+LABELS_SKIP = ("merge_fraction", "overwrite", "levels")
+LABELS_FLAGS = {"block_shape": "labels-block-shape"}
 
 EXAMPLES = """\
   dacapo-apply --run-id <run id> --input data/volume.zarr raw/s0 --output segmentation.zarr
@@ -77,7 +85,7 @@ def apply_criterion(args: argparse.Namespace) -> str | None:
 
 def apply_parser() -> argparse.ArgumentParser:
     """The command line of `dacapo-apply`."""
-    from dacapo_hydra.inference.options import APPLY_DTYPES
+    from dacapo_hydra.inference.options import APPLY_DTYPES, ApplyOptions, LabelsOptions
 
     made = parser(
         "dacapo-apply",
@@ -87,53 +95,20 @@ def apply_parser() -> argparse.ArgumentParser:
     )
     model_arguments(made)
     made.add_argument(
-        "--criterion", help="with --run-id: the score whose best to use (default: the task's)"
-    )
-    made.add_argument(
         "--params",
         nargs="+",
         metavar="KEY=VALUE",
         help="with --checkpoint: post-processing parameters, e.g. threshold=0.5",
     )
-    prediction_arguments(made, APPLY_DTYPES)
+    prediction_arguments(made, APPLY_DTYPES, skip=("value_range",))
     made.add_argument("--output", required=True, metavar="CONTAINER", help="output container")
-    made.add_argument(
-        "--prediction-dataset", default="prediction", help="the prediction's group in --output"
-    )
-    made.add_argument(
-        "--labels-dataset",
-        default=None,
-        help="name of the segmentation, an OME-Zarr label image written to "
-        "<prediction-dataset>/labels/<name> (default: labels for instances, mask for the "
-        "binary output of a semantic task)",
-    )
-    made.add_argument(
-        "--labels-block-shape", nargs="+", type=int, help="post-processing block, voxels"
-    )
-    made.add_argument(
-        "--context",
-        nargs="+",
-        type=int,
-        help="voxels post-processing reads beyond each block per side (default: for "
-        "watershed routes a quarter block or four object radii; 0 for connected components, "
-        "agglomeration and semantic labels)",
-    )
-    made.add_argument(
-        "--connected-components",
-        action="store_true",
-        help="label connected components of a binary output (instances of a semantic task)",
-    )
+    option_arguments(made, ApplyOptions, skip=MODEL_FIELDS)
+    option_arguments(made, LabelsOptions, skip=LABELS_SKIP, flags=LABELS_FLAGS)
     made.add_argument(
         "--dry-run",
         action="store_true",
         help="check everything and print the block plan, shapes, outputs and an estimated "
         "prediction time; write nothing",
-    )
-    made.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing outputs instead of resuming them (a rerun resumes only with "
-        "the same model, input and parameters)",
     )
     return made
 
@@ -141,7 +116,7 @@ def apply_parser() -> argparse.ArgumentParser:
 def apply_options(args: argparse.Namespace) -> ApplyOptions:
     """The application's options from its command line (the MLflow store found, if a run)."""
     from dacapo_hydra import tracking
-    from dacapo_hydra.inference.options import ApplyOptions
+    from dacapo_hydra.inference.options import ApplyOptions, LabelsOptions
 
     if args.run_id and args.params:
         raise ConfigError("--params goes with --checkpoint; a run brings its best parameters")
@@ -153,12 +128,11 @@ def apply_options(args: argparse.Namespace) -> ApplyOptions:
         criterion=criterion,
         checkpoint=args.checkpoint,
         params=parse_params(args.params),
-        prediction_dataset=args.prediction_dataset,
-        labels_dataset=args.labels_dataset,
-        labels_block_shape=args.labels_block_shape,
-        context=args.context,
-        connected_components=args.connected_components,
-        prediction=prediction_options(args),
+        prediction=prediction_options(args, skip=("value_range",)),
+        labels=LabelsOptions(
+            **option_values(args, LabelsOptions, skip=LABELS_SKIP, flags=LABELS_FLAGS)
+        ),
+        **option_values(args, ApplyOptions, skip=(*MODEL_FIELDS, "criterion")),
     )
 
 

@@ -26,11 +26,12 @@ devices) when they run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -58,7 +59,12 @@ T = TypeVar("T")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help; the examples epilog as written."""
+    """Defaults after each option's help (unless it gives its own); the examples as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
@@ -265,8 +271,101 @@ def parse_roi(text: str | None) -> Roi | None:
         ) from None
 
 
-def prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...]) -> None:
-    """Arguments of blockwise prediction shared by dacapo-predict and dacapo-apply."""
+# Annotations of option fields (as written: the options module postpones them) and how
+# the command line reads them; a ROI and GPUs are text, parsed by PARSED.
+KINDS: dict[str, dict[str, Any]] = {
+    "bool": {"action": "store_true"},
+    "int": {"type": int},
+    "int | None": {"type": int},
+    "float": {"type": float},
+    "float | None": {"type": float},
+    "str": {},
+    "str | None": {},
+    "Roi | None": {"metavar": "Z0:Z1,Y0:Y1,X0:X1"},
+    "tuple[int, ...] | None": {"nargs": "+", "type": int},
+    "tuple[float, ...] | None": {"nargs": "+", "type": float},
+    "tuple[float, float]": {"nargs": 2, "type": float},
+    "tuple[str, ...] | None": {},
+}
+
+
+def _parsers() -> dict[str, Callable[[Any], Any]]:
+    from dacapo_hydra.devices import parse_devices
+
+    return {"roi": parse_roi, "devices": parse_devices}
+
+
+def _option_fields(
+    options: type, skip: Collection[str], flags: Mapping[str, str]
+) -> list[tuple[dataclasses.Field, str]]:
+    """The fields of `options` on the command line, each with its flag (without `--`)."""
+    out = []
+    for found in dataclasses.fields(options):
+        flag = flags.get(found.name, found.metadata.get("flag", found.name.replace("_", "-")))
+        if found.name not in skip and "help" in found.metadata and flag is not None:
+            out.append((found, flag))
+    return out
+
+
+def option_arguments(
+    parser: argparse.ArgumentParser,
+    options: type,
+    *,
+    skip: Collection[str] = (),
+    flags: Mapping[str, str] | None = None,
+    **settings: dict[str, Any],
+) -> None:
+    """One `--flag` per field of the options dataclass `options`, its default and help the field's.
+
+    Args:
+        parser: the command's parser.
+        options: a dataclass of :mod:`dacapo_hydra.inference.options`.
+        skip: fields the command sets otherwise.
+        flags: a flag per field where the command names it otherwise.
+        **settings: per field, argparse settings replacing the field's (`choices`).
+
+    """
+    for found, flag in _option_fields(options, skip, flags or {}):
+        if found.type not in KINDS:
+            raise TypeError(f"{options.__name__}.{found.name}: no command line for {found.type}")
+        given = {k: found.metadata[k] for k in ("metavar", "choices") if k in found.metadata}
+        parser.add_argument(
+            f"--{flag}",
+            dest=flag.replace("-", "_"),
+            default=found.default,
+            help=found.metadata["help"],
+            **{**KINDS[found.type], **given, **settings.get(found.name, {})},
+        )
+
+
+def option_values(
+    args: argparse.Namespace,
+    options: type,
+    *,
+    skip: Collection[str] = (),
+    flags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The fields of `options` that :func:`option_arguments` put on the command line, parsed."""
+    parsers = _parsers()
+    values = {}
+    for found, flag in _option_fields(options, skip, flags or {}):
+        value = getattr(args, flag.replace("-", "_"))
+        parse = parsers.get(found.name)
+        values[found.name] = parse(value) if parse is not None else value
+    return values
+
+
+def prediction_arguments(
+    parser: argparse.ArgumentParser, dtypes: tuple[str, ...], skip: Collection[str] = ()
+) -> None:
+    """Arguments of blockwise prediction shared by dacapo-predict and dacapo-apply.
+
+    `--input`, then :class:`~dacapo_hydra.inference.options.Execution`'s and
+    :class:`~dacapo_hydra.inference.options.PredictOptions`' fields but `skip` (and
+    `trust_checkpoint`, which :func:`model_arguments` gives).
+    """
+    from dacapo_hydra.inference.options import Execution, PredictOptions
+
     parser.add_argument(
         "--input",
         nargs=2,
@@ -274,99 +373,21 @@ def prediction_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...
         metavar=("CONTAINER", "DATASET"),
         help="the raw volume: a zarr container and the array (or multiscale group) in it",
     )
-    parser.add_argument(
-        "--roi", help="world ROI in nm: z0:z1,y0:y1,x0:x1 (default: the whole input)"
-    )
-    parser.add_argument("--dtype", default="float32", choices=dtypes, help="prediction dtype")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        help="Dask LocalCluster workers (default 1: in process; with --devices one per GPU)",
-    )
-    parser.add_argument(
-        "--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)"
-    )
-    parser.add_argument(
-        "--devices",
-        metavar="GPUS",
-        help="GPUs of the LocalCluster's workers, e.g. 0,1 or all: worker i sees only GPU "
-        "i mod len(GPUS)",
-    )
-    parser.add_argument(
-        "--mirror", action="store_true", help="test-time augmentation: average over flips"
-    )
-    parser.add_argument(
-        "--input-shape",
-        nargs="+",
-        type=int,
-        help="forward-pass input shape, voxels (default: the architecture's eval input shape)",
-    )
-    parser.add_argument(
-        "--overlap",
-        type=float,
-        default=0.5,
-        help="'same'-padding networks: sliding-window overlap, blended with Gaussian weights",
-    )
-    parser.add_argument(
-        "--block-shape",
-        nargs="+",
-        type=int,
-        help="'same'-padding networks: output voxels per block (a multiple of the stride)",
-    )
-    parser.add_argument(
-        "--window-batch",
-        type=int,
-        default=2,
-        help="'same'-padding networks: windows per forward pass (MONAI's sw_batch_size)",
-    )
-    parser.add_argument(
-        "--levels",
-        type=int,
-        default=1,
-        help="scale levels of the outputs, s0 included: each further level halves every "
-        "axis (predictions averaged, labels by their most frequent id); default 1",
-    )
-    parser.add_argument(
-        "--input-voxel-size", nargs="+", type=float, help="where the input has no metadata"
-    )
-    parser.add_argument(
-        "--input-offset", nargs="+", type=float, help="where the input has no metadata"
-    )
+    option_arguments(parser, Execution)
+    skip = ("trust_checkpoint", *skip)
+    option_arguments(parser, PredictOptions, skip=skip, dtype={"choices": dtypes})
 
 
-def prediction_options(args: argparse.Namespace, **extra: Any) -> PredictOptions:
-    """The prediction's options from the arguments of :func:`prediction_arguments` (+ `extra`)."""
+def prediction_options(args: argparse.Namespace, skip: Collection[str] = ()) -> PredictOptions:
+    """The prediction's options from the arguments of :func:`prediction_arguments`."""
     from dacapo_hydra.inference.options import PredictOptions
 
-    return PredictOptions(
-        roi=parse_roi(args.roi),
-        dtype=args.dtype,
-        mirror=args.mirror,
-        input_shape=args.input_shape,
-        overlap=args.overlap,
-        block_shape=args.block_shape,
-        window_batch=args.window_batch,
-        raw_voxel_size=args.input_voxel_size,
-        raw_offset=args.input_offset,
-        trust_checkpoint=args.trust_checkpoint,
-        overwrite=args.overwrite,
-        levels=args.levels,
-        **extra,
-    )
+    values = option_values(args, PredictOptions, skip=("trust_checkpoint", *skip))
+    return PredictOptions(trust_checkpoint=args.trust_checkpoint, **values)
 
 
 def execution(args: argparse.Namespace) -> Execution:
     """Where the blocks run, from `--workers`, `--devices` and `--scheduler`, checked."""
-    from dacapo_hydra.devices import parse_devices
     from dacapo_hydra.inference.options import Execution
 
-    devices = parse_devices(args.devices)
-    if devices and args.scheduler:
-        raise ConfigError(
-            f"--devices {args.devices} starts a LocalCluster; with --scheduler each worker uses "
-            "the GPU its job was given (dask-jobqueue: --gres=gpu:1, processes=1)"
-        )
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: expected at least 1")
-    workers = args.workers or (len(devices) if devices else 1)
-    return Execution(workers=workers, scheduler=args.scheduler, devices=devices)
+    return Execution(**option_values(args, Execution))

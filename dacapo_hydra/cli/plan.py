@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
+from typing import Any
 
 from dacapo_hydra.cli.common import configure_logging, guarded, parser
 
@@ -62,55 +64,70 @@ def plan_main(argv: list[str] | None = None) -> None:
     configure_logging(args.verbose)
 
     def command() -> None:
-        from pathlib import Path
-
-        from omegaconf import OmegaConf
-
         from dacapo_hydra.api import compose
-        from dacapo_hydra.config.user_dir import user_config_dir
-        from dacapo_hydra.planning.experiment import (
-            CONFIG_GROUPS,
-            experiment_text,
-            override_keys,
-            plan_for,
-            split_overrides,
-            write_experiment,
-        )
+        from dacapo_hydra.planning.experiment import plan_for, write_experiment
         from dacapo_hydra.planning.table import plan_table
 
         if args.gpu_memory is not None and args.gpu_memory < 0:
             raise ValueError(f"--gpu-memory: expected GiB >= 0, got {args.gpu_memory}")
-        # Where it will write is checked before the data is measured.
-        folder = Path(args.config_dir) if args.config_dir else user_config_dir()
-        if folder is None and not args.dry_run:
-            raise ValueError(
-                "no config folder: set DACAPO_CONFIG_DIR or give --config-dir (or --dry-run)"
-            )
+        folder = _config_folder(args)  # where it will write, before the data is measured
         cfg = compose(overrides=args.overrides)
         gpu = None if args.gpu_memory is None else int(args.gpu_memory * 2**30)
         plan = plan_for(cfg, gpu)
-        choices = {g: str(o).rstrip("*") for g, o in cfg.choices.items() if o}
-        name = args.name or f"plan_{choices.get('datasplit')}_{choices.get('task')}"
-        if not NAME.match(name):
-            raise ValueError(f"--name: expected letters, digits, '_', '-' or '.', got {name!r}")
-        _, overridden = split_overrides(plan, args.overrides)
-        plan.values = [v for v in plan.values if v.key not in overridden]
-        groups = {g: choices[g] for g in ("datasplit", "task", "trainer") if g in choices}
-        given = {
-            key: OmegaConf.to_object(found) if OmegaConf.is_config(found) else found
-            for key in override_keys(args.overrides)
-            if key.split("/")[0] not in CONFIG_GROUPS and not key.startswith("hydra")
-            for found in [OmegaConf.select(cfg, key)]
-        }
-        text = experiment_text(plan, groups, name, given)
+        name, text, overridden = _experiment(args, cfg, plan)
         if args.json:
             print(json.dumps({**plan.to_dict(), "overridden": overridden}, indent=1))
         else:
             print(plan_table(plan))
-        if args.dry_run:
+        if folder is None:  # a dry run
             return
-        assert folder is not None  # checked above: not a dry run
         written = write_experiment(text, folder.expanduser(), name)
         print(f"dacapo-plan: wrote {written}; train with: python train.py experiment={name}")
 
     guarded("dacapo-plan", command)
+
+
+def _config_folder(args: argparse.Namespace) -> Path | None:
+    """The config folder the experiment goes to; None for a dry run.
+
+    Raises:
+        ValueError: not a dry run, and neither `--config-dir` nor `$DACAPO_CONFIG_DIR`.
+
+    """
+    from dacapo_hydra.config.user_dir import user_config_dir
+
+    if args.dry_run:
+        return None
+    folder = Path(args.config_dir) if args.config_dir else user_config_dir()
+    if folder is None:
+        raise ValueError(
+            "no config folder: set DACAPO_CONFIG_DIR or give --config-dir (or --dry-run)"
+        )
+    return folder
+
+
+def _experiment(args: argparse.Namespace, cfg: Any, plan: Any) -> tuple[str, str, list[str]]:
+    """The experiment's name and text, and the plan's keys the overrides set (left out of it)."""
+    from omegaconf import OmegaConf
+
+    from dacapo_hydra.planning.experiment import (
+        CONFIG_GROUPS,
+        experiment_text,
+        override_keys,
+        split_overrides,
+    )
+
+    choices = {g: str(o).rstrip("*") for g, o in cfg.choices.items() if o}
+    name = args.name or f"plan_{choices.get('datasplit')}_{choices.get('task')}"
+    if not NAME.match(name):
+        raise ValueError(f"--name: expected letters, digits, '_', '-' or '.', got {name!r}")
+    _, overridden = split_overrides(plan, args.overrides)
+    plan.values = [v for v in plan.values if v.key not in overridden]
+    groups = {g: choices[g] for g in ("datasplit", "task", "trainer") if g in choices}
+    given = {
+        key: OmegaConf.to_object(found) if OmegaConf.is_config(found) else found
+        for key in override_keys(args.overrides)
+        if key.split("/")[0] not in CONFIG_GROUPS and not key.startswith("hydra")
+        for found in [OmegaConf.select(cfg, key)]
+    }
+    return name, experiment_text(plan, groups, name, given), overridden

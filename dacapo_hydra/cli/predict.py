@@ -43,35 +43,15 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     model_arguments(made)
     prediction_arguments(made, DTYPES)
-    made.add_argument(
-        "--output",
-        nargs="+",
-        required=True,
-        metavar="CONTAINER",
-        help="output zarr container (the older form --output CONTAINER DATASET still works)",
-    )
+    made.add_argument("--output", required=True, metavar="CONTAINER", help="output container")
     made.add_argument(
         "--prediction-dataset", default="prediction", help="the prediction's group in --output"
-    )
-    made.add_argument(
-        "--value-range",
-        nargs=2,
-        type=float,
-        default=(0.0, 1.0),
-        metavar=("LO", "HI"),
-        help="prediction range mapped to 0..255 for --dtype uint8 (distances: -1 1)",
     )
     made.add_argument(
         "--dry-run",
         action="store_true",
         help="check everything and print the block plan, shapes, output and an estimated "
         "time; write nothing",
-    )
-    made.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing prediction instead of resuming it (a rerun resumes only "
-        "with the same model, input and parameters)",
     )
     return made
 
@@ -91,17 +71,10 @@ def predict_main(argv: list[str] | None = None) -> None:
 
         one_model(args)
         where = execution(args)
-        if len(args.output) > 2:
-            raise ValueError(f"--output takes CONTAINER (and an optional DATASET): {args.output}")
-        container, *legacy = args.output
-        if legacy and args.prediction_dataset not in ("prediction", legacy[0]):
-            raise ValueError(
-                f"give the dataset once: --prediction-dataset or --output {container} D"
-            )
-        dataset = legacy[0] if legacy else args.prediction_dataset
+        container, dataset = args.output, args.prediction_dataset
         check_writable(container)
         checkpoint = str(model_checkpoint(args))
-        options = prediction_options(args, value_range=tuple(args.value_range))
+        options = prediction_options(args)
         if args.dry_run:
             from dacapo_hydra.cli.dry_run import describe_prediction
             from dacapo_hydra.inference.predict import plan_prediction
@@ -127,4 +100,4 @@ def predict_main(argv: list[str] | None = None) -> None:
             f"{result.seconds:.1f}s, {result.voxels_per_s:.3g} voxels/s"
         )
 
-    guarded_blocks("dacapo-predict", command, args.output[0])
+    guarded_blocks("dacapo-predict", command, args.output)

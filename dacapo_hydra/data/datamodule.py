@@ -20,6 +20,7 @@ from monai.data import set_track_meta
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
+from dacapo_hydra.config.trainer import TrainerConfig
 from dacapo_hydra.data.augment import build_augment, build_deformation
 from dacapo_hydra.data.chunk_cache import ChunkCache
 from dacapo_hydra.data.datasplit import DataSplit
@@ -248,7 +249,7 @@ class VolumeDataModule(pl.LightningDataModule):
         deformation = build_deformation(
             trainer.augment, split.dims, split.voxel_size, shapes.input_shape
         )
-        cache_mb = trainer.get("chunk_cache_mb", 512)
+        cache_mb = trainer.get("chunk_cache_mb", TrainerConfig.chunk_cache_mb)
         if not isinstance(cache_mb, (int, float)) or cache_mb < 0:
             raise ValueError(
                 f"trainer.chunk_cache_mb={cache_mb!r}: expected the MiB of decoded chunks "

@@ -168,11 +168,7 @@ def plan_apply(
         out_container,
         # A label image of the prediction, where OME-Zarr viewers look for its labels.
         f"{options.prediction_dataset}/{LABELS_GROUP}/{options.labels_name(task.instances)}",
-        block_shape=options.labels_block_shape,
-        context=options.context,
-        connected_components=options.connected_components,
-        overwrite=options.prediction.overwrite,
-        levels=options.prediction.levels,
+        options.labels,
     )
     return ApplyJob(model, prediction, labels)
 

@@ -44,10 +44,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ from dacapo_hydra.inference.fragments import (
 from dacapo_hydra.inference.graph import BLOCKS_PER_PART
 from dacapo_hydra.inference.instances import InstancePasses, write_json
 from dacapo_hydra.inference.ledgers import BlockLog
-from dacapo_hydra.inference.options import Execution
+from dacapo_hydra.inference.options import Execution, LabelsOptions
 from dacapo_hydra.inference.provenance import check_unchanged
 from dacapo_hydra.inference.schedule import open_client, run_blocks
 from dacapo_hydra.inference.solve import MAX_MEMORY_EDGES
@@ -190,13 +190,8 @@ def plan_labels(
     source: Source,
     out_container: str | Path,
     out_dataset: str,
-    *,
-    block_shape: Sequence[int] | None = None,
-    context: Sequence[int] | None = None,
-    connected_components: bool = False,
-    merge_fraction: float | None = None,
-    overwrite: bool = False,
-    levels: int | None = None,
+    options: LabelsOptions | None = None,
+    **fields: Any,
 ) -> LabelsJob:
     """Check a post-processing run and plan its blocks; writes nothing.
 
@@ -208,63 +203,119 @@ def plan_labels(
         out_dataset: labels group; the array is `<out_dataset>/s0`. Integer labels are
             written as an OME-Zarr label image; at `<image>/labels/<name>` (e.g.
             `prediction/labels/labels`) they are listed among that image's labels.
-        block_shape: voxels per block, a multiple of the prediction's chunks
-            (default: the smallest multiple of at least 64 voxels).
-        context: voxels read beyond each block per side (default: 0 for connected
-            components, a region-graph route and semantic labels; for watersheds a
-            quarter of the block or four typical object radii, whichever is more, at
-            most a block).
-        connected_components: label connected components of a binary output.
-        merge_fraction: face IoU that merges fragments (default: any overlap for
-            connected components, 0.5 for watersheds).
-        overwrite: replace an existing output instead of resuming it (an output
-            resumes only if made with the same parameters).
-        levels: scale levels of the label image, `s0` included (each further one the
-            most frequent value of 2 voxels per axis). Default: as many as the
-            prediction has, which OME-Zarr asks of a label image and its image.
+        options: block shape, context, connected components, merge fraction,
+            overwrite, levels (:class:`~dacapo_hydra.inference.options.LabelsOptions`).
+        **fields: fields of :class:`~dacapo_hydra.inference.options.LabelsOptions`
+            given one by one, replacing those of `options`.
 
     Raises:
         ValueError: naming a block shape, a parameter set or an output that does not fit.
 
     """
-    dims = source.roi.dims
-    if block_shape is None:
-        block = tuple(c * max(1, -(-MIN_BLOCK // c)) for c in source.chunks)
-    else:
-        block = tuple(int(b) for b in block_shape)
-        if len(block) != dims or any(
-            b <= 0 or b % c for b, c in zip(block, source.chunks, strict=True)
-        ):
-            raise ValueError(
-                f"block_shape {list(block_shape)} must be {dims} positive multiples of the "
-                f"prediction's chunks {list(source.chunks)}"
-            )
-    instances = connected_components or is_instance_task(task)
-    route = task.graph_route(params) if instances and not connected_components else None
-    if context is None and (connected_components or route is not None):
-        # Connected components are exact without context (touching across a face is
-        # merging), and a region-graph route merges fragments across faces by their
-        # edges: neither needs to see beyond its block.
-        margin = (0,) * dims
-    elif context is None:
-        # Instance routes see the objects around the block's faces: at least a quarter
-        # block and four typical object radii (at most a block), so that seeds and
-        # distance transforms there are, as far as can be, a whole-volume pass's.
-        radius = task.object_radius or 0.0
-        margin = (
-            tuple(
-                max(b // 4, min(b, math.ceil(4 * radius / v)))
-                for b, v in zip(block, source.voxel_size, strict=True)
-            )
-            if instances
-            else (0,) * dims
-        )
-    else:
-        margin = tuple(int(c) for c in context)
-        if len(margin) != dims or any(c < 0 for c in margin):
-            raise ValueError(f"context {list(context)} must be {dims} voxel counts >= 0")
+    options = replace(options or LabelsOptions(), **fields)
+    plan = _labels_plan(task, params, source, options)
+    if options.overwrite:
+        check_overwritable(out_container, out_dataset)
+    elif check_output(
+        out_container,
+        out_dataset,
+        (plan.channels, *plan.shape) if plan.channel_axis else plan.shape,
+        plan.dtype,
+        (plan.channels, *plan.write_shape) if plan.channel_axis else plan.write_shape,
+        source.voxel_size,
+        source.roi.begin,
+    ):
+        # The record the labels' group was created with (:meth:`LabelsJob.create_output`).
+        check_unchanged(out_container, out_dataset, "post_process", dict(params))
+    levels = source.levels if options.levels is None else options.levels
+    return LabelsJob(plan, str(out_container), out_dataset, options.overwrite, levels=levels)
+
+
+def _labels_plan(task: Task, params: Params, source: Source, options: LabelsOptions) -> LabelsPlan:
+    """What every block does: its grid and context, the labels' dtype and channels."""
+    block = _block_shape(options.block_shape, source)
+    connected = options.connected_components
+    instances = connected or is_instance_task(task)
+    route = task.graph_route(params) if instances and not connected else None
+    across_faces = connected or route is not None
+    margin = _context(options.context, task, source, block, instances, across_faces)
     full = source.roi.voxel_shape(source.voxel_size)
     shape = tuple(min(b + 2 * m, f) for b, m, f in zip(block, margin, full, strict=True))
+    probe = _probe(task, params, source, shape, connected)
+    channel_axis = probe.ndim == source.roi.dims + 1
+    dtype = np.dtype(np.uint64) if instances else probe.dtype
+    grid = BlockGrid(
+        source.roi,
+        tuple(b * v for b, v in zip(block, source.voxel_size, strict=True)),
+        tuple(m * v for m, v in zip(margin, source.voxel_size, strict=True)),
+    )
+    merge_fraction = options.merge_fraction
+    if merge_fraction is None:
+        merge_fraction = 1e-9 if connected else 0.5
+    return LabelsPlan(
+        task,
+        dict(params),
+        source,
+        grid,
+        instances,
+        connected,
+        channel_axis,
+        probe.shape[0] if channel_axis else 1,
+        np.dtype(np.uint8) if dtype.kind == "b" else dtype,
+        merge_fraction,
+        route,
+    )
+
+
+def _block_shape(block_shape: tuple[int, ...] | None, source: Source) -> tuple[int, ...]:
+    """The block in voxels: as given (multiples of the prediction's chunks), else >= 64."""
+    if block_shape is None:
+        return tuple(c * max(1, -(-MIN_BLOCK // c)) for c in source.chunks)
+    if len(block_shape) != source.roi.dims or any(
+        b % c for b, c in zip(block_shape, source.chunks, strict=True)
+    ):
+        raise ValueError(
+            f"block_shape {list(block_shape)} must be {source.roi.dims} positive multiples of "
+            f"the prediction's chunks {list(source.chunks)}"
+        )
+    return block_shape
+
+
+def _context(
+    context: tuple[int, ...] | None,
+    task: Task,
+    source: Source,
+    block: tuple[int, ...],
+    instances: bool,
+    across_faces: bool,
+) -> tuple[int, ...]:
+    """Voxels read beyond each block per side: as given, else what the route needs.
+
+    Connected components are exact without context (touching across a face is
+    merging), and a region-graph route merges fragments across faces by their edges
+    (`across_faces`): neither needs to see beyond its block. Other instance routes
+    see the objects around the block's faces: at least a quarter block and four
+    typical object radii (at most a block), so that seeds and distance transforms
+    there are, as far as can be, a whole-volume pass's.
+    """
+    dims = source.roi.dims
+    if context is not None:
+        if len(context) != dims:
+            raise ValueError(f"context {list(context)} must be {dims} voxel counts >= 0")
+        return context
+    if across_faces or not instances:
+        return (0,) * dims
+    radius = task.object_radius or 0.0
+    return tuple(
+        max(b // 4, min(b, math.ceil(4 * radius / v)))
+        for b, v in zip(block, source.voxel_size, strict=True)
+    )
+
+
+def _probe(
+    task: Task, params: Params, source: Source, shape: tuple[int, ...], connected: bool
+) -> np.ndarray:
+    """The task's post-processing of zeros of one block's read shape: its dtype and channels."""
     try:
         probe = task.post_process(np.zeros((source.channels, *shape), np.float32), params)
     except (KeyError, ValueError, TypeError) as err:
@@ -272,54 +323,31 @@ def plan_labels(
             f"post-processing parameters {dict(params)} do not fit {type(task).__name__} "
             f"with {source.channels} prediction channels: {err}"
         ) from None
-    channel_axis = probe.ndim == dims + 1
-    channels = probe.shape[0] if channel_axis else 1
-    if connected_components and probe.dtype.kind not in "biu":
+    if connected and probe.dtype.kind not in "biu":
         raise ValueError(
             f"connected components need a binary output; {type(task).__name__} post-processing "
             f"gives {probe.dtype}"
         )
-    dtype = np.dtype(np.uint64) if instances else probe.dtype
-    if dtype.kind == "b":
-        dtype = np.dtype(np.uint8)
-    if overwrite:
-        check_overwritable(out_container, out_dataset)
-    elif check_output(
-        out_container,
-        out_dataset,
-        (channels, *full) if channel_axis else full,
-        dtype,
-        (channels, *block) if channel_axis else block,
-        source.voxel_size,
-        source.roi.begin,
-    ):
-        # The record the labels' group was created with (:meth:`LabelsJob.create_output`).
-        check_unchanged(out_container, out_dataset, "post_process", dict(params))
-    grid = BlockGrid(
-        source.roi,
-        tuple(b * v for b, v in zip(block, source.voxel_size, strict=True)),
-        tuple(m * v for m, v in zip(margin, source.voxel_size, strict=True)),
-    )
-    if merge_fraction is None:
-        merge_fraction = 1e-9 if connected_components else 0.5
-    plan = LabelsPlan(
-        task,
-        dict(params),
-        source,
-        grid,
-        instances,
-        connected_components,
-        channel_axis,
-        channels,
-        dtype,
-        merge_fraction,
-        route,
-    )
-    if levels is None:
-        levels = source.levels
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"levels {levels!r}: expected a whole number >= 1 (1: s0 alone)")
-    return LabelsJob(plan, str(out_container), out_dataset, overwrite, levels=levels)
+    return probe
+
+
+def labels_dataset(
+    instances: bool, pred_container: str | Path, pred_dataset: str, out_container: str | Path
+) -> str:
+    """Where labels go by default: a label image of the prediction in its own container.
+
+    Example:
+        >>> labels_dataset(True, "out.zarr", "prediction/s0", "out.zarr")
+        'prediction/labels/labels'
+        >>> labels_dataset(False, "out.zarr", "prediction", "other.zarr")
+        'mask'
+
+    """
+    name = "labels" if instances else "mask"
+    if Path(out_container).resolve() != Path(pred_container).resolve():
+        return name
+    image = re.sub(r"/s\d+$", "", pred_dataset.strip("/"))  # the group, not its level
+    return f"{image}/labels/{name}"
 
 
 def post_process_blockwise(
@@ -329,42 +357,29 @@ def post_process_blockwise(
     pred_dataset: str,
     out_container: str | Path,
     out_dataset: str,
+    options: LabelsOptions | None = None,
     *,
-    block_shape: Sequence[int] | None = None,
-    context: Sequence[int] | None = None,
-    connected_components: bool = False,
-    overwrite: bool = False,
     execution: Execution | None = None,
-    levels: int | None = None,
+    **fields: Any,
 ) -> LabelsResult:
     """Post-process a prediction blockwise into an OME-Zarr label image.
 
-    Arguments as :func:`plan_labels` (`levels`: scale levels of the label image);
-    `execution`: where the blocks run (default: in this process).
+    Arguments as :func:`plan_labels`; `execution`: where the blocks run (default: in
+    this process).
 
     Example:
         >>> from dacapo_hydra.tasks.distance import DistanceTask
         >>> post_process_blockwise(  # doctest: +SKIP
         ...     DistanceTask(3, (8.0, 8.0, 8.0)), {"threshold": 0.0},
         ...     "out.zarr", "prediction", "out.zarr", "prediction/labels/mask",
-        ...     connected_components=True,
+        ...     LabelsOptions(connected_components=True),
         ... ).objects
         12
 
     """
     started = time.perf_counter()
-    job = plan_labels(
-        task,
-        params,
-        Source.open(pred_container, pred_dataset),
-        out_container,
-        out_dataset,
-        block_shape=block_shape,
-        context=context,
-        connected_components=connected_components,
-        overwrite=overwrite,
-        levels=levels,
-    )
+    source = Source.open(pred_container, pred_dataset)
+    job = plan_labels(task, params, source, out_container, out_dataset, options, **fields)
     objects = job.run(execution)
     plan = job.plan
     return LabelsResult(

@@ -1,13 +1,19 @@
-"""What a prediction or an application is asked to do, and where its blocks run.
+"""What a prediction, a labelling or an application is asked to do, and where its blocks run.
 
 One set of options, shared by :func:`~dacapo_hydra.inference.predict.predict`,
+:func:`~dacapo_hydra.inference.labels.post_process_blockwise`,
 :func:`~dacapo_hydra.inference.apply.apply`, their `plan_*` functions and the
 `dacapo-predict`/`dacapo-apply` commands: :class:`PredictOptions` (the prediction),
-:class:`ApplyOptions` (the model to apply, post-processing, and a
-:class:`PredictOptions`), :class:`Execution` (workers, scheduler, GPUs, progress).
-Each is frozen and keyword-only, and checks what it can on its own when made, in
-one line naming the option and the value, before any work starts; what needs the
-model or the data is checked when the work is planned.
+:class:`LabelsOptions` (the blockwise post-processing), :class:`ApplyOptions` (the
+model to apply, with a :class:`PredictOptions` and a :class:`LabelsOptions`),
+:class:`Execution` (workers, scheduler, GPUs, progress). Each is frozen and
+keyword-only, and checks what it can on its own when made, in one line naming the
+option and the value, before any work starts; what needs the model or the data is
+checked when the work is planned.
+
+Each option's default is written here once, and its help in the field's metadata
+(`help`, with `flag` where the command line names it otherwise): the commands build
+their arguments from these fields (:func:`dacapo_hydra.cli.common.option_arguments`).
 
 Nothing heavy is imported here, so the commands' `--help` stays instant.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +32,17 @@ if TYPE_CHECKING:
 # Prediction dtypes; dacapo-apply post-processes what it predicts, so it needs floats.
 DTYPES = ("float32", "float16", "uint8")
 APPLY_DTYPES = ("float32", "float16")
+# What the command-line help says of an option given only by the data or the model.
+SAME = "'same'-padding networks: "
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A field with its default and its command-line help (and argparse settings).
+
+    `cli` keys: `flag` (the option's name without `--`, default the field's with
+    dashes), `metavar`, `choices`.
+    """
+    return field(default=default, metadata={"help": help, **cli})
 
 
 def _numbers(
@@ -57,44 +74,51 @@ def _check_levels(levels: Any) -> None:
 class Execution:
     """Where the blocks run: in this process, on a Dask LocalCluster, or on a scheduler.
 
-    Attributes:
-        workers: Dask LocalCluster workers; 1 runs in this process, two blocks in
-            flight on threads.
-        scheduler: address of a running Dask scheduler (e.g. one dask-jobqueue
-            started on SLURM), instead of a LocalCluster.
-        devices: GPUs of the LocalCluster's workers, round-robin, each worker seeing
-            one (:func:`dacapo_hydra.devices.worker_device`); given, the blocks run
-            on `workers` Dask workers even when `workers` is 1.
-        progress: show progress bars.
+    Each attribute's help is its field's `help`.
 
     Example:
         >>> Execution(workers=2, progress=False)
         Execution(workers=2, scheduler=None, devices=None, progress=False)
+        >>> Execution(devices=["0", "1"]).workers
+        2
         >>> Execution(devices=["0", "1"], scheduler="tcp://10.0.0.5:8786")
         Traceback (most recent call last):
         ...
-        ValueError: devices ['0', '1'] start a LocalCluster; with a scheduler each worker uses the GPU its job was given
+        ValueError: devices ['0', '1'] start a LocalCluster; with a scheduler each worker uses the GPU its job was given (dask-jobqueue: --gres=gpu:1, processes=1)
 
     """  # noqa: E501
 
-    workers: int = 1
-    scheduler: str | None = None
-    devices: tuple[str, ...] | None = None
-    progress: bool = True
+    workers: int | None = option(
+        None,
+        "Dask LocalCluster workers (default: one per GPU of devices, else 1: in this process, "
+        "two blocks in flight on threads)",
+    )
+    scheduler: str | None = option(
+        None, "address of a running Dask scheduler (e.g. from dask-jobqueue)"
+    )
+    devices: tuple[str, ...] | None = option(
+        None,
+        "GPUs of the LocalCluster's workers, e.g. 0,1 or all: worker i sees only GPU "
+        "i mod len(GPUS); given, the blocks run on Dask workers even when there is one",
+        metavar="GPUS",
+    )
+    progress: bool = option(True, "show progress bars", flag=None)
 
     def __post_init__(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
-            raise ValueError(f"workers {self.workers!r}: expected a whole number")
-        if self.workers < 1:
-            raise ValueError(f"workers {self.workers}: expected at least 1")
         if self.devices is not None:
             if isinstance(self.devices, str):
                 raise ValueError(f"devices {self.devices!r}: expected a list of GPUs, e.g. ['0']")
             object.__setattr__(self, "devices", tuple(str(d) for d in self.devices))
+        if self.workers is None:
+            object.__setattr__(self, "workers", len(self.devices) if self.devices else 1)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+            raise ValueError(f"workers {self.workers!r}: expected a whole number")
+        if self.workers < 1:
+            raise ValueError(f"workers {self.workers}: expected at least 1")
         if self.devices and self.scheduler:
             raise ValueError(
                 f"devices {list(self.devices)} start a LocalCluster; with a scheduler each "
-                "worker uses the GPU its job was given"
+                "worker uses the GPU its job was given (dask-jobqueue: --gres=gpu:1, processes=1)"
             )
 
     @property
@@ -107,27 +131,9 @@ class Execution:
 class PredictOptions:
     """How to predict: region, output dtype, test-time mirroring, block shapes, safety.
 
-    Attributes:
-        roi: world ROI to predict (default: the whole input).
-        dtype: float32, float16 or uint8.
-        value_range: the activation's range, scaled to 0..255 for uint8.
-        mirror: average over mirrored inputs (test-time augmentation).
-        input_shape: forward-pass input shape in voxels (default: the
-            architecture's eval shape); for 'same'-padding networks, the sliding window.
-        overlap: sliding-window overlap of 'same'-padding networks (Gaussian
-            blending), in [0, 1).
-        block_shape: output voxels per block for 'same'-padding networks (see
-            :meth:`~dacapo_hydra.inference.plan.BlockPlan.for_module`).
-        window_batch: windows per forward pass for 'same'-padding networks (MONAI's
-            `sw_batch_size`; see :meth:`~dacapo_hydra.inference.plan.BlockPlan.for_module`).
-        raw_voxel_size: input voxel size (nm) where the file has no metadata.
-        raw_offset: input offset (nm) where the file has no metadata.
-        trust_checkpoint: build whatever the checkpoint's stored config names (it
-            runs code; see :mod:`dacapo_hydra.trust`).
-        overwrite: replace an existing output (and its ledger) instead of resuming it.
-        levels: scale levels of the output image, `s0` included: each further level
-            is the one before averaged over 2 voxels per axis, written after `s0`
-            (:mod:`dacapo_hydra.data.pyramid`).
+    Each attribute's help is its field's `help`; `block_shape` and `window_batch`
+    are those of :meth:`~dacapo_hydra.inference.plan.BlockPlan.for_module`, `levels`
+    those of :mod:`dacapo_hydra.data.pyramid`.
 
     Example:
         >>> PredictOptions(dtype="uint8", value_range=(-1, 1), input_shape=[44, 44, 44])
@@ -140,19 +146,47 @@ class PredictOptions:
 
     """  # noqa: E501
 
-    roi: Roi | None = None
-    dtype: str = "float32"
-    value_range: tuple[float, float] = (0.0, 1.0)
-    mirror: bool = False
-    input_shape: tuple[int, ...] | None = None
-    overlap: float = 0.5
-    block_shape: tuple[int, ...] | None = None
-    window_batch: int = 2
-    raw_voxel_size: tuple[float, ...] | None = None
-    raw_offset: tuple[float, ...] | None = None
-    trust_checkpoint: bool = False
-    overwrite: bool = False
-    levels: int = 1
+    roi: Roi | None = option(None, "world ROI in nm: z0:z1,y0:y1,x0:x1 (default: the whole input)")
+    dtype: str = option("float32", "prediction dtype", choices=DTYPES)
+    value_range: tuple[float, float] = option(
+        (0.0, 1.0),
+        "prediction range mapped to 0..255 for dtype uint8 (distances: -1 1)",
+        metavar=("LO", "HI"),
+    )
+    mirror: bool = option(False, "test-time augmentation: average over flips")
+    input_shape: tuple[int, ...] | None = option(
+        None,
+        "forward-pass input shape, voxels (default: the architecture's eval input shape); "
+        "for 'same'-padding networks, the sliding window",
+    )
+    overlap: float = option(
+        0.5, SAME + "sliding-window overlap in [0, 1), blended with Gaussian weights"
+    )
+    block_shape: tuple[int, ...] | None = option(
+        None, SAME + "output voxels per block (a multiple of the stride)"
+    )
+    window_batch: int = option(2, SAME + "windows per forward pass (MONAI's sw_batch_size)")
+    raw_voxel_size: tuple[float, ...] | None = option(
+        None, "input voxel size (nm) where the input has no metadata", flag="input-voxel-size"
+    )
+    raw_offset: tuple[float, ...] | None = option(
+        None, "input offset (nm) where the input has no metadata", flag="input-offset"
+    )
+    trust_checkpoint: bool = option(
+        False,
+        "build whatever the checkpoint's stored config names (it runs code; see "
+        "dacapo_hydra.trust)",
+    )
+    overwrite: bool = option(
+        False,
+        "replace existing outputs (and their ledgers) instead of resuming them (a rerun "
+        "resumes only with the same model, input and parameters)",
+    )
+    levels: int = option(
+        1,
+        "scale levels of the outputs, s0 included: each further level halves every axis "
+        "(predictions averaged, labels by their most frequent id)",
+    )
 
     def __post_init__(self) -> None:
         _check_levels(self.levels)
@@ -179,31 +213,78 @@ class PredictOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LabelsOptions:
+    """How to post-process a prediction blockwise into labels.
+
+    Each attribute's help is its field's `help`; what needs the prediction (the
+    block shape against its chunks, a per-axis length against its axes) is checked
+    by :func:`~dacapo_hydra.inference.labels.plan_labels`.
+
+    Example:
+        >>> LabelsOptions(block_shape=[64, 64], context=[8, 8]).block_shape
+        (64, 64)
+        >>> LabelsOptions(context=[-1])
+        Traceback (most recent call last):
+        ...
+        ValueError: context [-1]: expected voxel counts >= 0
+
+    """
+
+    block_shape: tuple[int, ...] | None = option(
+        None,
+        "post-processing block, voxels: a multiple of the prediction's chunks (default: the "
+        "smallest multiple of at least 64 voxels)",
+    )
+    context: tuple[int, ...] | None = option(
+        None,
+        "voxels post-processing reads beyond each block per side (default: for watershed "
+        "routes a quarter block or four object radii; 0 for connected components, "
+        "agglomeration and semantic labels)",
+    )
+    connected_components: bool = option(
+        False, "label connected components of a binary output (instances of a semantic task)"
+    )
+    merge_fraction: float | None = option(
+        None,
+        "face IoU that merges fragments of neighbouring blocks (default: any overlap for "
+        "connected components, 0.5 for watersheds)",
+    )
+    overwrite: bool = option(
+        False,
+        "replace an existing output instead of resuming it (an output resumes only if made "
+        "with the same parameters)",
+    )
+    levels: int | None = option(
+        None,
+        "scale levels of the label image, s0 included, each further one the most frequent "
+        "value of 2 voxels per axis (default: as many as the prediction has, which OME-Zarr "
+        "asks of a label image and its image)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.levels is not None:
+            _check_levels(self.levels)
+        shape = _numbers(self.block_shape, "block_shape", int, positive=True)
+        context = _numbers(self.context, "context", int)
+        if context is not None and any(c < 0 for c in context):
+            raise ValueError(f"context {list(context)}: expected voxel counts >= 0")
+        fraction = self.merge_fraction
+        if fraction is not None and not (isinstance(fraction, int | float) and 0 < fraction <= 1):
+            raise ValueError(f"merge_fraction {fraction!r}: expected a number in (0, 1]")
+        object.__setattr__(self, "block_shape", shape)
+        object.__setattr__(self, "context", context)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApplyOptions:
     """Which model to apply and how to post-process, with the prediction's options.
 
     The model is an MLflow run's best checkpoint for a criterion, post-processed
     with the parameters validation found best for it, or a checkpoint with
-    parameters given.
-
-    Attributes:
-        run_id: the MLflow run (its `best_<criterion>` checkpoint and parameters).
-        tracking_uri: the MLflow store of the run.
-        criterion: the score whose best is used (default: the task's criterion).
-        checkpoint: instead of a run: a checkpoint path, with `params`.
-        params: with `checkpoint`: the post-processing parameters.
-        prediction_dataset: output group of the prediction.
-        labels_dataset: name of the post-processed output, an OME-Zarr label image of
-            the prediction written to `<prediction_dataset>/labels/<labels_dataset>`
-            (default: `labels` for instances, from an instance task or
-            `connected_components`; `mask` for the binary masks of a semantic task).
-        labels_block_shape: post-processing block shape (voxels).
-        context: voxels post-processing reads beyond each block per side.
-        connected_components: label connected components of a binary output.
-        prediction: the prediction's options (dtype float32 or float16); its
-            `overwrite` replaces both outputs instead of resuming them, and its
-            `levels` are the label image's too (OME-Zarr pairs a label image with its
-            image level by level).
+    parameters given. The prediction's `overwrite` replaces both outputs instead of
+    resuming them, and its `levels` are the label image's too (OME-Zarr pairs a label
+    image with its image level by level): `labels` takes both from `prediction`.
+    Each attribute's help is its field's `help`.
 
     Example:
         >>> options = ApplyOptions(checkpoint="model.ckpt", params={"threshold": 0.5})
@@ -216,17 +297,24 @@ class ApplyOptions:
 
     """  # noqa: E501
 
-    run_id: str | None = None
-    tracking_uri: str = "sqlite:///outputs/mlflow.db"
-    criterion: str | None = None
-    checkpoint: str | Path | None = None
-    params: Mapping[str, Any] | None = None
-    prediction_dataset: str = "prediction"
-    labels_dataset: str | None = None
-    labels_block_shape: tuple[int, ...] | None = None
-    context: tuple[int, ...] | None = None
-    connected_components: bool = False
+    run_id: str | None = option(None, "an MLflow run id (its best checkpoint and parameters)")
+    tracking_uri: str = option("sqlite:///outputs/mlflow.db", "the MLflow store of the run")
+    criterion: str | None = option(
+        None, "with a run: the score whose best to use (default: the task's)"
+    )
+    checkpoint: str | Path | None = option(None, "instead of a run: a checkpoint, with params")
+    params: Mapping[str, Any] | None = option(
+        None, "with a checkpoint: post-processing parameters, e.g. threshold=0.5"
+    )
+    prediction_dataset: str = option("prediction", "the prediction's group in the output")
+    labels_dataset: str | None = option(
+        None,
+        "name of the segmentation, an OME-Zarr label image written to "
+        "<prediction-dataset>/labels/<name> (default: labels for instances, mask for the "
+        "binary output of a semantic task)",
+    )
     prediction: PredictOptions = field(default_factory=PredictOptions)
+    labels: LabelsOptions = field(default_factory=LabelsOptions)
 
     def __post_init__(self) -> None:
         if self.prediction.dtype not in APPLY_DTYPES:
@@ -247,13 +335,14 @@ class ApplyOptions:
             raise ValueError("labels_dataset: give the label image a name, e.g. labels")
         if self.params is not None:
             object.__setattr__(self, "params", dict(self.params))
-        shape = _numbers(self.labels_block_shape, "labels_block_shape", int, positive=True)
-        object.__setattr__(self, "labels_block_shape", shape)
-        object.__setattr__(self, "context", _numbers(self.context, "context", int))
+        labels = replace(
+            self.labels, overwrite=self.prediction.overwrite, levels=self.prediction.levels
+        )
+        object.__setattr__(self, "labels", labels)
 
     def labels_name(self, instances: bool) -> str:
         """The label image's name: as given, else `labels` for instances and `mask` for masks."""
         if self.labels_dataset is not None:
             return self.labels_dataset.strip("/")
         # A binary output is a mask, never a one-object "labels" image.
-        return "labels" if instances or self.connected_components else "mask"
+        return "labels" if instances or self.labels.connected_components else "mask"

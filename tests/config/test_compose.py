@@ -110,6 +110,26 @@ def test_wrong_type_names_the_key() -> None:
     assert "batch_size" in str(cause)
 
 
+@pytest.mark.parametrize(
+    ("option", "override", "key"),
+    [
+        ("cnnectome_unet", "num_fmaps=many", "num_fmaps"),
+        ("cnnectome_unet", "fmaps_out=many", "fmaps_out"),  # `int | None` is checked too
+        ("unet_tiny", "batch_norm=sometimes", "batch_norm"),
+        ("monai_unet", "fmaps_out=1.5", "fmaps_out"),
+        ("module", "path=[a.pt2]", "path"),
+        ("cnnectome_unet", "num_fmapz=3", "num_fmapz"),
+        ("monai_unet", "dims=3", "dims"),  # the run passes it: never written in a config
+    ],
+)
+def test_architecture_schemas_made_from_constructors_name_the_key(
+    option: str, override: str, key: str
+) -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(architecture=option, overrides=[f"architecture.{override}"])
+    assert key in f"{err.value} {err.value.__cause__}"
+
+
 def test_unknown_option_names_the_option() -> None:
     with pytest.raises(ConfigCompositionException) as err:
         compose(task="distanse")

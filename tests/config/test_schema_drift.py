@@ -1,8 +1,10 @@
 """Schemas, constructors and YAMLs agree: a parameter is spelled the same in all three.
 
-Every group option is written three times: the constructor of what it builds
+A task option is written three times: the constructor of what it builds
 (`AffinitiesTask.__init__`), its schema dataclass (`AffinitiesTaskConfig`) and its
-YAML (`conf/task/affinities.yaml`). These tests fail when they drift apart: the
+YAML (`conf/task/affinities.yaml`); an architecture twice, its schema being made
+from its constructor (`config/architecture.py`), so for it the comparison checks
+that generator. These tests fail when they drift apart: the
 constructor and the schema must name the same parameters (less those the run
 passes itself, e.g. `dims`), with equal defaults where both give one and the
 same required ones; every key a YAML sets must be a field of its schema (nested
