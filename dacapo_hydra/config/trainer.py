@@ -135,8 +135,8 @@ class TrainerConfig:
     by default (:func:`~dacapo_hydra.devices.loader_workers`: min(CPUs per device - 1,
     8)); each prepares `prefetch_factor` batches ahead and keeps up to `chunk_cache_mb`
     MiB of decoded training chunks (:mod:`~dacapo_hydra.data.chunk_cache`; 0: none).
-    `precision` and `gradient_clip_val` are deprecated aliases of
-    `lightning.precision` and `lightning.gradient_clip_val` (null unless given).
+    Precision and gradient clipping are Lightning Trainer settings: `lightning.precision`,
+    `lightning.gradient_clip_val`.
     """
 
     batch_size: int = 2
@@ -146,8 +146,6 @@ class TrainerConfig:
     optimizer: Any = MISSING
     scheduler: Any = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    gradient_clip_val: float | None = None
-    precision: str | None = None
 
 
 # Options of /schema/trainer/<name>, which each YAML of the group extends.
