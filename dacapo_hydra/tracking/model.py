@@ -98,9 +98,10 @@ def log_network(
     Args:
         tracking_uri: the MLflow store.
         run_id: the run the model belongs to.
-        module: the trained module (a :class:`~dacapo_hydra.training.module.RunModule`,
-            e.g. from :meth:`~dacapo_hydra.training.module.RunModule.from_checkpoint`):
-            its architecture, head, task and hparams.
+        module: the trained model (a :class:`~dacapo_hydra.model.trained.TrainedModel`
+            from :func:`~dacapo_hydra.model.load.load`, or a
+            :class:`~dacapo_hydra.training.module.RunModule`): its architecture, head,
+            task and spec.
         checkpoint: the checkpoint it was loaded from (e.g. the run's
             `best_<criterion>.ckpt`): its name and iteration go into the metadata.
         registered_model_name: also register it under this name (a new version).
@@ -123,7 +124,6 @@ def log_network(
 
     from dacapo_hydra import __version__
     from dacapo_hydra.architectures.inference import InferenceNetwork
-    from dacapo_hydra.data.normalize import Normalizer
 
     checkpoint = Path(checkpoint)
     architecture = module.architecture
@@ -140,9 +140,8 @@ def log_network(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, example.shape[1], *spatial_in))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, output.shape[1], *spatial_out))]),
     )
-    meta = module.hparams["meta"]
-    config = module.hparams["config"]
-    voxel_size = [float(v) for v in meta["voxel_size"]]
+    spec = module.spec
+    voxel_size = list(spec.voxel_size)
     upsample = list(architecture.upsample_factor)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     metadata = {
@@ -151,11 +150,11 @@ def log_network(
         "eval_output_shape": list(architecture.output_shape(eval_shape)),
         "input_voxel_size": voxel_size,
         "output_voxel_size": [v / u for v, u in zip(voxel_size, upsample, strict=True)],
-        "normalize": Normalizer.from_hparams(module.hparams).to_dict(),
+        "normalize": spec.normalizer.to_dict(),
         "activation": f"{type(module.task).__name__}.activation",
         "checkpoint": checkpoint.stem,
         "iteration": int(state.get("global_step", 0)),
-        "choices": dict(config.get("choices") or {}),
+        "choices": dict(spec.config.get("choices") or {}),
     }
     with active_run(tracking_uri, run_id), warnings.catch_warnings():
         warnings.simplefilter("ignore")

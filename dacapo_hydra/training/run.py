@@ -27,6 +27,7 @@ from pytorch_lightning.loggers.logger import DummyLogger
 from dacapo_hydra import tracking
 from dacapo_hydra.config.lightning import trainer_arguments
 from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.model.load import stored_state
 from dacapo_hydra.planning.record import record_config
 from dacapo_hydra.tasks.base import Task
 from dacapo_hydra.training import launch, stopping, stops
@@ -109,13 +110,13 @@ def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
     if intact is None:
         raise ConfigError(f"resume: no checkpoint in {folder} loads (each is named above)")
     checkpoint, state = intact
-    hparams = state.get("hyper_parameters", {})
+    config, meta = stored_state(state)
     return ResumePoint(
         run_id=run_id,
         checkpoint=checkpoint,
         iteration=int(state["global_step"]),
-        config=dict(hparams.get("config") or {}),
-        meta=dict(hparams.get("meta") or {}),
+        config=config,
+        meta=meta,
     )
 
 
