@@ -175,52 +175,21 @@ def plan_prediction(
 
     """
     options = options or PredictOptions()
-    if isinstance(model, TrainedModel):
-        trained = model
-    else:
-        if not Path(model).is_file():
-            raise FileNotFoundError(f"model checkpoint {str(model)!r} does not exist")
-        trained = load_cached(model, trust=options.trust_checkpoint)
-        model = str(Path(model).resolve())
+    trained, model = _loaded(model, options.trust_checkpoint)
     raw = ZarrArray.open(
         raw_container, raw_dataset, voxel_size=options.raw_voxel_size, offset=options.raw_offset
     )
     _check_input(raw, trained.spec)
-    plan = BlockPlan.for_model(
-        trained,
-        raw.voxel_size,
-        options.input_shape,
-        options.overlap,
-        options.block_shape,
-        options.window_batch,
-    )
+    shapes = (options.input_shape, options.overlap, options.block_shape, options.window_batch)
+    plan = BlockPlan.for_model(trained, raw.voxel_size, *shapes)
     roi = _checked_roi(options.roi or raw.roi, raw)
-    spec = trained.spec
-    predictor = BlockPredictor(
-        model,
-        (str(raw_container), raw_dataset),
-        (str(out_container), out_dataset),
-        plan,
-        roi,
-        # The training's stored values, never re-measured on the volume predicted.
-        spec.normalizer,
-        spec.pad_mode,
-        options,
-    )
+    # The training's normalisation, never re-measured on the volume predicted.
+    normalize, pad_mode = trained.spec.normalizer, trained.spec.pad_mode
+    raw_at, out_at = (str(raw_container), raw_dataset), (str(out_container), out_dataset)
+    predictor = BlockPredictor(model, raw_at, out_at, plan, roi, normalize, pad_mode, options)
     record = _record(trained, raw, f"{_where(raw_container)}:{raw_dataset}", roi, plan, options)
     channels = trained.task.num_channels
-    if options.overwrite:
-        check_overwritable(out_container, out_dataset)
-    elif check_output(
-        out_container,
-        out_dataset,
-        (channels, *roi.voxel_shape(plan.voxel_size)),
-        options.dtype,
-        (channels, *plan.write_shape),
-        plan.voxel_size,
-        roi.begin,
-    ):
-        check_unchanged(out_container, out_dataset, RECORD, record)
+    _check_existing(str(out_container), out_dataset, (channels, roi, plan), options, record)
     grid = BlockGrid(roi, plan.block_size, plan.context)
     return PredictJob(
         predictor,
@@ -233,6 +202,51 @@ def plan_prediction(
         options.overwrite,
         options.levels,
     )
+
+
+def _loaded(
+    model: str | Path | TrainedModel, trust: bool
+) -> tuple[TrainedModel, str | TrainedModel]:
+    """The model, and what the block workers get: the live model, or the checkpoint's path.
+
+    Raises:
+        FileNotFoundError: a missing checkpoint.
+
+    """
+    if isinstance(model, TrainedModel):
+        return model, model
+    if not Path(model).is_file():
+        raise FileNotFoundError(f"model checkpoint {str(model)!r} does not exist")
+    return load_cached(model, trust=trust), str(Path(model).resolve())
+
+
+def _check_existing(
+    container: str,
+    dataset: str,
+    output: tuple[int, Roi, BlockPlan],
+    options: PredictOptions,
+    record: dict[str, Any],
+) -> None:
+    """An existing output may be resumed (same array and record) or, with `overwrite`, replaced.
+
+    Raises:
+        ValueError: an output holding a different array, or made with another model,
+            input or parameters (unless `overwrite`).
+
+    """
+    channels, roi, plan = output
+    if options.overwrite:
+        check_overwritable(container, dataset)
+    elif check_output(
+        container,
+        dataset,
+        (channels, *roi.voxel_shape(plan.voxel_size)),
+        options.dtype,
+        (channels, *plan.write_shape),
+        plan.voxel_size,
+        roi.begin,
+    ):
+        check_unchanged(container, dataset, RECORD, record)
 
 
 def _check_input(raw: ZarrArray, spec: ModelSpec) -> None:

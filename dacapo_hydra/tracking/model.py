@@ -117,17 +117,59 @@ def log_network(
 
     """
     import mlflow.pytorch
-    import numpy as np
     import torch
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
 
     from dacapo_hydra import __version__
     from dacapo_hydra.architectures.inference import InferenceNetwork
 
     checkpoint = Path(checkpoint)
-    architecture = module.architecture
-    network = InferenceNetwork(architecture, module.head, module.task).eval()
+    network = InferenceNetwork(module.architecture, module.head, module.task).eval()
+    signature, example = _signature(network, module.architecture)
+    metadata = _metadata(module, checkpoint)
+    with active_run(tracking_uri, run_id), _quiet_about_pickle():
+        info = mlflow.pytorch.log_model(
+            network,
+            name=MODEL_NAME,
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_model_name,
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"dacapo-hydra=={__version__}",
+            ],
+            metadata=json.loads(json.dumps(metadata)),
+            tags={"checkpoint": checkpoint.stem},
+            step=metadata["iteration"],
+            serialization_format="pickle",
+        )
+    log.info("logged model %s (%s) of run %s", info.model_uri, checkpoint.name, run_id)
+    return info.model_uri
+
+
+@contextmanager
+def _quiet_about_pickle() -> Iterator[None]:
+    """MLflow's warnings on every pickle save, silenced (the module docstring says why)."""
+    pytorch_log = logging.getLogger("mlflow.pytorch")
+    level = pytorch_log.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pytorch_log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            pytorch_log.setLevel(level)
+
+
+def _signature(network: Any, architecture: Any) -> tuple[Any, Any]:
+    """The MLflow signature of `network` and its input example (zeros).
+
+    Spatial axes are fixed when the example has the eval shape, else free (-1).
+    """
+    import numpy as np
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
     eval_shape = tuple(int(s) for s in architecture.eval_input_shape)
     shape = example_shape(architecture)
     example = np.zeros((1, architecture.in_channels, *shape), dtype=np.float32)
@@ -140,11 +182,20 @@ def log_network(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, example.shape[1], *spatial_in))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, output.shape[1], *spatial_out))]),
     )
+    return signature, example
+
+
+def _metadata(module: Any, checkpoint: Path) -> dict[str, Any]:
+    """The MLflow model's metadata: shapes, voxel sizes, normalisation, its checkpoint."""
+    import torch
+
+    architecture = module.architecture
     spec = module.spec
+    eval_shape = tuple(int(s) for s in architecture.eval_input_shape)
     voxel_size = list(spec.voxel_size)
     upsample = list(architecture.upsample_factor)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    metadata = {
+    return {
         "axes": ["b", "c", *"zyx"[3 - architecture.dims :]],
         "eval_input_shape": list(eval_shape),
         "eval_output_shape": list(architecture.output_shape(eval_shape)),
@@ -156,32 +207,6 @@ def log_network(
         "iteration": int(state.get("global_step", 0)),
         "choices": dict(spec.config.get("choices") or {}),
     }
-    with active_run(tracking_uri, run_id), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # MLflow warns about pickle on every save; the module docstring says why we use it.
-        pytorch_log = logging.getLogger("mlflow.pytorch")
-        level = pytorch_log.level
-        pytorch_log.setLevel(logging.ERROR)
-        try:
-            info = mlflow.pytorch.log_model(
-                network,
-                name=MODEL_NAME,
-                signature=signature,
-                input_example=example,
-                registered_model_name=registered_model_name,
-                pip_requirements=[
-                    f"torch=={torch.__version__.split('+')[0]}",
-                    f"dacapo-hydra=={__version__}",
-                ],
-                metadata=json.loads(json.dumps(metadata)),
-                tags={"checkpoint": checkpoint.stem},
-                step=metadata["iteration"],
-                serialization_format="pickle",
-            )
-        finally:
-            pytorch_log.setLevel(level)
-    log.info("logged model %s (%s) of run %s", info.model_uri, checkpoint.name, run_id)
-    return info.model_uri
 
 
 def dataset_inputs(datasplit: dict[str, Any], name: str) -> list[Any]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from monai.inferers import sliding_window_inference
 from omegaconf import DictConfig
@@ -48,6 +49,7 @@ def test_a_network_with_context_equals_one_forward_pass(compose_tiny, tmp_path: 
     np.testing.assert_allclose(blockwise, whole, atol=1e-5)
 
 
+@pytest.mark.slow  # the fast tier checks it through predict: tests/test_predict.py
 def test_same_padding_equals_monai_sliding_window(compose_tiny, tmp_path: Path) -> None:
     model = tiny_model(
         compose_tiny,
