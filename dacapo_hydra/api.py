@@ -40,8 +40,8 @@ if TYPE_CHECKING:
         PredictOptions,
     )
     from dacapo_hydra.inference.predict import PredictResult
+    from dacapo_hydra.model.trained import TrainedModel
     from dacapo_hydra.tasks.base import Params
-    from dacapo_hydra.training.module import RunModule
     from dacapo_hydra.training.run import TrainResult
     from dacapo_hydra.training.validation import Best, ScoreRow
 
@@ -148,7 +148,7 @@ def runs(tracking_uri: str | None = None, *, experiment: str = "dacapo") -> pd.D
     return runs_table(tracking_uri, experiment)
 
 
-def load_model(checkpoint: str | Path, *, trust_checkpoint: bool = False) -> RunModule:
+def load_model(checkpoint: str | Path, *, trust_checkpoint: bool = False) -> TrainedModel:
     """A trained model from a checkpoint alone, in eval mode on the CPU.
 
     The network, its head and its task are rebuilt from the config stored in the
@@ -163,10 +163,10 @@ def load_model(checkpoint: str | Path, *, trust_checkpoint: bool = False) -> Run
 
     """
     from dacapo_hydra.export.handover import remember
-    from dacapo_hydra.training.module import RunModule
+    from dacapo_hydra.model.load import load
 
-    module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
-    return remember(module, checkpoint, trust_checkpoint)
+    model = load(checkpoint, trust=trust_checkpoint)
+    return remember(model, checkpoint, trust_checkpoint)
 
 
 @dataclass
@@ -183,7 +183,7 @@ class Validation:
     best: Best | None
 
 
-def validate(model: str | Path | RunModule, *, trust_checkpoint: bool = False) -> Validation:
+def validate(model: str | Path | TrainedModel, *, trust_checkpoint: bool = False) -> Validation:
     """Score a model on its own datasplit's validation volumes, as training validates.
 
     Each validation volume is predicted whole, post-processed with every parameter set
@@ -205,7 +205,6 @@ def validate(model: str | Path | RunModule, *, trust_checkpoint: bool = False) -
 
     """
     from dacapo_hydra.data.datasplit import DataSplit
-    from dacapo_hydra.data.normalize import Normalizer
     from dacapo_hydra.training.validation import Validator
 
     module = (
@@ -213,9 +212,7 @@ def validate(model: str | Path | RunModule, *, trust_checkpoint: bool = False) -
         if isinstance(model, str | Path)
         else model
     )
-    split = DataSplit.from_config(
-        module.hparams["config"]["datasplit"], Normalizer.from_hparams(module.hparams)
-    )
+    split = DataSplit.from_config(module.spec.datasplit, module.spec.normalizer)
     if not split.validate:
         raise ValueError(f"the datasplit of {model} has no validation datasets")
     validator = Validator(split, module.task)
@@ -224,7 +221,7 @@ def validate(model: str | Path | RunModule, *, trust_checkpoint: bool = False) -
 
 
 def predict(
-    model: str | Path | RunModule,
+    model: str | Path | TrainedModel,
     raw_container: str | Path,
     raw_dataset: str,
     out_container: str | Path,
@@ -270,7 +267,7 @@ def predict(
 
 
 def post_process(
-    model: str | Path | RunModule,
+    model: str | Path | TrainedModel,
     pred_container: str | Path,
     pred_dataset: str,
     out_container: str | Path,

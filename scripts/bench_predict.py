@@ -127,7 +127,7 @@ def bare_forward(module: torch.nn.Module, tiles: list[torch.Tensor], in_flight: 
 
     def one(tile: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            return module.predict(tile)[0].numpy()
+            return module(tile)[0].numpy()
 
     start = time.perf_counter()
     with ThreadPoolExecutor(in_flight) as pool:
@@ -153,7 +153,7 @@ def child_valid(checkpoint: str, volume: Path, rounds: int) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         job = plan_prediction(checkpoint, volume, "raw", out, "prediction")
         blockwise.append(voxels / job.run(Execution(progress=False)).seconds)
-        bare.append(voxels / bare_forward(job.module, tiles, IN_PROCESS_THREADS))
+        bare.append(voxels / bare_forward(job.model, tiles, IN_PROCESS_THREADS))
     stages, profile = staged(checkpoint, volume, out)
     shutil.rmtree(out, ignore_errors=True)
     return {
@@ -161,7 +161,7 @@ def child_valid(checkpoint: str, volume: Path, rounds: int) -> dict:
         "baseline_voxels_per_s": [round(v) for v in bare],
         "ratios": [round(a / b, 3) for a, b in zip(blockwise, bare, strict=True)],
         "ratio": round(float(np.median(np.divide(blockwise, bare))), 3),
-        "baseline": f"bare forward (module.predict) over the same {len(tiles)} tiles, read and "
+        "baseline": f"bare forward (model(tile)) over the same {len(tiles)} tiles, read and "
         f"normalised beforehand, {IN_PROCESS_THREADS} at once on threads",
         "blocks_computing_at_once": IN_PROCESS_THREADS,
         "input_shape": list(job.plan.input_shape),
@@ -209,7 +209,7 @@ def child_same(work: Path, edge: int, window: int, block: int, rounds: int) -> d
     from dacapo_hydra.data.array import ZarrArray
     from dacapo_hydra.inference.options import Execution, PredictOptions
     from dacapo_hydra.inference.predict import plan_prediction
-    from dacapo_hydra.inference.windows import SIGMA_SCALE
+    from dacapo_hydra.model.windows import SIGMA_SCALE
     from dacapo_hydra.training.build import build
 
     torch.manual_seed(0)
@@ -220,7 +220,7 @@ def child_same(work: Path, edge: int, window: int, block: int, rounds: int) -> d
         overrides=[f"datasplit.synthetic.container={work / 'synthetic_3d.zarr'}"],
     )
     with contextlib.redirect_stdout(sys.stderr):
-        module = build(cfg).module.eval()
+        module = build(cfg).module.model.eval()
     volume = work / f"vol{edge}.zarr"
     write_volume(volume, edge)
     raw = ZarrArray.open(volume, "raw")
@@ -242,7 +242,7 @@ def child_same(work: Path, edge: int, window: int, block: int, rounds: int) -> d
                     data,
                     (window,) * 3,
                     sw_batch,
-                    module.predict,
+                    module,
                     overlap=0.5,
                     mode="gaussian",
                     sigma_scale=SIGMA_SCALE,

@@ -15,7 +15,7 @@ from dacapo_hydra.data.tools.synthetic import write_synthetic
 from dacapo_hydra.inference.apply import apply
 from dacapo_hydra.inference.options import ApplyOptions, Execution, PredictOptions
 from dacapo_hydra.inference.predict import predict
-from dacapo_hydra.inference.predictor import load_model
+from dacapo_hydra.model.load import load_cached as load_model
 from dacapo_hydra.training.run import TrainResult
 from tests.conftest import perturbed
 from tests.data.test_ome_valid import assert_valid_ome_zarr

@@ -17,6 +17,7 @@ from dacapo_hydra.cli import export_main
 from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.export.apply_script import load, normalize, predict
 from dacapo_hydra.export.model import export_model
+from dacapo_hydra.model.load import load as load_trained
 from dacapo_hydra.training.module import RunModule
 
 
@@ -42,10 +43,10 @@ def test_exported_model_matches_live(trained, tmp_path):
     }
     assert meta["input_voxel_size"] == meta["output_voxel_size"] == [4.0, 4.0]
     assert OmegaConf.load(exported.folder / "config.yaml").architecture.input_shape == 44
-    live = RunModule.from_checkpoint(trained)
+    live = load_trained(trained)
     x = torch.rand(3, 1, 84, 84)
     with torch.no_grad():
-        expected = live.predict(x)
+        expected = live(x)
     program = torch.export.load(str(exported.folder / "model.pt2")).module()
     script = torch.jit.load(str(exported.folder / "model.torchscript.pt"))
     torch.testing.assert_close(program(x), expected)
@@ -56,7 +57,7 @@ def test_exported_model_matches_live(trained, tmp_path):
     sample_in = torch.from_numpy(normalize(sample_raw, meta))
     sample_out = np.load(exported.folder / "sample_output.npy")
     with torch.no_grad():
-        np.testing.assert_allclose(live.predict(sample_in).numpy(), sample_out, atol=1e-5)
+        np.testing.assert_allclose(live(sample_in).numpy(), sample_out, atol=1e-5)
     # The exported apply.py holds the package's normalisation, written into it, not imported.
     source = (exported.folder / "apply.py").read_text()
     assert "import dacapo_hydra" not in source and "from dacapo_hydra" not in source
@@ -78,9 +79,9 @@ def test_apply_predicts_blockwise_like_one_pass(trained, tmp_path):
     padded = np.pad(
         normalize(raw, {"normalize": {"lo": 0, "hi": 255}}), [(8, 44), (8, 74)], mode="reflect"
     )
-    live = RunModule.from_checkpoint(trained)
+    live = load_trained(trained)
     with torch.no_grad():
-        whole = live.predict(torch.from_numpy(padded)[None, None])[0].numpy()
+        whole = live(torch.from_numpy(padded)[None, None])[0].numpy()
     np.testing.assert_allclose(out, whole[:, :100, :70], atol=1e-5)
 
     # The copied script runs in an isolated interpreter, from the folder alone.

@@ -1,4 +1,5 @@
-"""The package's layout: no import cycle between modules, and each room imports only below it.
+"""The package's layout: no import cycle between modules or rooms, each room imports only
+below it, and a checkpoint's stored hyper-parameters are read in `model/` alone.
 
 Imports are read from the source with :mod:`ast`, including those inside functions
 (a lazy import that dodges a cycle is still a cycle) and excluding those under
@@ -8,6 +9,8 @@ Imports are read from the source with :mod:`ast`, including those inside functio
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -31,8 +34,9 @@ RANKS = {
     "evaluation": 2,
     # The plan reads the data's fingerprint and the networks' shape arithmetic.
     "planning": 3,
-    # Side by side: validation predicts with inference's code; inference loads a model
-    # with training's RunModule.from_checkpoint. Modules still form no cycle.
+    # The trained model (spec, loading, in-memory prediction), below what trains and
+    # what applies it; they share it and never import each other (FORBIDDEN).
+    "model": 4,
     "training": 5,
     "inference": 5,
     "tracking": 4,
@@ -42,7 +46,16 @@ RANKS = {
     "conf": 0,
 }
 # data/ is the datasplit component: it neither builds networks nor knows tasks.
-FORBIDDEN = {("data", "architectures"), ("data", "tasks")}
+FORBIDDEN = {
+    ("data", "architectures"),
+    ("data", "tasks"),
+    ("training", "inference"),
+    ("inference", "training"),
+}
+# Where a checkpoint's `hparams` may be read: model/ (the ModelSpec), and trust.py, which
+# vets the stored config before model/ reads anything of it.
+HPARAMS_READERS = ("model/", "trust.py")
+HPARAMS_READ = re.compile(r"hparams(\[|\.get\()")
 
 
 def module_name(path: Path) -> str:
@@ -96,26 +109,85 @@ def room(module: str) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
-def test_no_import_cycle() -> None:
-    graph = import_graph()
-    names = sorted(graph)
+def strong_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """The groups of nodes that reach each other (each a cycle), self-loops aside."""
+    names = sorted(set(graph) | {t for targets in graph.values() for t in targets})
     index = {n: i for i, n in enumerate(names)}
     rows, cols = [], []
     for source, targets in graph.items():
         for target in targets:
-            # A package's __init__ importing its own submodules is how packages re-export.
-            if target.startswith(source + "."):
-                continue
             rows.append(index[source])
             cols.append(index[target])
     adjacency = csr_matrix(([1] * len(rows), (rows, cols)), shape=(len(names), len(names)))
     count, labels = connected_components(adjacency, directed=True, connection="strong")
-    cycles = [
+    return [
         sorted(n for n in names if labels[index[n]] == component)
         for component in range(count)
         if (labels == component).sum() > 1
     ]
+
+
+def room_graph(graph: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    """Which rooms import which, from the modules' imports (a room's own aside)."""
+    rooms: dict[str, set[str]] = {}
+    for source, targets in graph.items():
+        here = room(source)
+        if here is None:
+            continue
+        there = {room(t) for t in targets} - {here, None}
+        rooms.setdefault(here, set()).update(r for r in there if r is not None)
+    return rooms
+
+
+def test_no_import_cycle() -> None:
+    graph = {
+        # A package's __init__ importing its own submodules is how packages re-export.
+        source: {t for t in targets if not t.startswith(source + ".")}
+        for source, targets in import_graph().items()
+    }
+    cycles = strong_cycles(graph)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_no_cycle_between_rooms() -> None:
+    """Rooms (packages) form no cycle either, training and inference included."""
+    cycles = strong_cycles(room_graph(import_graph()))
+    assert not cycles, f"rooms importing each other: {cycles}"
+
+
+def test_a_cycle_between_rooms_is_seen() -> None:
+    graph = {
+        "dacapo_hydra.training.validation": {"dacapo_hydra.inference.plan"},
+        "dacapo_hydra.inference.plan": {"dacapo_hydra.model.spec"},
+        "dacapo_hydra.inference.predict": {"dacapo_hydra.training.module"},
+    }
+    assert strong_cycles(room_graph(graph)) == [["inference", "training"]]
+
+
+def hparams_reads(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """`path:line` of each read of a checkpoint's hyper-parameters (`hparams[`, `hparams.get(`)."""
+    return [
+        f"{path.relative_to(root)}:{number}"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if HPARAMS_READ.search(line)
+    ]
+
+
+def test_hparams_are_read_in_model_only() -> None:
+    """Facts about a trained model come from its ModelSpec, never from the stored dicts."""
+    reads = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not path.relative_to(PACKAGE).as_posix().startswith(HPARAMS_READERS)
+        for hit in hparams_reads(path)
+    ]
+    assert not reads, "hparams read outside model/ (use ModelSpec):\n" + "\n".join(reads)
+
+
+def test_an_hparams_read_is_seen(tmp_path: Path) -> None:
+    source = tmp_path / "x.py"
+    source.write_text('a = module.hparams["meta"]\nb = hparams.get("config")\nc = spec.dims\n')
+    assert hparams_reads(source, tmp_path) == ["x.py:1", "x.py:2"]
 
 
 def test_rooms_import_only_below_them() -> None:

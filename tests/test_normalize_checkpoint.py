@@ -16,8 +16,9 @@ from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.export.apply_script import normalize as apply_normalize
 from dacapo_hydra.export.model import export_model
 from dacapo_hydra.inference.predict import plan_prediction
+from dacapo_hydra.model.load import load
+from dacapo_hydra.model.spec import ModelSpec
 from dacapo_hydra.training.build import build
-from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.training.run import train
 
 
@@ -51,8 +52,7 @@ def test_stored_values_reach_prediction_validation_and_export(
     # The sample is deterministic: training (and its validation) used these numbers.
     assert build(cfg).split.normalize == norm
 
-    module = RunModule.from_checkpoint(checkpoint)
-    assert Normalizer.from_hparams(module.hparams) == norm
+    assert load(checkpoint).spec.normalizer == norm
 
     # Prediction on a volume with other statistics still uses the training's values.
     bright = np.random.default_rng(0).integers(1000, 5000, (64, 64)).astype(np.uint16)
@@ -79,10 +79,10 @@ def test_a_checkpoint_without_stored_values_falls_back_to_its_config(
     hparams["config"] = config
     old = tmp_path / "old.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, old)
-    loaded = RunModule.from_checkpoint(old)
-    assert Normalizer.from_hparams(loaded.hparams) == Normalizer("minmax", 10.0, 200.0)
-    assert loaded.hparams["meta"]["normalize"]["lo"] == 10.0
+    loaded = load(old).spec
+    assert loaded.normalizer == Normalizer("minmax", 10.0, 200.0)
+    assert loaded.meta["normalize"]["lo"] == 10.0
 
     config["datasplit"] = {**config["datasplit"], "normalize": {"mode": "percentile"}}
     with pytest.raises(ValueError, match=r"stores no normalisation values \(meta\.normalize\)"):
-        Normalizer.from_hparams(hparams)
+        ModelSpec.from_hparams(hparams)

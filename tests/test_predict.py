@@ -17,17 +17,17 @@ from monai.inferers import sliding_window_inference
 
 from dacapo_hydra.cli import predict_main
 from dacapo_hydra.data.array import ZarrArray
-from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.output import LEDGER_DIR
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.tools.synthetic import write_synthetic
 from dacapo_hydra.inference.options import Execution, PredictOptions
-from dacapo_hydra.inference.plan import BlockPlan
 from dacapo_hydra.inference.predict import PredictResult, predict
-from dacapo_hydra.inference.predictor import load_model, predict_roi
 from dacapo_hydra.inference.provenance import model_sha256
+from dacapo_hydra.model.load import load, load_cached
+from dacapo_hydra.model.plan import BlockPlan
+from dacapo_hydra.model.predict import predict_roi
+from dacapo_hydra.model.trained import TrainedModel
 from dacapo_hydra.training.build import build
-from dacapo_hydra.training.module import RunModule
 from tests.conftest import perturbed
 
 SMALL = (44, 44, 44)  # unet_tiny's training input: 28^3 output blocks
@@ -47,17 +47,17 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sha(checkpoint: str | Path) -> str:
     """The start of a checkpoint's model sha256, as refusals show it."""
-    module = load_model(checkpoint)
-    return model_sha256(module.state_dict(), dict(module.hparams))[:12]
+    model = load_cached(checkpoint)
+    return model_sha256(model.state_dict(), model.spec.hparams)[:12]
 
 
 def whole_volume_prediction(checkpoint: str, container: Path, dataset: str) -> np.ndarray:
-    module = load_model(checkpoint)
+    model = load_cached(checkpoint)
     raw = ZarrArray.open(container, dataset)
-    context = [c * v for c, v in zip(module.architecture.context, raw.voxel_size, strict=True)]
+    context = [c * v for c, v in zip(model.architecture.context, raw.voxel_size, strict=True)]
     data = raw.read_padded(raw.roi.grow(context), "reflect").astype(np.float32) / 255
     with torch.inference_mode():
-        return module.predict(torch.from_numpy(data)[None, None])[0].numpy()
+        return model(torch.from_numpy(data)[None, None])[0].numpy()
 
 
 def test_blockwise_equals_whole_volume_pass(trained_3d: str, volume: Path, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_blockwise_equals_whole_volume_pass(trained_3d: str, volume: Path, tmp_p
     assert written.num_channels == 1
 
 
-def sliding_window_reference(module: RunModule, raw: ZarrArray, plan: BlockPlan) -> np.ndarray:
+def sliding_window_reference(model: TrainedModel, raw: ZarrArray, plan: BlockPlan) -> np.ndarray:
     """MONAI's Gaussian-blended sliding window over the whole volume, in memory."""
     data = raw.read(raw.roi).astype(np.float32) / 255
     with torch.inference_mode():
@@ -90,7 +90,7 @@ def sliding_window_reference(module: RunModule, raw: ZarrArray, plan: BlockPlan)
             torch.from_numpy(data)[None, None],
             plan.input_shape,
             1,
-            module.predict,
+            model,
             overlap=plan.overlap,
             mode="gaussian",
         )[0].numpy()
@@ -129,19 +129,19 @@ def test_same_padding_blends_like_a_whole_volume_sliding_window(
     block: tuple[int, ...],
 ) -> None:
     torch.manual_seed(0)
-    module = build(
+    model = build(
         compose_tiny(datasplit=datasplit, architecture=architecture, overrides=overrides)
-    ).module.eval()
+    ).module.model.eval()
     shape = [20, 30, 24] if len(window) == 3 else [100, 90]
-    vs = module.hparams["meta"]["voxel_size"]
+    vs = list(model.spec.voxel_size)
     vol = write_synthetic(tmp_path / "vol.zarr", len(window), shape, vs, [0] * len(window))
     raw = ZarrArray.open(vol, "validate/raw")
-    plan = BlockPlan.for_module(module, raw.voxel_size, window, overlap, block)
+    plan = BlockPlan.for_model(model, raw.voxel_size, window, overlap, block)
     assert plan.blend
     kwargs = {"input_shape": window, "overlap": overlap, "block_shape": block}
     out = tmp_path / "out.zarr"
     result = predict(
-        module,
+        model,
         vol,
         "validate/raw",
         out,
@@ -152,12 +152,10 @@ def test_same_padding_blends_like_a_whole_volume_sliding_window(
     blocks = tuple(int(np.ceil(s / b)) for s, b in zip(raw.spatial_shape, block, strict=True))
     assert result.blocks == np.prod(blocks) > 3
     written = zarr.open_group(str(out))["p/s0"][:]
-    reference = sliding_window_reference(module, raw, plan)
+    reference = sliding_window_reference(model, raw, plan)
     np.testing.assert_allclose(written, reference, atol=1e-5)
     np.testing.assert_array_equal(
-        predict_roi(
-            module, raw, raw.roi, lambda x: x.astype(np.float32) / 255, "reflect", **kwargs
-        ),
+        predict_roi(model, raw, raw.roi, lambda x: x.astype(np.float32) / 255, "reflect", **kwargs),
         written,
     )
 
@@ -405,12 +403,12 @@ def test_bad_input_is_refused_before_writing(trained_3d: str, volume: Path, tmp_
 
 @pytest.mark.slow
 def test_half_precision_model_predicts(trained_3d: str, volume: Path) -> None:
-    module = RunModule.from_checkpoint(trained_3d)
+    model = load(trained_3d)
     raw = ZarrArray.open(volume, "validate/raw")
-    normalize = Normalizer.from_hparams(module.hparams)
-    full = predict_roi(module, raw, raw.roi, normalize, "reflect", input_shape=SMALL)
+    normalize = model.spec.normalizer
+    full = predict_roi(model, raw, raw.roi, normalize, "reflect", input_shape=SMALL)
     half = predict_roi(
-        module.to(torch.bfloat16), raw, raw.roi, normalize, "reflect", input_shape=SMALL
+        model.to(torch.bfloat16), raw, raw.roi, normalize, "reflect", input_shape=SMALL
     )
     assert half.dtype == np.float32 and np.isfinite(half).all()
     assert np.abs(half - full).max() < 0.05

@@ -18,12 +18,13 @@ from monai.data.utils import dense_patch_slices
 from dacapo_hydra.data.array import ZarrArray
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.data.tools.synthetic import write_synthetic
-from dacapo_hydra.inference.blocks import Block, BlockGrid, StagedWorker
+from dacapo_hydra.inference.blocks import StagedWorker
 from dacapo_hydra.inference.ledgers import BlockLog
 from dacapo_hydra.inference.options import Execution, PredictOptions
 from dacapo_hydra.inference.predict import plan_prediction
 from dacapo_hydra.inference.schedule import run_blocks
-from dacapo_hydra.inference.windows import WindowCache, WindowGrid
+from dacapo_hydra.model.grid import Block, BlockGrid
+from dacapo_hydra.model.windows import WindowCache, WindowGrid
 from dacapo_hydra.training.build import build
 
 QUIET = Execution(progress=False)
@@ -65,13 +66,13 @@ def test_each_window_runs_once_however_many_blocks_touch_it(compose_tiny, tmp_pa
             architecture="monai_basic_unet",
             overrides=["architecture.network.features=[4,4,4,4,4,4]"],
         )
-    ).module.eval()
-    vs = module.hparams["meta"]["voxel_size"]
+    ).module.model.eval()
+    vs = list(module.spec.voxel_size)
     vol = write_synthetic(tmp_path / "vol.zarr", 2, [100, 90], vs, [0, 0])
     options = PredictOptions(input_shape=(32, 32), overlap=0.5, block_shape=(16, 16))
     job = plan_prediction(module, vol, "validate/raw", tmp_path / "out.zarr", "p", options=options)
     calls: list[int] = []
-    module.predict = counting(module.predict, calls)
+    module.forward = counting(module.forward, calls)
     result = job.run(QUIET)
     raw = ZarrArray.open(vol, "validate/raw")
     windows = WindowGrid.over(raw.spatial_shape, (32, 32), 0.5)

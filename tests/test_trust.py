@@ -28,7 +28,7 @@ from dacapo_hydra.export.model import export_model
 from dacapo_hydra.inference.apply import plan_apply
 from dacapo_hydra.inference.options import ApplyOptions
 from dacapo_hydra.inference.predict import predict
-from dacapo_hydra.inference.predictor import load_model
+from dacapo_hydra.model.load import load_cached as load_model
 from dacapo_hydra.training.build import build
 from dacapo_hydra.training.module import RunModule
 from dacapo_hydra.trust import (

@@ -139,7 +139,7 @@ def test_validation_prediction_is_what_predict_writes(
 ) -> None:
     cfg = compose_tiny(datasplit="synthetic_2d")
     built = build(cfg)
-    module = built.module.eval()
+    module = built.module.model.eval()
     dataset = built.split.validate[0]
     validator = Validator(built.split, built.task)
     roi, in_memory = validator.predict(module, dataset)

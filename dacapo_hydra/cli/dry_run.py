@@ -19,13 +19,13 @@ def forward_seconds(job: PredictJob) -> float:
     """Seconds of one forward pass of the job's model on one input window (after a warm-up)."""
     import torch
 
-    module = job.module
-    window = torch.zeros(1, module.architecture.in_channels, *job.plan.input_shape)
-    window = window.to(next(module.parameters()).device)
+    model = job.model
+    window = torch.zeros(1, model.architecture.in_channels, *job.plan.input_shape)
+    window = window.to(next(model.parameters()).device)
     with torch.no_grad():
-        module.predict(window)  # warm-up: allocations, kernel choice
+        model(window)  # warm-up: allocations, kernel choice
         start = time.perf_counter()
-        module.predict(window)
+        model(window)
     return time.perf_counter() - start
 
 

@@ -124,7 +124,7 @@ class DataSplit:
         Args:
             cfg: the `datasplit` node.
             normalizer: the normalisation to use, e.g. a checkpoint's
-                (:meth:`Normalizer.from_hparams`); None measures it as
+                (`ModelSpec.normalizer`); None measures it as
                 `cfg.normalize` asks, on a sample of the training raw.
 
         """

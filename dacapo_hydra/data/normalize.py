@@ -15,7 +15,7 @@ Values are measured once, when a run is built, on a bounded and deterministic
 sample of the *training* raw
 (:func:`~dacapo_hydra.data.intensity_sample.sample_raw`), and stored in the module's
 `meta["normalize"]`; validation, prediction and export read them back
-(:meth:`Normalizer.from_hparams`) and never re-measure on the volume at hand.
+(:class:`~dacapo_hydra.model.spec.ModelSpec`) and never re-measure on the volume at hand.
 """
 
 from __future__ import annotations
@@ -171,39 +171,6 @@ class Normalizer:
             None if values.get("lower") is None else float(values["lower"]),
             None if values.get("upper") is None else float(values["upper"]),
             bool(values.get("measured", False)),
-        )
-
-    @classmethod
-    def from_hparams(cls, hparams: Mapping[str, Any]) -> Normalizer:
-        """The normaliser a trained module was trained with (its checkpoint's hyper-parameters).
-
-        `hparams["meta"]["normalize"]` holds the values measured when the run was
-        built. A checkpoint from before those were stored falls back to its
-        config's `datasplit.normalize` min/max (0 and 255 unless given), the rule
-        of that time. Nothing is measured here: prediction must use the
-        training's numbers, not the predicted volume's.
-
-        Raises:
-            ValueError: if nothing is stored and the config's mode measures values.
-
-        """
-        stored = (hparams.get("meta") or {}).get("normalize")
-        if stored is not None:
-            return cls.from_dict(stored)
-        datasplit = (hparams.get("config") or {}).get("datasplit") or {}
-        if "normalize" in datasplit and datasplit["normalize"] is None:
-            return cls.identity()
-        node = dict(datasplit.get("normalize") or {})
-        mode = node.get("mode") or "minmax"
-        lo, hi = node.get("min", 0.0), node.get("max", 255.0)
-        if mode == "minmax" and lo is not None and hi is not None:
-            return cls("minmax", float(lo), float(hi))
-        if mode == "meanstd" and node.get("mean") is not None and node.get("std") is not None:
-            return cls("meanstd", float(node["mean"]), float(node["mean"]) + float(node["std"]))
-        raise ValueError(
-            f"the checkpoint stores no normalisation values (meta.normalize) and its {KEY} "
-            f"(mode {mode!r}) measures them on training data: re-train, or predict with a "
-            "checkpoint written by this version"
         )
 
     @classmethod

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dacapo_hydra.inference.options import Execution, PredictOptions
-    from dacapo_hydra.training.module import RunModule
+    from dacapo_hydra.model.trained import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,13 @@ class Origin:
 _ORIGINS: weakref.WeakKeyDictionary[Any, Origin] = weakref.WeakKeyDictionary()
 
 
-def remember(module: RunModule, checkpoint: str | Path, trusted: bool) -> RunModule:
+def remember(module: TrainedModel, checkpoint: str | Path, trusted: bool) -> TrainedModel:
     """Record the checkpoint `module` was loaded from; returns the module."""
     _ORIGINS[module] = Origin(Path(checkpoint).resolve(), trusted)
     return module
 
 
-def origin(module: RunModule) -> Origin | None:
+def origin(module: TrainedModel) -> Origin | None:
     """The checkpoint `module` was loaded from, if its weights are still that file's."""
     import torch
 
@@ -67,15 +67,11 @@ def origin(module: RunModule) -> Origin | None:
     return found if same else None
 
 
-def save_checkpoint(module: RunModule, path: Path) -> Path:
+def save_checkpoint(module: TrainedModel, path: Path) -> Path:
     """Write the module's weights and stored config as a checkpoint `load_model` reads."""
     import torch
-    from omegaconf import DictConfig, OmegaConf
 
-    hparams = {
-        key: OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
-        for key, value in dict(module.hparams).items()
-    }
+    hparams = module.spec.hparams
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": hparams}, path)
     return path
@@ -83,10 +79,10 @@ def save_checkpoint(module: RunModule, path: Path) -> Path:
 
 @contextmanager
 def for_workers(
-    model: str | Path | RunModule,
+    model: str | Path | TrainedModel,
     execution: Execution | None,
     options: PredictOptions | None,
-) -> Iterator[tuple[str | Path | RunModule, PredictOptions | None]]:
+) -> Iterator[tuple[str | Path | TrainedModel, PredictOptions | None]]:
     """The model (and options) to give a prediction whose blocks may run on Dask workers.
 
     A checkpoint path, or a module predicted in this process, passes unchanged; a
@@ -98,9 +94,9 @@ def for_workers(
 
     """
     from dacapo_hydra.inference.options import PredictOptions
-    from dacapo_hydra.training.module import RunModule
+    from dacapo_hydra.model.trained import TrainedModel
 
-    if not isinstance(model, RunModule) or execution is None or execution.in_process:
+    if not isinstance(model, TrainedModel) or execution is None or execution.in_process:
         yield model, options
         return
     options = options or PredictOptions()

@@ -43,9 +43,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dacapo_hydra.architectures.inference import InferenceNetwork
-from dacapo_hydra.data.normalize import Normalizer, scale_linear
+from dacapo_hydra.data.normalize import scale_linear
 from dacapo_hydra.export.bioimageio import package_name, test_package, write_bioimageio
-from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.model.load import load
+from dacapo_hydra.model.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -157,18 +158,14 @@ def export_model(
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
         raise ValueError(f"export: folder {str(folder)!r} is not empty (use overwrite)")
-    module = RunModule.from_checkpoint(checkpoint, trust=trust_checkpoint)
-    architecture = module.architecture
+    model = load(checkpoint, trust=trust_checkpoint)
+    architecture = model.architecture
     shape = tuple(int(s) for s in (input_shape or architecture.eval_input_shape))
     architecture.check_input_shape("eval_input_shape (export input_shape)", shape)
-    config = module.hparams["config"]
-    derived = config.get("run_name") or "-".join(
-        str(v) for v in (config.get("choices") or {}).values() if v
-    )
-    label = package_name(name, derived or Path(checkpoint).stem)
+    label = package_name(name, model.spec.name or Path(checkpoint).stem)
     tmp = _staging(folder)
     try:
-        metadata = _write_export(tmp, module, shape, label, Path(checkpoint))
+        metadata = _write_export(tmp, model, shape, label, Path(checkpoint))
         if bioimageio:
             test_package(write_bioimageio(tmp, metadata, authors))
         _put_in_place(tmp, folder)
@@ -210,13 +207,12 @@ def _put_in_place(tmp: Path, folder: Path) -> None:
 
 
 def _write_export(
-    folder: Path, module: RunModule, shape: tuple[int, ...], name: str, checkpoint: Path
+    folder: Path, model: TrainedModel, shape: tuple[int, ...], name: str, checkpoint: Path
 ) -> dict[str, Any]:
     """Write the programs, test pair, config, metadata and apply.py; returns the metadata."""
-    architecture = module.architecture
-    config = module.hparams["config"]
-    network = InferenceNetwork(architecture, module.head, module.task).eval()
-    normalizer = Normalizer.from_hparams(module.hparams)
+    architecture = model.architecture
+    network = InferenceNetwork(architecture, model.head, model.task).eval()
+    normalizer = model.spec.normalizer
     generator = torch.Generator().manual_seed(0)
     unit = torch.rand(1, architecture.in_channels, *shape, generator=generator)
     sample_raw = (unit * (normalizer.hi - normalizer.lo) + normalizer.lo).numpy()
@@ -234,12 +230,12 @@ def _write_export(
     for what, error in (("torch.export", program_error), ("TorchScript", script_error)):
         if error:
             log.warning("export: no %s file: %s", what, error)
-    metadata = _metadata(module, shape, name, checkpoint, int(sample_output.shape[1]))
+    metadata = _metadata(model, shape, name, checkpoint, int(sample_output.shape[1]))
     metadata["files"]["program"] = None if program_error else "model.pt2"
     metadata["files"]["torchscript"] = None if script_error else "model.torchscript.pt"
     metadata["dynamic_batch"] = dynamic_batch
     (folder / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    OmegaConf.save(OmegaConf.create(config), folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create(dict(model.spec.config)), folder / "config.yaml")
     np.save(folder / "sample_input.npy", sample_raw)
     np.save(folder / "sample_output.npy", sample_output.numpy())
     (folder / "apply.py").write_text(apply_script_source())
@@ -247,14 +243,13 @@ def _write_export(
 
 
 def _metadata(
-    module: RunModule, shape: tuple[int, ...], name: str, checkpoint: Path, channels: int
+    model: TrainedModel, shape: tuple[int, ...], name: str, checkpoint: Path, channels: int
 ) -> dict[str, Any]:
     """What `model.json` says: files, axes, shapes, voxel sizes, normalisation, task."""
-    architecture = module.architecture
-    config = module.hparams["config"]
-    meta = module.hparams["meta"]
+    architecture = model.architecture
+    spec = model.spec
     dims = architecture.dims
-    voxel_size = [float(v) for v in meta["voxel_size"]]
+    voxel_size = list(spec.voxel_size)
     upsample = list(architecture.upsample_factor)
     return {
         "format_version": FORMAT_VERSION,
@@ -278,10 +273,10 @@ def _metadata(
         "upsample_factor": upsample,
         "input_voxel_size": voxel_size,
         "output_voxel_size": [v / u for v, u in zip(voxel_size, upsample, strict=True)],
-        "gt_voxel_size": [float(v) for v in meta["gt_voxel_size"]],
-        "normalize": Normalizer.from_hparams(module.hparams).to_dict(),
-        "pad_mode": (config.get("datasplit") or {}).get("pad_mode", "reflect"),
-        "architecture": (config.get("architecture") or {}).get("_target_"),
-        "task": (config.get("task") or {}).get("_target_"),
-        "activation": f"{type(module.task).__name__}.activation",
+        "gt_voxel_size": list(spec.gt_voxel_size),
+        "normalize": spec.normalizer.to_dict(),
+        "pad_mode": spec.pad_mode,
+        "architecture": spec.target["architecture"],
+        "task": spec.target["task"],
+        "activation": f"{type(model.task).__name__}.activation",
     }

@@ -1,9 +1,9 @@
 """Inference: apply a trained model to volumes larger than memory, block by block.
 
 - :mod:`~dacapo_hydra.inference.options`: what to predict or apply, and where blocks run;
-- :mod:`~dacapo_hydra.inference.blocks`: block grids, ledgers, the block-worker base, running;
-- :mod:`~dacapo_hydra.inference.plan`: a prediction block's shapes;
-- :mod:`~dacapo_hydra.inference.predictor`: one block's prediction and its worker;
+- :mod:`~dacapo_hydra.inference.blocks`: the block-worker base (grids and a block's
+  shapes and prediction are :mod:`dacapo_hydra.model`'s);
+- :mod:`~dacapo_hydra.inference.predictor`: the worker that predicts blocks into zarr;
 - :mod:`~dacapo_hydra.inference.predict`: the `predict` verb (checked plan, then run);
 - :mod:`~dacapo_hydra.inference.fragments`: post-processing per block (first pass);
 - :mod:`~dacapo_hydra.inference.stitch`: merging instances across faces (second pass);

@@ -152,7 +152,7 @@ def plan_apply(
         options.prediction_dataset,
         options=options.prediction,
     )
-    task = prediction.module.task
+    task = prediction.model.task
     source = Source(
         str(out_container),
         options.prediction_dataset,

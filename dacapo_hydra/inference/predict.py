@@ -10,8 +10,8 @@ weights and stored config, the input and its ROI, the parameters); a rerun that
 differs in any of them is refused with the difference named, so an output is never
 stitched from two models, and `overwrite` starts afresh.
 
-The blocks' shapes are in :mod:`~dacapo_hydra.inference.plan`, one block's work in
-:mod:`~dacapo_hydra.inference.predictor`, the options in
+The blocks' shapes are in :mod:`~dacapo_hydra.model.plan`, one block's work in
+:mod:`~dacapo_hydra.model.predict` and :mod:`~dacapo_hydra.inference.predictor`, the options in
 :mod:`~dacapo_hydra.inference.options`.
 """
 
@@ -25,7 +25,6 @@ import numpy as np
 import zarr
 
 from dacapo_hydra.data.array import ZarrArray
-from dacapo_hydra.data.normalize import Normalizer
 from dacapo_hydra.data.ome import omero_attrs
 from dacapo_hydra.data.output import (
     LEDGER_DIR,
@@ -36,14 +35,16 @@ from dacapo_hydra.data.output import (
 )
 from dacapo_hydra.data.pyramid import write_levels
 from dacapo_hydra.data.roi import Roi
-from dacapo_hydra.inference.blocks import BlockGrid
 from dacapo_hydra.inference.ledgers import BlockLog
 from dacapo_hydra.inference.options import Execution, PredictOptions
-from dacapo_hydra.inference.plan import BlockPlan
-from dacapo_hydra.inference.predictor import BlockPredictor, load_model
+from dacapo_hydra.inference.predictor import BlockPredictor
 from dacapo_hydra.inference.provenance import check_unchanged, model_sha256
 from dacapo_hydra.inference.schedule import run_blocks
-from dacapo_hydra.training.module import RunModule
+from dacapo_hydra.model.grid import BlockGrid
+from dacapo_hydra.model.load import load_cached
+from dacapo_hydra.model.plan import BlockPlan
+from dacapo_hydra.model.spec import ModelSpec
+from dacapo_hydra.model.trained import TrainedModel
 
 # The record of what made an output (:mod:`dacapo_hydra.inference.provenance`), in `dacapo.<key>`.
 RECORD = "made_with"
@@ -73,7 +74,7 @@ class PredictJob:
     """
 
     predictor: BlockPredictor
-    module: RunModule
+    model: TrainedModel
     grid: BlockGrid
     out_container: str
     out_dataset: str
@@ -97,7 +98,7 @@ class PredictJob:
 
         A uint8 output's window is its stored 0..255, else the task's output range.
         """
-        task = self.module.task
+        task = self.model.task
         window = (0.0, 255.0) if self.predictor.dtype == "uint8" else task.output_range
         return omero_attrs(task.channel_names, window)
 
@@ -152,7 +153,7 @@ def _where(container: str | Path) -> str:
 
 
 def plan_prediction(
-    model: str | Path | RunModule,
+    model: str | Path | TrainedModel,
     raw_container: str | Path,
     raw_dataset: str,
     out_container: str | Path,
@@ -174,36 +175,105 @@ def plan_prediction(
 
     """
     options = options or PredictOptions()
-    if isinstance(model, RunModule):
-        module = model
-    else:
-        if not Path(model).is_file():
-            raise FileNotFoundError(f"model checkpoint {str(model)!r} does not exist")
-        module = load_model(model, options.trust_checkpoint)
-        model = str(Path(model).resolve())
-    meta = module.hparams["meta"]
+    trained, model = _loaded(model, options.trust_checkpoint)
     raw = ZarrArray.open(
         raw_container, raw_dataset, voxel_size=options.raw_voxel_size, offset=options.raw_offset
     )
-    trained = tuple(float(v) for v in meta["voxel_size"])
-    if raw.dims != meta["dims"]:
+    _check_input(raw, trained.spec)
+    shapes = (options.input_shape, options.overlap, options.block_shape, options.window_batch)
+    plan = BlockPlan.for_model(trained, raw.voxel_size, *shapes)
+    roi = _checked_roi(options.roi or raw.roi, raw)
+    # The training's normalisation, never re-measured on the volume predicted.
+    normalize, pad_mode = trained.spec.normalizer, trained.spec.pad_mode
+    raw_at, out_at = (str(raw_container), raw_dataset), (str(out_container), out_dataset)
+    predictor = BlockPredictor(model, raw_at, out_at, plan, roi, normalize, pad_mode, options)
+    record = _record(trained, raw, f"{_where(raw_container)}:{raw_dataset}", roi, plan, options)
+    channels = trained.task.num_channels
+    _check_existing(str(out_container), out_dataset, (channels, roi, plan), options, record)
+    grid = BlockGrid(roi, plan.block_size, plan.context)
+    return PredictJob(
+        predictor,
+        trained,
+        grid,
+        str(out_container),
+        out_dataset,
+        channels,
+        record,
+        options.overwrite,
+        options.levels,
+    )
+
+
+def _loaded(
+    model: str | Path | TrainedModel, trust: bool
+) -> tuple[TrainedModel, str | TrainedModel]:
+    """The model, and what the block workers get: the live model, or the checkpoint's path.
+
+    Raises:
+        FileNotFoundError: a missing checkpoint.
+
+    """
+    if isinstance(model, TrainedModel):
+        return model, model
+    if not Path(model).is_file():
+        raise FileNotFoundError(f"model checkpoint {str(model)!r} does not exist")
+    return load_cached(model, trust=trust), str(Path(model).resolve())
+
+
+def _check_existing(
+    container: str,
+    dataset: str,
+    output: tuple[int, Roi, BlockPlan],
+    options: PredictOptions,
+    record: dict[str, Any],
+) -> None:
+    """An existing output may be resumed (same array and record) or, with `overwrite`, replaced.
+
+    Raises:
+        ValueError: an output holding a different array, or made with another model,
+            input or parameters (unless `overwrite`).
+
+    """
+    channels, roi, plan = output
+    if options.overwrite:
+        check_overwritable(container, dataset)
+    elif check_output(
+        container,
+        dataset,
+        (channels, *roi.voxel_shape(plan.voxel_size)),
+        options.dtype,
+        (channels, *plan.write_shape),
+        plan.voxel_size,
+        roi.begin,
+    ):
+        check_unchanged(container, dataset, RECORD, record)
+
+
+def _check_input(raw: ZarrArray, spec: ModelSpec) -> None:
+    """The input has the model's axes and voxel size.
+
+    Raises:
+        ValueError: it does not, in one line naming both.
+
+    """
+    if raw.dims != spec.dims:
         raise ValueError(
-            f"input {raw.where} has {raw.dims} spatial axes; the model expects {meta['dims']}"
+            f"input {raw.where} has {raw.dims} spatial axes; the model expects {spec.dims}"
         )
-    if not np.allclose(raw.voxel_size, trained):
+    if not np.allclose(raw.voxel_size, spec.voxel_size):
         raise ValueError(
             f"input {raw.where} has voxel size {raw.voxel_size} nm; the model was trained on "
-            f"{trained} nm (pick the matching scale level, or resample the input)"
+            f"{spec.voxel_size} nm (pick the matching scale level, or resample the input)"
         )
-    plan = BlockPlan.for_module(
-        module,
-        raw.voxel_size,
-        options.input_shape,
-        options.overlap,
-        options.block_shape,
-        options.window_batch,
-    )
-    roi = options.roi or raw.roi
+
+
+def _checked_roi(roi: Roi, raw: ZarrArray) -> Roi:
+    """`roi`, a non-empty box inside the input and on its voxel grid.
+
+    Raises:
+        ValueError: it is not.
+
+    """
     if roi.dims != raw.dims:
         raise ValueError(f"roi {roi} has {roi.dims} axes; the input has {raw.dims}")
     if roi.empty() or not raw.roi.contains(roi):
@@ -216,21 +286,21 @@ def plan_prediction(
         raise ValueError(
             f"roi {roi} is not on the input's voxel grid ({raw.voxel_size} nm)"
         ) from None
-    channels = module.task.num_channels
-    predictor = BlockPredictor(
-        model,
-        (str(raw_container), raw_dataset),
-        (str(out_container), out_dataset),
-        plan,
-        roi,
-        # The training's stored values, never re-measured on the volume predicted.
-        Normalizer.from_hparams(module.hparams),
-        module.hparams["config"]["datasplit"].get("pad_mode", "reflect"),
-        options,
-    )
-    record = {
-        "model sha256": model_sha256(module.state_dict(), dict(module.hparams)),
-        "input": f"{_where(raw_container)}:{raw_dataset}",
+    return roi
+
+
+def _record(
+    model: TrainedModel,
+    raw: ZarrArray,
+    where: str,
+    roi: Roi,
+    plan: BlockPlan,
+    options: PredictOptions,
+) -> dict[str, Any]:
+    """What the output records it was made with: model, input, parameters."""
+    return {
+        "model sha256": model_sha256(model.state_dict(), model.spec.hparams),
+        "input": where,
         "input voxel size": [float(v) for v in raw.voxel_size],
         "input offset": [float(v) for v in raw.offset],
         "roi": {"begin": [float(v) for v in roi.begin], "shape": [float(v) for v in roi.shape]},
@@ -241,34 +311,10 @@ def plan_prediction(
         "overlap": plan.overlap,
         "block shape": list(plan.write_shape),
     }
-    if options.overwrite:
-        check_overwritable(out_container, out_dataset)
-    elif check_output(
-        out_container,
-        out_dataset,
-        (channels, *roi.voxel_shape(plan.voxel_size)),
-        options.dtype,
-        (channels, *plan.write_shape),
-        plan.voxel_size,
-        roi.begin,
-    ):
-        check_unchanged(out_container, out_dataset, RECORD, record)
-    grid = BlockGrid(roi, plan.block_size, plan.context)
-    return PredictJob(
-        predictor,
-        module,
-        grid,
-        str(out_container),
-        out_dataset,
-        channels,
-        record,
-        options.overwrite,
-        options.levels,
-    )
 
 
 def predict(
-    model: str | Path | RunModule,
+    model: str | Path | TrainedModel,
     raw_container: str | Path,
     raw_dataset: str,
     out_container: str | Path,
@@ -285,7 +331,7 @@ def predict(
     with the same model, input and parameters (then only unfinished blocks run).
 
     Args:
-        model: checkpoint path, or a live module (in-process only).
+        model: checkpoint path, or a live model (in-process only).
         raw_container: input zarr container.
         raw_dataset: input array or multiscale group inside it.
         out_container: output zarr container (created if missing).

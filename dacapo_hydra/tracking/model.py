@@ -98,9 +98,10 @@ def log_network(
     Args:
         tracking_uri: the MLflow store.
         run_id: the run the model belongs to.
-        module: the trained module (a :class:`~dacapo_hydra.training.module.RunModule`,
-            e.g. from :meth:`~dacapo_hydra.training.module.RunModule.from_checkpoint`):
-            its architecture, head, task and hparams.
+        module: the trained model (a :class:`~dacapo_hydra.model.trained.TrainedModel`
+            from :func:`~dacapo_hydra.model.load.load`, or a
+            :class:`~dacapo_hydra.training.module.RunModule`): its architecture, head,
+            task and spec.
         checkpoint: the checkpoint it was loaded from (e.g. the run's
             `best_<criterion>.ckpt`): its name and iteration go into the metadata.
         registered_model_name: also register it under this name (a new version).
@@ -125,7 +126,7 @@ def log_network(
     network = InferenceNetwork(module.architecture, module.head, module.task).eval()
     signature, example = _signature(network, module.architecture)
     metadata = _metadata(module, checkpoint)
-    with active_run(tracking_uri, run_id), _quiet():
+    with active_run(tracking_uri, run_id), _quiet_about_pickle():
         info = mlflow.pytorch.log_model(
             network,
             name=MODEL_NAME,
@@ -146,11 +147,8 @@ def log_network(
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
-    """Warnings and `mlflow.pytorch`'s log below errors silenced for the block.
-
-    MLflow warns about pickle on every save; the module docstring says why we use it.
-    """
+def _quiet_about_pickle() -> Iterator[None]:
+    """MLflow's warnings on every pickle save, silenced (the module docstring says why)."""
     pytorch_log = logging.getLogger("mlflow.pytorch")
     level = pytorch_log.level
     with warnings.catch_warnings():
@@ -163,9 +161,9 @@ def _quiet() -> Iterator[None]:
 
 
 def _signature(network: Any, architecture: Any) -> tuple[Any, Any]:
-    """(the model's MLflow signature, its input example): one example window through `network`.
+    """The MLflow signature of `network` and its input example (zeros).
 
-    A network that takes any size of window has `-1` for each spatial size.
+    Spatial axes are fixed when the example has the eval shape, else free (-1).
     """
     import numpy as np
     import torch
@@ -188,16 +186,13 @@ def _signature(network: Any, architecture: Any) -> tuple[Any, Any]:
 
 
 def _metadata(module: Any, checkpoint: Path) -> dict[str, Any]:
-    """The model's metadata: axes, shapes, voxel sizes, normalisation, where it came from."""
+    """The MLflow model's metadata: shapes, voxel sizes, normalisation, its checkpoint."""
     import torch
 
-    from dacapo_hydra.data.normalize import Normalizer
-
     architecture = module.architecture
+    spec = module.spec
     eval_shape = tuple(int(s) for s in architecture.eval_input_shape)
-    meta = module.hparams["meta"]
-    config = module.hparams["config"]
-    voxel_size = [float(v) for v in meta["voxel_size"]]
+    voxel_size = list(spec.voxel_size)
     upsample = list(architecture.upsample_factor)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     return {
@@ -206,11 +201,11 @@ def _metadata(module: Any, checkpoint: Path) -> dict[str, Any]:
         "eval_output_shape": list(architecture.output_shape(eval_shape)),
         "input_voxel_size": voxel_size,
         "output_voxel_size": [v / u for v, u in zip(voxel_size, upsample, strict=True)],
-        "normalize": Normalizer.from_hparams(module.hparams).to_dict(),
+        "normalize": spec.normalizer.to_dict(),
         "activation": f"{type(module.task).__name__}.activation",
         "checkpoint": checkpoint.stem,
         "iteration": int(state.get("global_step", 0)),
-        "choices": dict(config.get("choices") or {}),
+        "choices": dict(spec.config.get("choices") or {}),
     }
 
 

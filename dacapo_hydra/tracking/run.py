@@ -142,7 +142,7 @@ class RunRecorder:
             MlflowClient(self.tracking_uri).set_tag(self.run_id, "model.error", message)
             return None
         if name:
-            self.describe(name, module.hparams["meta"]["voxel_size"])
+            self.describe(name, list(module.spec.voxel_size))
         return uri
 
     def describe(self, name: str, voxel_size: list[float]) -> str | None:

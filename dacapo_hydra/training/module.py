@@ -1,14 +1,15 @@
-"""The LightningModule: an architecture, a task head, the task's loss, an optimiser.
+"""The LightningModule: a :class:`~dacapo_hydra.model.trained.TrainedModel`, its loss, an optimiser.
 
-A trained module comes back from its checkpoint alone with
-:meth:`RunModule.from_checkpoint` (what prediction, export and MLflow models load);
-this module imports nothing of training's run, callbacks or validation, so
-inference can load a model without them.
+The trained network itself (architecture, head, activation) is
+:class:`~dacapo_hydra.model.trained.TrainedModel`, which validation, prediction and
+export load alone (:func:`dacapo_hydra.model.load.load`); this module adds what
+training needs around it. Its state dict (and so its checkpoints) names the weights
+as the TrainedModel does (`architecture.*`, `head.*`, not `model.architecture.*`), so
+a checkpoint reads the same from either, and those from before the TrainedModel too.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,17 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dacapo_hydra.architectures.base import Architecture
-from dacapo_hydra.data.normalize import Normalizer
+from dacapo_hydra.model.load import LAYOUT, build_parts, read
+from dacapo_hydra.model.spec import ModelSpec
+from dacapo_hydra.model.trained import TrainedModel
 from dacapo_hydra.tasks.base import Task
-from dacapo_hydra.trust import check_stored_config
 
-log = logging.getLogger(__name__)
+# The attribute holding the TrainedModel: the prefix its weights' names lose.
+WRAPPER_PREFIX = "model."
 
 
 class RunModule(pl.LightningModule):
-    """Network = architecture + 1x1 head with the task's channels; loss from the task.
+    """A :class:`TrainedModel` (`self.model`) with the task's loss and an optimiser.
 
     Args:
         architecture: the backbone network.
@@ -36,8 +39,9 @@ class RunModule(pl.LightningModule):
         optimizer: a partial optimiser taking the parameters.
         scheduler: a partial LR scheduler taking the optimiser (stepped every iteration).
         config: the composed run config (plain containers), stored in checkpoints.
-        meta: data facts the network is built for (dims, in_channels, voxel sizes),
-            stored in checkpoints so a model can be rebuilt without its data.
+        meta: data facts the network is built for (dims, in_channels, voxel sizes,
+            normalisation), stored in checkpoints so a model can be rebuilt without
+            its data.
 
     """
 
@@ -51,13 +55,34 @@ class RunModule(pl.LightningModule):
         meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.architecture = architecture
-        conv = nn.Conv3d if architecture.dims == 3 else nn.Conv2d
-        self.head = conv(architecture.out_channels, task.num_channels, kernel_size=1)
-        self.task = task
+        stored = {"config": config or {}, "meta": meta or {}}
+        self.model = TrainedModel(architecture, task, ModelSpec.from_hparams(stored, "RunModule"))
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.save_hyperparameters({"config": config or {}, "meta": meta or {}}, logger=False)
+        self.save_hyperparameters(self.model.spec.hparams, logger=False)
+        # Weights are named as the TrainedModel names them, in memory and in checkpoints.
+        self.register_state_dict_post_hook(_unwrap_names)
+        self.register_load_state_dict_pre_hook(_wrap_names)
+
+    @property
+    def architecture(self) -> Architecture:
+        """The backbone network."""
+        return self.model.architecture
+
+    @property
+    def head(self) -> torch.nn.Module:
+        """The 1x1 convolution to the task's channels."""
+        return self.model.head
+
+    @property
+    def task(self) -> Task:
+        """The task: loss, activation, post-processing."""
+        return self.model.task
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The facts the network was built for."""
+        return self.model.spec
 
     @classmethod
     def from_checkpoint(
@@ -69,15 +94,10 @@ class RunModule(pl.LightningModule):
     ) -> RunModule:
         """Rebuild a trained module from a checkpoint alone (no data is opened), in eval mode.
 
-        The checkpoint holds the composed config and the data facts the network was
-        built for (dims, channels, voxel sizes, and the raw normalisation in
-        `meta["normalize"]`); the weights are loaded strictly. A checkpoint from
-        before the normalisation was stored gets its config's min/max there
-        (:meth:`Normalizer.from_hparams`), so every reader finds `meta["normalize"]`.
-
-        The file is read with `torch.load(weights_only=True)` and its stored config is
-        data: every `_target_` in it must be on the allow-list of
-        :mod:`dacapo_hydra.trust` before anything is built.
+        The checkpoint is read as :func:`dacapo_hydra.model.load.load` reads it (the
+        same trust rules; the weights load strictly); the optimiser is the stored
+        config's. For prediction or export, load the
+        :class:`~dacapo_hydra.model.trained.TrainedModel` alone instead.
 
         Args:
             path: the checkpoint.
@@ -97,34 +117,11 @@ class RunModule(pl.LightningModule):
             FileNotFoundError: checkpoint 'missing.ckpt' does not exist
 
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-        state = torch.load(path, map_location=map_location, weights_only=True)
-        hparams = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
-        if "config" not in hparams or "meta" not in hparams:
-            raise ValueError(
-                f"{path} is not a dacapo-hydra checkpoint (no config/meta hyper-parameters)"
-            )
-        if not trust:
-            check_stored_config(hparams, path)
-        cfg = OmegaConf.create(hparams["config"])
-        meta = dict(hparams["meta"])
-        if "normalize" not in meta:
-            meta["normalize"] = Normalizer.from_hparams(hparams).to_dict()
-            log.info("%s stores no normalisation: using its config's %s", path, meta["normalize"])
-        architecture = hydra.utils.instantiate(
-            cfg.architecture, dims=meta["dims"], in_channels=meta["in_channels"]
-        )
-        task = hydra.utils.instantiate(
-            cfg.task,
-            dims=meta["dims"],
-            voxel_size=meta["gt_voxel_size"],
-            object_radius=meta.get("object_radius"),
-        )
-        optimizer = hydra.utils.instantiate(cfg.trainer.optimizer)
-        module = cls(architecture, task, optimizer, None, config=hparams["config"], meta=meta)
-        module.load_state_dict(state["state_dict"])
+        weights, spec = read(path, trust=trust, map_location=map_location)
+        architecture, task = build_parts(spec)
+        optimizer = hydra.utils.instantiate(OmegaConf.create(dict(spec.config)).trainer.optimizer)
+        module = cls(architecture, task, optimizer, None, dict(spec.config), dict(spec.meta))
+        module.model.load_state_dict(weights)
         return module.to(map_location).eval()
 
     @classmethod
@@ -186,11 +183,11 @@ class RunModule(pl.LightningModule):
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw network output (logits or linear values) for a raw batch."""
-        return self.head(self.architecture(raw))
+        return self.model.logits(raw)
 
     def predict(self, raw: torch.Tensor) -> torch.Tensor:
         """Network output mapped by the task's activation."""
-        return self.task.activation(self(raw))
+        return self.model(raw)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.task.loss(self(batch["raw"]), batch["target"], batch["weight"])
@@ -213,8 +210,9 @@ class RunModule(pl.LightningModule):
         """Whether Lightning writes this step's metrics, or it is the last step."""
         trainer = self.trainer
         last = 0 <= trainer.max_steps <= self.global_step + 1
-        # The test Lightning's own LearningRateMonitor uses to log only on these steps.
-        return bool(trainer.fast_dev_run) or last or trainer._logger_connector.should_update_logs
+        # Lightning's own rule for the steps whose metrics it writes (public attributes).
+        written = (self.global_step + 1) % max(trainer.log_every_n_steps, 1) == 0
+        return bool(trainer.fast_dev_run) or last or written or trainer.should_stop
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Loss on the fixed validation crops, logged as `val/loss` (averaged over DDP ranks)."""
@@ -231,3 +229,22 @@ class RunModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"},
         }
+
+
+def _unwrap_names(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any
+) -> None:
+    """State-dict hook: `model.architecture.*` becomes `architecture.*` (same for `head.*`)."""
+    inner = prefix + WRAPPER_PREFIX
+    for name in [n for n in state_dict if n.startswith(inner)]:
+        state_dict[prefix + name[len(inner) :]] = state_dict.pop(name)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        for name in [n for n in metadata if n.startswith(inner)]:
+            metadata[prefix + name[len(inner) :]] = metadata.pop(name)
+
+
+def _wrap_names(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load hook: the inverse of :func:`_unwrap_names`, for the TrainedModel's names."""
+    for name in [n for n in state_dict if n.startswith(tuple(prefix + p for p in LAYOUT))]:
+        state_dict[prefix + WRAPPER_PREFIX + name[len(prefix) :]] = state_dict.pop(name)

@@ -1,7 +1,7 @@
 """Validation on whole volumes: predict, post-process over the task's grid, evaluate.
 
 Each validation dataset's labelled region is predicted blockwise by the code
-`dacapo-predict` runs (:func:`~dacapo_hydra.inference.predictor.predict_roi`: same plan, grid
+`dacapo-predict` runs (:func:`~dacapo_hydra.model.predict.predict_roi`: same plan, grid
 and blending), in this process and in memory (validation volumes are small),
 optionally written to zarr for viewing (`<run dir>/validation.zarr`: each
 dataset's `prediction` image, its channels named by the task, and under it the
@@ -34,8 +34,9 @@ from dacapo_hydra.data.ome import LABELS_GROUP, omero_attrs
 from dacapo_hydra.data.output import open_output
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.errors import DataError
-from dacapo_hydra.inference.plan import BlockPlan
-from dacapo_hydra.inference.predictor import predict_roi
+from dacapo_hydra.model.plan import BlockPlan
+from dacapo_hydra.model.predict import predict_roi
+from dacapo_hydra.model.trained import TrainedModel
 from dacapo_hydra.tasks.base import Params, Task
 from dacapo_hydra.training.module import RunModule
 
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 
 # Each validation dataset's prediction in the run's validation zarr: `<dataset>/prediction`.
 PREDICTION = "prediction"
+
+
+def _trained(model: TrainedModel | RunModule) -> TrainedModel:
+    """The trained model (the one a LightningModule in training wraps)."""
+    return model.model if isinstance(model, RunModule) else model
 
 
 def params_key(params: Params) -> str:
@@ -101,7 +107,7 @@ class Best:
 
 
 class Validator:
-    """Validates a module on every validation dataset of a datasplit.
+    """Validates a trained model on every validation dataset of a datasplit.
 
     Args:
         split: the opened datasplit (its `validate` datasets are used).
@@ -135,14 +141,15 @@ class Validator:
         begin = np.asarray(dataset.gt.offset) + first * vs
         return Roi(tuple(begin.tolist()), tuple(((last - first) * vs).tolist()))
 
-    def predict(self, module: RunModule, dataset: Dataset) -> tuple[Roi, np.ndarray]:
+    def predict(self, model: TrainedModel | RunModule, dataset: Dataset) -> tuple[Roi, np.ndarray]:
         """The prediction of one dataset's validated region, written to zarr if asked."""
-        plan = BlockPlan.for_module(module, dataset.raw.voxel_size, self.input_shape)
+        model = _trained(model)
+        plan = BlockPlan.for_model(model, dataset.raw.voxel_size, self.input_shape)
         roi = self.roi(dataset, plan.voxel_size)
         if roi.empty():
             raise ValueError(f"validation dataset {dataset.name}: no labelled region inside raw")
         pred = predict_roi(
-            module, dataset.raw, roi, self.split.normalize, self.split.pad_mode, self.input_shape
+            model, dataset.raw, roi, self.split.normalize, self.split.pad_mode, self.input_shape
         )
         if self.out_container is not None:
             name = f"{dataset.name}/{PREDICTION}"
@@ -197,14 +204,15 @@ class Validator:
             written.append(name)
         return written
 
-    def run(self, module: RunModule) -> list[ScoreRow]:
-        """Scores of every (dataset, parameter set)."""
+    def run(self, model: TrainedModel | RunModule) -> list[ScoreRow]:
+        """Scores of every (dataset, parameter set), of a trained model or the one in training."""
+        model = _trained(model)
         rows = []
-        was_training = module.training
-        module.eval()
+        was_training = model.training
+        model.eval()
         try:
             for dataset in self.split.validate:
-                roi, pred = self.predict(module, dataset)
+                roi, pred = self.predict(model, dataset)
                 gt = dataset.gt.read(roi)
                 mask = dataset.mask.read(roi) if dataset.mask is not None else None
                 if not holds_object(gt, mask, dataset.gt.dims):
@@ -217,7 +225,7 @@ class Validator:
                     scores = self.task.evaluate(output, gt, mask)
                     rows.append(ScoreRow(dataset.name, dict(params), scores))
         finally:
-            module.train(was_training)
+            model.train(was_training)
         return rows
 
     def best_set(self, rows: Sequence[ScoreRow], iteration: int, criterion: str) -> Best | None:

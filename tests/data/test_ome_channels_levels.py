@@ -153,7 +153,7 @@ def test_prediction_and_validation_name_channels_and_pair_labels(
 ) -> None:
     cfg = compose_tiny(datasplit="synthetic_2d")
     b = build(cfg)
-    module = b.module.eval()
+    module = b.module.model.eval()
     out = tmp_path / "p.zarr"
     predict(
         module,

@@ -178,7 +178,7 @@ def test_predict_and_validation_outputs_are_valid(
     built: tuple[DictConfig, object], tmp_path: Path
 ) -> None:
     cfg, b = built
-    module = b.module.eval()
+    module = b.module.model.eval()
     container = Path(cfg.datasplit.synthetic.container)
     out = tmp_path / "p.zarr"
     predict(

@@ -1,7 +1,7 @@
 """Properties of block grids: write regions partition the ROI, reads hold their context.
 
 A :class:`~dacapo_hydra.inference.blocks.BlockGrid` tiles a ROI; prediction
-(:class:`~dacapo_hydra.inference.plan.BlockPlan`) and post-processing build theirs from
+(:class:`~dacapo_hydra.model.plan.BlockPlan`) and post-processing build theirs from
 block and chunk shapes. Whatever the ROI, voxel grid, block shape and context,
 every voxel of the ROI is written by exactly one block, blocks write whole chunks
 of the output, and each block reads its region grown by the context.
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dacapo_hydra.data.roi import Roi
 from dacapo_hydra.inference.blocks import Block, BlockGrid
-from dacapo_hydra.inference.plan import BlockPlan
+from dacapo_hydra.model.plan import BlockPlan
 
 PROPERTY = settings(max_examples=60, deadline=None, database=None)
 VOXEL_SIZES = (1.0, 4.0, 8.0, 0.5, 3.24, 0.3)

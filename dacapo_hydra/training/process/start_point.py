@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dacapo_hydra import tracking
 from dacapo_hydra.errors import ConfigError
+from dacapo_hydra.model.load import stored_state
 from dacapo_hydra.training.checkpoints import newest_intact, resume_candidates
 from dacapo_hydra.training.process import launch
 from dacapo_hydra.training.process.distributed import World
@@ -120,11 +121,11 @@ def _resume_point(cfg: DictConfig, uri: str, name: str) -> ResumePoint | None:
     if intact is None:
         raise ConfigError(f"resume: no checkpoint in {folder} loads (each is named above)")
     checkpoint, state = intact
-    hparams = state.get("hyper_parameters", {})
+    config, meta = stored_state(state)
     return ResumePoint(
         run_id=run_id,
         checkpoint=checkpoint,
         iteration=int(state["global_step"]),
-        config=dict(hparams.get("config") or {}),
-        meta=dict(hparams.get("meta") or {}),
+        config=config,
+        meta=meta,
     )
