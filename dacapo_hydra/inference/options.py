@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacapo_hydra.model.plan import OVERLAP, WINDOW_BATCH
+
 if TYPE_CHECKING:
     from dacapo_hydra.data.roi import Roi
 
@@ -132,7 +134,7 @@ class PredictOptions:
     """How to predict: region, output dtype, test-time mirroring, block shapes, safety.
 
     Each attribute's help is its field's `help`; `block_shape` and `window_batch`
-    are those of :meth:`~dacapo_hydra.inference.plan.BlockPlan.for_module`, `levels`
+    are those of :meth:`~dacapo_hydra.model.plan.BlockPlan.for_model`, `levels`
     those of :mod:`dacapo_hydra.data.pyramid`.
 
     Example:
@@ -160,12 +162,14 @@ class PredictOptions:
         "for 'same'-padding networks, the sliding window",
     )
     overlap: float = option(
-        0.5, SAME + "sliding-window overlap in [0, 1), blended with Gaussian weights"
+        OVERLAP, SAME + "sliding-window overlap in [0, 1), blended with Gaussian weights"
     )
     block_shape: tuple[int, ...] | None = option(
         None, SAME + "output voxels per block (a multiple of the stride)"
     )
-    window_batch: int = option(2, SAME + "windows per forward pass (MONAI's sw_batch_size)")
+    window_batch: int = option(
+        WINDOW_BATCH, SAME + "windows per forward pass (MONAI's sw_batch_size)"
+    )
     raw_voxel_size: tuple[float, ...] | None = option(
         None, "input voxel size (nm) where the input has no metadata", flag="input-voxel-size"
     )
