@@ -129,8 +129,65 @@ def create_image(
         raise ValueError(f"{container}:{path}: a label image needs integer values, not {dtype}")
     root = zarr.open_group(str(container), mode="a", zarr_format=3)
     group = root.create_group(path)
+    arrays = _create_levels(group, levels, shapes, dtype, chunks, channels, dense)
+    meta, parent = _image_attrs(root, path, levels, channels, method, label, label_source, omero)
+    group.attrs.update({**(attrs or {}), **meta})
+    _register(container, root, path, parent)
+    return arrays
+
+
+def _image_attrs(
+    root: zarr.Group,
+    path: str,
+    levels: Sequence[ScaleLevel],
+    channels: bool,
+    method: str | None,
+    label: bool,
+    label_source: str | None,
+    omero: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """The image's OME metadata (see create_image), and the image a label image belongs to.
+
+    Returns:
+        The attributes, and (image, name) where `path` is a label image at
+        `<image>/labels/<name>` of an existing image, else None.
+
+    """
+    meta = multiscale_attrs(
+        path.rstrip("/").rsplit("/", 1)[-1], levels, channels=channels, method=method
+    )
+    parent = label_parent(root, path) if label else None
+    if label:
+        if label_source is None and parent is not None:
+            label_source = "../" * (parent[1].count("/") + 2)
+        meta["ome"]["image-label"] = image_label_attrs(label_source)
+    if omero is not None:
+        meta["ome"]["omero"] = dict(omero)
+    return meta, parent
+
+
+def _register(
+    container: str | Path, root: zarr.Group, path: str, parent: tuple[str, str] | None
+) -> None:
+    """List the new image in its image's `labels` group if it has one, else in the collection."""
+    if parent is not None:
+        _list_label(root, *parent)
+    else:
+        add_to_collection(container, path)
+
+
+def _create_levels(
+    group: zarr.Group,
+    levels: Sequence[ScaleLevel],
+    shapes: Sequence[Sequence[int]],
+    dtype: np.dtype,
+    chunks: Sequence[int],
+    channels: bool,
+    dense: bool,
+) -> list[zarr.Array]:
+    """One zero-filled array per level in `group`, with dimension names (see create_image)."""
     names = dimension_names(len(levels[0].voxel_size), channels)
-    arrays = [
+    return [
         group.create_array(
             level.path,
             shape=tuple(int(s) for s in shape),
@@ -142,22 +199,6 @@ def create_image(
         )
         for level, shape in zip(levels, shapes, strict=True)
     ]
-    meta = multiscale_attrs(
-        path.rstrip("/").rsplit("/", 1)[-1], levels, channels=channels, method=method
-    )
-    parent = label_parent(root, path) if label else None
-    if label:
-        if label_source is None and parent is not None:
-            label_source = "../" * (parent[1].count("/") + 2)
-        meta["ome"]["image-label"] = image_label_attrs(label_source)
-    if omero is not None:
-        meta["ome"]["omero"] = dict(omero)
-    group.attrs.update({**(attrs or {}), **meta})
-    if parent is not None:
-        _list_label(root, *parent)
-    else:
-        add_to_collection(container, path)
-    return arrays
 
 
 def _list_label(root: zarr.Group, image: str, name: str) -> None:
