@@ -119,7 +119,7 @@ class BlockPlan:
                 forward pass's output per block.
             window_batch: for 'same'-padding networks, windows a block computes in one
                 forward pass (MONAI's `sw_batch_size`). Two: on 2 CPU cores a BasicUNet
-                ran 1.6x faster per window than one at a time, and four slower; on a GPU
+                ran faster per window than one at a time, and four slower; on a GPU
                 more may pay.
 
         Raises:
