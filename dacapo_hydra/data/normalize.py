@@ -265,13 +265,7 @@ class Normalizer:
 
 
 def _options(node: Mapping[str, Any], key: str) -> tuple[str, dict[str, float], int]:
-    """The mode, its given values and the sample budget of a `datasplit.normalize` node.
-
-    Raises:
-        ValueError: naming the key, for an unknown mode, an option of another mode,
-            a value that is not a finite number, or a budget under one voxel.
-
-    """
+    """A `datasplit.normalize` node's mode, given values and sample budget, each checked."""
     options = {k: v for k, v in dict(node).items() if v is not None}
     mode = options.pop("mode", DEFAULT_MODE)
     if mode not in MODES:
