@@ -35,6 +35,29 @@ def crop_extent(shape: Sequence[int], voxel_size: Sequence[float]) -> tuple[floa
     return tuple(float(n) * float(v) for n, v in zip(shape, voxel_size, strict=True))
 
 
+def _elastic_parameters(
+    elastic: Any, voxel_size: Sequence[float], input_shape: Sequence[int], key: str
+) -> tuple[float | list[float], float | list[float], str]:
+    """Control-point spacing and jitter (nm) and the interpolation of an active elastic node."""
+    interpolation = str(_get(elastic, "interpolation") or "linear")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"{key}.elastic.interpolation: expected one of {list(INTERPOLATIONS)}, "
+            f"got {interpolation!r}"
+        )
+    spacing = lengths_to_nm_within(
+        elastic.control_point_spacing,
+        voxel_size,
+        f"{key}.elastic.control_point_spacing",
+        crop_extent(input_shape, voxel_size),
+        min_voxels=1,
+    )
+    jitter = lengths_to_nm(
+        elastic.jitter_sigma, voxel_size, f"{key}.elastic.jitter_sigma", min_voxels=0
+    )
+    return spacing, jitter, interpolation
+
+
 def build_deformation(
     cfg: Any,
     dims: int,
@@ -72,22 +95,7 @@ def build_deformation(
     jitter: float | list[float] = 0.0
     interpolation = "linear"
     if elastic is not None and elastic_prob > 0:
-        interpolation = str(_get(elastic, "interpolation") or "linear")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(
-                f"{key}.elastic.interpolation: expected one of {list(INTERPOLATIONS)}, "
-                f"got {interpolation!r}"
-            )
-        spacing = lengths_to_nm_within(
-            elastic.control_point_spacing,
-            voxel_size,
-            f"{key}.elastic.control_point_spacing",
-            crop_extent(input_shape, voxel_size),
-            min_voxels=1,
-        )
-        jitter = lengths_to_nm(
-            elastic.jitter_sigma, voxel_size, f"{key}.elastic.jitter_sigma", min_voxels=0
-        )
+        spacing, jitter, interpolation = _elastic_parameters(elastic, voxel_size, input_shape, key)
     deformation = Deformation(
         dims,
         control_point_spacing=spacing,
@@ -127,6 +135,80 @@ def _blur_sigmas(
     }
 
 
+def _spatial_transforms(
+    cfg: Any,
+    dims: int,
+    input_shape: Sequence[int],
+    output_shape: Sequence[int],
+    voxel_size: Sequence[float],
+    output_voxel_size: Sequence[float] | None,
+) -> list[mt.Transform]:
+    """Mirrors along every axis, and 90° rotations in planes where the crops stay aligned."""
+    out_vs = tuple(output_voxel_size or voxel_size)
+    transforms: list[mt.Transform] = []
+    if cfg.mirror_prob > 0:
+        transforms += [
+            mt.RandFlipd(SPATIAL_KEYS, prob=cfg.mirror_prob, spatial_axis=axis)
+            for axis in range(dims)
+        ]
+    if cfg.transpose_prob > 0:
+        for a, b in combinations(range(dims), 2):
+            if (
+                input_shape[a] == input_shape[b]
+                and output_shape[a] == output_shape[b]
+                and voxel_size[a] == voxel_size[b]
+                and out_vs[a] == out_vs[b]
+            ):
+                transforms.append(
+                    mt.RandRotate90d(SPATIAL_KEYS, prob=cfg.transpose_prob, spatial_axes=(a, b))
+                )
+    return transforms
+
+
+def _intensity_transforms(cfg: Any) -> list[mt.Transform]:
+    """Intensity scale, shift and gamma on raw."""
+    transforms: list[mt.Transform] = []
+    if cfg.intensity_prob > 0 and cfg.intensity_scale > 0:
+        transforms.append(
+            mt.RandScaleIntensityd("raw", factors=cfg.intensity_scale, prob=cfg.intensity_prob)
+        )
+    if cfg.intensity_prob > 0 and cfg.intensity_shift > 0:
+        transforms.append(
+            mt.RandShiftIntensityd("raw", offsets=cfg.intensity_shift, prob=cfg.intensity_prob)
+        )
+    gamma = _get(cfg, "gamma")
+    if gamma is not None and gamma.prob > 0:
+        transforms.append(
+            mt.RandAdjustContrastd("raw", prob=gamma.prob, gamma=(gamma.min, gamma.max))
+        )
+    return transforms
+
+
+def _section_transforms(
+    cfg: Any, dims: int, input_shape: Sequence[int], voxel_size: Sequence[float], key: str
+) -> list[mt.Transform]:
+    """Section defects on 3D raw: missing sections and misaligned ones."""
+    transforms: list[mt.Transform] = []
+    if dims != 3:
+        return transforms
+    missing = _get(cfg, "missing_section")
+    if missing is not None and missing.prob > 0:
+        transforms.append(RandMissingSectiond("raw", prob=missing.prob, value=missing.value))
+    slip = _get(cfg, "misalignment")
+    if slip is not None and slip.prob > 0:
+        plane = voxel_size[-2:]  # shifts are in y, x
+        max_nm = to_nm(
+            slip.max_shift,
+            plane,
+            f"{key}.misalignment.max_shift",
+            min_voxels=1,
+            max_nm=min(crop_extent(input_shape[-2:], plane)),
+        )
+        shift = int(round(max_nm / min(plane)))
+        transforms.append(RandMisalignmentd("raw", prob=slip.prob, max_shift=shift, mode=slip.mode))
+    return transforms
+
+
 def build_augment(
     cfg: Any,
     dims: int,
@@ -158,52 +240,11 @@ def build_augment(
             sigma_max, or a misalignment shift under one voxel or beyond the crop.
 
     """
-    out_vs = tuple(output_voxel_size or voxel_size)
-    transforms: list[mt.Transform] = []
-    if cfg.mirror_prob > 0:
-        transforms += [
-            mt.RandFlipd(SPATIAL_KEYS, prob=cfg.mirror_prob, spatial_axis=axis)
-            for axis in range(dims)
-        ]
-    if cfg.transpose_prob > 0:
-        for a, b in combinations(range(dims), 2):
-            if (
-                input_shape[a] == input_shape[b]
-                and output_shape[a] == output_shape[b]
-                and voxel_size[a] == voxel_size[b]
-                and out_vs[a] == out_vs[b]
-            ):
-                transforms.append(
-                    mt.RandRotate90d(SPATIAL_KEYS, prob=cfg.transpose_prob, spatial_axes=(a, b))
-                )
-    if cfg.intensity_prob > 0 and cfg.intensity_scale > 0:
-        transforms.append(
-            mt.RandScaleIntensityd("raw", factors=cfg.intensity_scale, prob=cfg.intensity_prob)
-        )
-    if cfg.intensity_prob > 0 and cfg.intensity_shift > 0:
-        transforms.append(
-            mt.RandShiftIntensityd("raw", offsets=cfg.intensity_shift, prob=cfg.intensity_prob)
-        )
-    gamma = _get(cfg, "gamma")
-    if gamma is not None and gamma.prob > 0:
-        transforms.append(
-            mt.RandAdjustContrastd("raw", prob=gamma.prob, gamma=(gamma.min, gamma.max))
-        )
-    missing = _get(cfg, "missing_section")
-    if missing is not None and missing.prob > 0 and dims == 3:
-        transforms.append(RandMissingSectiond("raw", prob=missing.prob, value=missing.value))
-    slip = _get(cfg, "misalignment")
-    if slip is not None and slip.prob > 0 and dims == 3:
-        plane = voxel_size[-2:]  # shifts are in y, x
-        max_nm = to_nm(
-            slip.max_shift,
-            plane,
-            f"{key}.misalignment.max_shift",
-            min_voxels=1,
-            max_nm=min(crop_extent(input_shape[-2:], plane)),
-        )
-        shift = int(round(max_nm / min(plane)))
-        transforms.append(RandMisalignmentd("raw", prob=slip.prob, max_shift=shift, mode=slip.mode))
+    transforms = _spatial_transforms(
+        cfg, dims, input_shape, output_shape, voxel_size, output_voxel_size
+    )
+    transforms += _intensity_transforms(cfg)
+    transforms += _section_transforms(cfg, dims, input_shape, voxel_size, key)
     blur = _get(cfg, "blur")
     if blur is not None and blur.prob > 0:
         sigmas = _blur_sigmas(blur, voxel_size, f"{key}.blur")

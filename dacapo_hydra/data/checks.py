@@ -218,6 +218,29 @@ def _labelled_region(dataset: Dataset, training: bool) -> Roi:
     return _inner(dataset.gt, dataset.labelled_roi.intersect(dataset.raw.roi))
 
 
+def _check_stored(
+    dataset: Dataset,
+    name: str,
+    labelled: Roi,
+    raw_region: Roi,
+    sample_voxels: int,
+    cost: Cost,
+) -> None:
+    """Steps 1 and 2 of the module docstring for one dataset: chunk index, raw sample."""
+    parts = (
+        ("raw", dataset.raw, raw_region, True),
+        ("gt", dataset.gt, labelled, False),
+        ("mask", dataset.mask, labelled, False),
+    )
+    for part, array, region, dense in parts:
+        for leaf in zarr_leaves(array) if array is not None else []:
+            if (dense if leaf.sparse is None else not leaf.sparse) and not region.empty():
+                check_chunks(leaf, region, f"{name}.{part}", cost)
+    if not raw_region.empty():
+        for leaf in zarr_leaves(dataset.raw):
+            check_raw_sample(leaf, raw_region, f"{name}.raw", sample_voxels, cost)
+
+
 def check_split(
     split: DataSplit,
     margin: Sequence[float] | None = None,
@@ -248,18 +271,7 @@ def check_split(
         raw_region = dataset.raw.roi
         if margin is not None:
             raw_region = raw_region.intersect(labelled.grow(margin))
-        parts = (
-            ("raw", dataset.raw, raw_region, True),
-            ("gt", dataset.gt, labelled, False),
-            ("mask", dataset.mask, labelled, False),
-        )
-        for part, array, region, dense in parts:
-            for leaf in zarr_leaves(array) if array is not None else []:
-                if (dense if leaf.sparse is None else not leaf.sparse) and not region.empty():
-                    check_chunks(leaf, region, f"{name}.{part}", cost)
-        if not raw_region.empty():
-            for leaf in zarr_leaves(dataset.raw):
-                check_raw_sample(leaf, raw_region, f"{name}.raw", sample_voxels, cost)
+        _check_stored(dataset, name, labelled, raw_region, sample_voxels, cost)
         if labelled.empty():
             continue  # refused elsewhere (the sampler, the validator), with its own message
         if training and dataset.allow_empty:

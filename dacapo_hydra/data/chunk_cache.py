@@ -1,9 +1,9 @@
 """Decoded chunks of read-only zarr arrays, kept between reads within a byte budget.
 
 Training draws crop after crop from the same volumes, and zarr-python decodes every
-chunk a read touches on every read, through its event loop: about 1.5 ms of CPU
-per 64³ uint8 chunk on a 2-core machine, of which 0.35 ms is zstd itself. A warped
-132³ crop reads some 48 chunks, so reading was a quarter of a sample's cost.
+chunk a read touches on every read, through its event loop, which costs several times
+the decompression itself. A warped 132³ crop reads some 48 chunks of 64³, so reading
+was a large share of a sample's cost (the figures: README, "Benchmarks").
 zarr 3 keeps no decoded chunks (its experimental `CacheStore` keeps the encoded
 bytes, so the decoding and the round trips remain), hence this small layer:
 decoded chunks in cachetools' `LRUCache`, sized in bytes, least recently used out

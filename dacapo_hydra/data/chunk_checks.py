@@ -127,6 +127,24 @@ def check_chunks(leaf: ZarrArray, region: Roi, label: str, cost: Cost | None = N
         )
 
 
+def _non_finite(leaf: ZarrArray, chunk: tuple[slice, ...], data: np.ndarray, where: str) -> str:
+    """The message for a decoded raw `chunk` holding NaN or infinity: its first such voxel."""
+    array = leaf.array
+    lead = array.ndim - leaf.dims
+    bad = np.argwhere(~np.isfinite(data))
+    index = bad[0] + [s.start for s in chunk]
+    kind = "NaN" if np.isnan(data[tuple(bad[0])]) else "infinity"
+    voxel = [int(i) for i in index[lead:]]
+    world = [o + i * v for o, i, v in zip(leaf.offset, voxel, leaf.voxel_size, strict=True)]
+    position = [int(i) // c for i, c in zip(index, array.chunks, strict=True)]
+    name = chunk_name(array, position)
+    return (
+        f"{where} holds {kind} at voxel {voxel} (world {world} nm, chunk {name}; "
+        f"{len(bad)} non-finite values in that chunk); raw must be finite: fill "
+        "those voxels or leave that region out"
+    )
+
+
 def check_raw_sample(
     leaf: ZarrArray,
     region: Roi,
@@ -180,15 +198,4 @@ def check_raw_sample(
             cost.chunks += 1
             cost.raw_voxels += data.size
         if floating and not np.isfinite(data).all():
-            bad = np.argwhere(~np.isfinite(data))
-            index = bad[0] + [s.start for s in chunk]
-            kind = "NaN" if np.isnan(data[tuple(bad[0])]) else "infinity"
-            voxel = [int(i) for i in index[lead:]]
-            world = [o + i * v for o, i, v in zip(leaf.offset, voxel, leaf.voxel_size, strict=True)]
-            position = [int(i) // c for i, c in zip(index, array.chunks, strict=True)]
-            name = chunk_name(array, position)
-            raise DataError(
-                f"{where} holds {kind} at voxel {voxel} (world {world} nm, chunk {name}; "
-                f"{len(bad)} non-finite values in that chunk); raw must be finite: fill "
-                "those voxels or leave that region out"
-            )
+            raise DataError(_non_finite(leaf, chunk, data, where))

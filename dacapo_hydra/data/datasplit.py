@@ -133,16 +133,7 @@ class DataSplit:
         dims = int(cfg["dims"])
         if cfg.get("synthetic"):
             ensure_synthetic(**_synthetic_kwargs(cfg["synthetic"]))
-        train_cfg = list(cfg.get("train") or [])
-        validate_cfg = list(cfg.get("validate") or [])
-        if cfg.get("layout"):
-            found = layout_datasets(cfg["layout"])
-            train_cfg += found["train"]
-            validate_cfg += found["validate"]
-        if not train_cfg:
-            raise ValueError(
-                "datasplit.train is empty: list at least one training dataset (or a layout)"
-            )
+        train_cfg, validate_cfg = _dataset_configs(cfg)
         pad_mode = cfg.get("pad_mode", "reflect")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"datasplit.pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
@@ -155,34 +146,54 @@ class DataSplit:
         validate = [
             _open(d, f"datasplit.validate[{i}]", dims, scales) for i, d in enumerate(validate_cfg)
         ]
-        first = train[0]
-        for key, ds in _keyed(train, validate):
-            if ds.raw.voxel_size != first.raw.voxel_size or ds.gt.voxel_size != first.gt.voxel_size:
-                raise ValueError(
-                    f"{key} ({ds.name}): voxel sizes raw {ds.raw.voxel_size} / gt "
-                    f"{ds.gt.voxel_size} differ from the first training dataset's "
-                    f"{first.raw.voxel_size} / {first.gt.voxel_size}"
-                )
-            if (ds.raw.num_channels or 1) != (first.raw.num_channels or 1):
-                raise ValueError(f"{key} ({ds.name}): raw channels differ from the first dataset's")
-        if sampling.strategy == "points":
-            for key, ds in _keyed(train, []):
-                if not ds.sample_points:
-                    raise ValueError(
-                        f"{key} ({ds.name}): sampling strategy 'points' needs sample_points"
-                    )
-        if sampling.strategy in ("reject", "integral_mask"):
-            for key, ds in _keyed(train, []):
-                if ds.mask is None:
-                    raise ValueError(
-                        f"{key} ({ds.name}): sampling strategy {sampling.strategy!r} needs a mask"
-                    )
+        _check_together(train, validate, sampling)
         if normalizer is None:
             normalizer = Normalizer.from_config(
                 cfg.get("normalize", {}),
                 {f"{key} ({ds.name})": ds.raw for key, ds in _keyed(train, [])},
             )
         return cls(dims, train, validate, normalizer, pad_mode, sampling)
+
+
+def _dataset_configs(cfg: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The training and validation dataset nodes: those listed, then the layout's."""
+    train_cfg = list(cfg.get("train") or [])
+    validate_cfg = list(cfg.get("validate") or [])
+    if cfg.get("layout"):
+        found = layout_datasets(cfg["layout"])
+        train_cfg += found["train"]
+        validate_cfg += found["validate"]
+    if not train_cfg:
+        raise ValueError(
+            "datasplit.train is empty: list at least one training dataset (or a layout)"
+        )
+    return train_cfg, validate_cfg
+
+
+def _check_together(train: list[Dataset], validate: list[Dataset], sampling: Sampling) -> None:
+    """Refuse datasets whose voxel sizes or channels differ, or that the sampling cannot use."""
+    first = train[0]
+    for key, ds in _keyed(train, validate):
+        if ds.raw.voxel_size != first.raw.voxel_size or ds.gt.voxel_size != first.gt.voxel_size:
+            raise ValueError(
+                f"{key} ({ds.name}): voxel sizes raw {ds.raw.voxel_size} / gt "
+                f"{ds.gt.voxel_size} differ from the first training dataset's "
+                f"{first.raw.voxel_size} / {first.gt.voxel_size}"
+            )
+        if (ds.raw.num_channels or 1) != (first.raw.num_channels or 1):
+            raise ValueError(f"{key} ({ds.name}): raw channels differ from the first dataset's")
+    if sampling.strategy == "points":
+        for key, ds in _keyed(train, []):
+            if not ds.sample_points:
+                raise ValueError(
+                    f"{key} ({ds.name}): sampling strategy 'points' needs sample_points"
+                )
+    if sampling.strategy in ("reject", "integral_mask"):
+        for key, ds in _keyed(train, []):
+            if ds.mask is None:
+                raise ValueError(
+                    f"{key} ({ds.name}): sampling strategy {sampling.strategy!r} needs a mask"
+                )
 
 
 def _voxel_size(value: Any, key: str) -> tuple[float, ...] | None:

@@ -17,10 +17,10 @@ with the control grid and adds the rotation, writing the result straight into
 `grid_sample`'s layout (`(1, *shape, dims)`, last axis x first) with one matrix
 product: no per-voxel stacking, no temporaries the size of the crop.
 
-Hand-written rather than MONAI's `Rand3DElasticd` (a dense smoothed field: 2.2 s
-per 132³ crop) or `RandDeformGrid` + `Resample` (which deform an array already
-in memory, not a world region still on disk); the interpolation itself is
-PyTorch's `grid_sample`, as MONAI's `Resample` uses.
+Hand-written rather than MONAI's `Rand3DElasticd` (a dense smoothed field over every
+voxel: many times slower per crop, README "Benchmarks") or `RandDeformGrid` +
+`Resample` (which deform an array already in memory, not a world region still on
+disk); the interpolation itself is PyTorch's `grid_sample`, as MONAI's `Resample` uses.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def single_threaded() -> Iterator[None]:
     """Run PyTorch's CPU ops on one thread inside the block, then restore the count.
 
     The per-crop interpolations are a few milliseconds each: on a busy machine,
-    synchronising several threads costs more than it saves (measured: 0.6 s per
-    132³ crop with the default threads against 0.2 s with one). DataLoader
+    synchronising several threads costs more than it saves (measured on 132³ crops,
+    one thread was the faster: README, "Benchmarks"). DataLoader
     workers run on one thread already; this makes the main process do the same
     while it samples (training and sampling never overlap there).
     """

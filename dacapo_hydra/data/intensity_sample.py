@@ -32,10 +32,9 @@ def sample_raw(
     volume, so the same data always gives the same sample.
 
     Cost: at most `max_voxels` values kept (16 MiB as float64) and, per array,
-    at most `max(SAMPLE_BLOCKS, share / chunk voxels)` chunks decoded; about
-    0.1-0.3 s for a 256**3 uint16 volume in chunks of 32**3 to 128**3 (local disk),
-    whatever the volume's size. Channels are pooled; non-finite values are
-    dropped.
+    at most `max(SAMPLE_BLOCKS, share / chunk voxels)` chunks decoded, whatever
+    the volume's size, so the time does not grow with the volume (the figures:
+    README, "Benchmarks"). Channels are pooled; non-finite values are dropped.
 
     Args:
         raws: arrays by name (lazy :class:`Array` or in-memory numpy arrays).

@@ -209,66 +209,13 @@ class Normalizer:
         """
         if node is None:
             return cls.identity()
-        options = {k: v for k, v in dict(node).items() if v is not None}
-        mode = options.pop("mode", DEFAULT_MODE)
-        if mode not in MODES:
-            raise ValueError(f"{key}.mode must be one of {MODES}, got {mode!r}")
-        for name in options:
-            if name in SHARED_OPTIONS:
-                continue
-            if name not in MODE_OPTIONS[mode]:
-                owner = next((m for m, names in MODE_OPTIONS.items() if name in names), None)
-                hint = f", or set {key}.mode: {owner}" if owner else ""
-                raise ValueError(
-                    f"{key}.{name} is not an option of mode {mode!r} (which takes "
-                    f"{', '.join(MODE_OPTIONS[mode])}): remove it or set it to null{hint}"
-                )
-        values = {n: _number(options[n], f"{key}.{n}") for n in MODE_OPTIONS[mode] if n in options}
-        budget = int(_number(options.get("sample_voxels", SAMPLE_VOXELS), f"{key}.sample_voxels"))
-        if budget < 1:
-            raise ValueError(f"{key}.sample_voxels must be at least 1, got {budget}")
-        lower = upper = None
-        if mode == "percentile":
-            lower = values.get("lower", DEFAULT_PERCENTILES[0])
-            upper = values.get("upper", DEFAULT_PERCENTILES[1])
-            for name, q in (("lower", lower), ("upper", upper)):
-                if not 0 <= q <= 100:
-                    raise ValueError(f"{key}.{name} must lie in [0, 100], got {q}")
-            if lower >= upper:
-                raise ValueError(f"{key}.lower ({lower}) must be below {key}.upper ({upper})")
-        if mode == "minmax" and values.get("max", math.inf) <= values.get("min", -math.inf):
-            raise ValueError(f"{key}.max ({values['max']}) must exceed {key}.min ({values['min']})")
-        if mode == "meanstd" and values.get("std", 1.0) <= 0:
-            raise ValueError(f"{key}.std must be positive, got {values['std']}")
+        mode, values, budget = _options(node, key)
+        lower, upper = _check_given(mode, values, key)
         sample = sample_raw(raws, budget)
         names = ", ".join(raws) or "no training data"
         if sample.size == 0:
             raise ValueError(f"{key}: the training raw ({names}) holds no finite values")
-        if mode == "percentile":
-            lo, hi = (float(v) for v in np.percentile(sample, [lower, upper]))
-            measured = True
-        elif mode == "minmax":
-            lo = values.get("min", float(sample.min()))
-            hi = values.get("max", float(sample.max()))
-            measured = len(values) < 2
-            if "min" in values and "max" not in values and hi <= lo:
-                raise ValueError(
-                    f"{key}.min ({lo}) is not below the training raw's max ({hi}; {names})"
-                )
-            if "max" in values and "min" not in values and hi <= lo:
-                raise ValueError(
-                    f"{key}.max ({hi}) is not above the training raw's min ({lo}; {names})"
-                )
-        else:
-            lo = values.get("mean", float(sample.mean()))
-            hi = lo + values.get("std", float(sample.std()))
-            measured = len(values) < 2
-        if hi <= lo:
-            raise ValueError(
-                f"{key}: mode {mode!r} measures an empty range (lo = hi = {lo:g}) on the "
-                f"training raw sampled from {names}: it is constant, or nearly so; give "
-                f"{key}.mode: minmax with min and max"
-            )
+        lo, hi, measured = _measure(mode, values, sample, (lower, upper), key, names)
         if mode == "minmax":
             _check_range(sample, lo, hi, values, key, names)
         normalizer = cls(mode, float(lo), float(hi), lower, upper, measured)
@@ -282,6 +229,92 @@ class Normalizer:
             normalizer.hi,
         )
         return normalizer
+
+
+def _options(node: Mapping[str, Any], key: str) -> tuple[str, dict[str, float], int]:
+    """A `datasplit.normalize` node's mode, given values and sample budget, each checked."""
+    options = {k: v for k, v in dict(node).items() if v is not None}
+    mode = options.pop("mode", DEFAULT_MODE)
+    if mode not in MODES:
+        raise ValueError(f"{key}.mode must be one of {MODES}, got {mode!r}")
+    for name in options:
+        if name in SHARED_OPTIONS:
+            continue
+        if name not in MODE_OPTIONS[mode]:
+            owner = next((m for m, names in MODE_OPTIONS.items() if name in names), None)
+            hint = f", or set {key}.mode: {owner}" if owner else ""
+            raise ValueError(
+                f"{key}.{name} is not an option of mode {mode!r} (which takes "
+                f"{', '.join(MODE_OPTIONS[mode])}): remove it or set it to null{hint}"
+            )
+    values = {n: _number(options[n], f"{key}.{n}") for n in MODE_OPTIONS[mode] if n in options}
+    budget = int(_number(options.get("sample_voxels", SAMPLE_VOXELS), f"{key}.sample_voxels"))
+    if budget < 1:
+        raise ValueError(f"{key}.sample_voxels must be at least 1, got {budget}")
+    return mode, values, budget
+
+
+def _check_given(
+    mode: str, values: Mapping[str, float], key: str
+) -> tuple[float | None, float | None]:
+    """Refuse given values out of range; the percentiles of mode `percentile` (else None)."""
+    lower = upper = None
+    if mode == "percentile":
+        lower = values.get("lower", DEFAULT_PERCENTILES[0])
+        upper = values.get("upper", DEFAULT_PERCENTILES[1])
+        for name, q in (("lower", lower), ("upper", upper)):
+            if not 0 <= q <= 100:
+                raise ValueError(f"{key}.{name} must lie in [0, 100], got {q}")
+        if lower >= upper:
+            raise ValueError(f"{key}.lower ({lower}) must be below {key}.upper ({upper})")
+    if mode == "minmax" and values.get("max", math.inf) <= values.get("min", -math.inf):
+        raise ValueError(f"{key}.max ({values['max']}) must exceed {key}.min ({values['min']})")
+    if mode == "meanstd" and values.get("std", 1.0) <= 0:
+        raise ValueError(f"{key}.std must be positive, got {values['std']}")
+    return lower, upper
+
+
+def _measure(
+    mode: str,
+    values: Mapping[str, float],
+    sample: np.ndarray,
+    percentiles: tuple[float | None, float | None],
+    key: str,
+    names: str,
+) -> tuple[float, float, bool]:
+    """`lo`, `hi` from the given values, the rest measured on `sample`; whether any was measured.
+
+    Raises:
+        ValueError: a given minmax bound lies beyond the sample's other bound, or the
+            range is empty (constant training raw).
+
+    """
+    if mode == "percentile":
+        lo, hi = (float(v) for v in np.percentile(sample, list(percentiles)))
+        measured = True
+    elif mode == "minmax":
+        lo = values.get("min", float(sample.min()))
+        hi = values.get("max", float(sample.max()))
+        measured = len(values) < 2
+        if "min" in values and "max" not in values and hi <= lo:
+            raise ValueError(
+                f"{key}.min ({lo}) is not below the training raw's max ({hi}; {names})"
+            )
+        if "max" in values and "min" not in values and hi <= lo:
+            raise ValueError(
+                f"{key}.max ({hi}) is not above the training raw's min ({lo}; {names})"
+            )
+    else:
+        lo = values.get("mean", float(sample.mean()))
+        hi = lo + values.get("std", float(sample.std()))
+        measured = len(values) < 2
+    if hi <= lo:
+        raise ValueError(
+            f"{key}: mode {mode!r} measures an empty range (lo = hi = {lo:g}) on the "
+            f"training raw sampled from {names}: it is constant, or nearly so; give "
+            f"{key}.mode: minmax with min and max"
+        )
+    return lo, hi, measured
 
 
 def _number(value: Any, key: str) -> float:

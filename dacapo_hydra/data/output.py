@@ -13,7 +13,8 @@ What the writers produce, and why:
 - The container root is a collection of its images: OME-Zarr 0.5's only
   collection metadata is the (transitional) `bioformats2raw.layout`, whose `OME`
   group lists the image paths in `series` and describes each image in
-  `OME/METADATA.ome.xml`. napari-ome-zarr opens a container through that file.
+  `OME/METADATA.ome.xml` (:mod:`dacapo_hydra.data.collection`). napari-ome-zarr
+  opens a container through that file.
 
 Prediction and post-processing write into such images block by block, resumably
 (:func:`open_output` creates one or reopens the very same array; a ledger of
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,13 @@ import numpy as np
 import zarr
 
 from dacapo_hydra.data.array import ZarrArray
+from dacapo_hydra.data.collection import add_to_collection
 from dacapo_hydra.data.ome import (
-    CHANNEL_AXIS,
     LABELS_GROUP,
-    OME_GROUP,
     VERSION,
     ScaleLevel,
     dimension_names,
-    first_level,
     image_label_attrs,
-    is_image,
     label_parent,
     multiscale_attrs,
     ome_attrs,
@@ -53,25 +49,6 @@ from dacapo_hydra.data.roi import Roi
 
 # Block ledgers and intermediate files of an output: `<container>/<LEDGER_DIR>/<dataset>`.
 LEDGER_DIR = ".dacapo_blocks"
-OME_XML = "METADATA.ome.xml"
-BF2RAW_KEY = "bioformats2raw.layout"
-_OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
-# OME-XML pixel types. It has no 64-bit integers (label ids) nor half floats: those are
-# described with its nearest type; the zarr array's dtype is what readers use.
-_OME_PIXEL_TYPES = {
-    "int8": "int8",
-    "int16": "int16",
-    "int32": "int32",
-    "int64": "int32",
-    "uint8": "uint8",
-    "uint16": "uint16",
-    "uint32": "uint32",
-    "uint64": "uint32",
-    "float16": "float",
-    "float32": "float",
-    "float64": "double",
-    "bool": "bit",
-}
 
 
 def create_image(
@@ -129,8 +106,65 @@ def create_image(
         raise ValueError(f"{container}:{path}: a label image needs integer values, not {dtype}")
     root = zarr.open_group(str(container), mode="a", zarr_format=3)
     group = root.create_group(path)
+    arrays = _create_levels(group, levels, shapes, dtype, chunks, channels, dense)
+    meta, parent = _image_attrs(root, path, levels, channels, method, label, label_source, omero)
+    group.attrs.update({**(attrs or {}), **meta})
+    _register(container, root, path, parent)
+    return arrays
+
+
+def _image_attrs(
+    root: zarr.Group,
+    path: str,
+    levels: Sequence[ScaleLevel],
+    channels: bool,
+    method: str | None,
+    label: bool,
+    label_source: str | None,
+    omero: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """The image's OME metadata (see create_image), and the image a label image belongs to.
+
+    Returns:
+        The attributes, and (image, name) where `path` is a label image at
+        `<image>/labels/<name>` of an existing image, else None.
+
+    """
+    meta = multiscale_attrs(
+        path.rstrip("/").rsplit("/", 1)[-1], levels, channels=channels, method=method
+    )
+    parent = label_parent(root, path) if label else None
+    if label:
+        if label_source is None and parent is not None:
+            label_source = "../" * (parent[1].count("/") + 2)
+        meta["ome"]["image-label"] = image_label_attrs(label_source)
+    if omero is not None:
+        meta["ome"]["omero"] = dict(omero)
+    return meta, parent
+
+
+def _register(
+    container: str | Path, root: zarr.Group, path: str, parent: tuple[str, str] | None
+) -> None:
+    """List the new image in its image's `labels` group if it has one, else in the collection."""
+    if parent is not None:
+        _list_label(root, *parent)
+    else:
+        add_to_collection(container, path)
+
+
+def _create_levels(
+    group: zarr.Group,
+    levels: Sequence[ScaleLevel],
+    shapes: Sequence[Sequence[int]],
+    dtype: np.dtype,
+    chunks: Sequence[int],
+    channels: bool,
+    dense: bool,
+) -> list[zarr.Array]:
+    """One zero-filled array per level in `group`, with dimension names (see create_image)."""
     names = dimension_names(len(levels[0].voxel_size), channels)
-    arrays = [
+    return [
         group.create_array(
             level.path,
             shape=tuple(int(s) for s in shape),
@@ -142,22 +176,6 @@ def create_image(
         )
         for level, shape in zip(levels, shapes, strict=True)
     ]
-    meta = multiscale_attrs(
-        path.rstrip("/").rsplit("/", 1)[-1], levels, channels=channels, method=method
-    )
-    parent = label_parent(root, path) if label else None
-    if label:
-        if label_source is None and parent is not None:
-            label_source = "../" * (parent[1].count("/") + 2)
-        meta["ome"]["image-label"] = image_label_attrs(label_source)
-    if omero is not None:
-        meta["ome"]["omero"] = dict(omero)
-    group.attrs.update({**(attrs or {}), **meta})
-    if parent is not None:
-        _list_label(root, *parent)
-    else:
-        add_to_collection(container, path)
-    return arrays
 
 
 def _list_label(root: zarr.Group, image: str, name: str) -> None:
@@ -167,62 +185,6 @@ def _list_label(root: zarr.Group, image: str, name: str) -> None:
     if name not in names:
         names.append(name)
     group.attrs.update({"ome": {"version": VERSION, "labels": names}})
-
-
-def add_to_collection(container: str | Path, *paths: str) -> None:
-    """Make the container root a collection that lists the images at `paths` (and earlier ones).
-
-    OME-Zarr 0.5 finds the images of a container through its transitional
-    `bioformats2raw.layout` metadata: the root says `bioformats2raw.layout: 3`,
-    its `OME` group lists the image paths in `series`, and `OME/METADATA.ome.xml`
-    describes each (`<Image ID="Image:<path>">`, sizes, voxel size,
-    `<MetadataOnly/>`) in the same order. Images deleted since they were listed
-    are dropped. The XML file is replaced atomically.
-    """
-    root = zarr.open_group(str(container), mode="a", zarr_format=3)
-    attrs = root.attrs.asdict()
-    ome = dict(attrs.get("ome", {}))
-    if ome.get(BF2RAW_KEY) != 3 or ome.get("version") != VERSION:
-        root.attrs.update({"ome": {**ome, "version": VERSION, BF2RAW_KEY: 3}})
-    meta = root.require_group(OME_GROUP)
-    series = [str(s) for s in ome_attrs(meta.attrs.asdict()).get("series", [])]
-    series += [p.strip("/") for p in paths if p.strip("/") not in series]
-    series = [s for s in series if is_image(root, s)]
-    meta.attrs.update({"ome": {"version": VERSION, "series": series}})
-    target = Path(container) / OME_GROUP / OME_XML
-    tmp = target.with_name(f".{OME_XML}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(_ome_xml(root, series))
-    os.replace(tmp, target)
-
-
-def _ome_xml(root: zarr.Group, series: Sequence[str]) -> bytes:
-    """OME-XML (MetadataOnly) describing the images at `series`, in that order."""
-    ET.register_namespace("", _OME_NS)
-    ome = ET.Element(f"{{{_OME_NS}}}OME", {"Creator": "dacapo-hydra"})
-    for path in series:
-        found = first_level(root, path)
-        if found is None:  # not an image: left out of the series
-            continue
-        ms, array = found
-        sizes = dict(zip(ms.axes, array.shape, strict=True))
-        pixels = {
-            "ID": f"Pixels:{path}",
-            "DimensionOrder": "XYZCT",
-            "Type": _OME_PIXEL_TYPES.get(np.dtype(array.dtype).name, "double"),
-            "SizeX": str(sizes.get("x", 1)),
-            "SizeY": str(sizes.get("y", 1)),
-            "SizeZ": str(sizes.get("z", 1)),
-            "SizeC": str(sizes.get(CHANNEL_AXIS, 1)),
-            "SizeT": "1",
-        }
-        for i, size in zip(ms.spatial, ms.levels[0].voxel_size, strict=True):
-            if ms.axes[i] in ("x", "y", "z"):
-                pixels[f"PhysicalSize{ms.axes[i].upper()}"] = repr(float(size))
-                pixels[f"PhysicalSize{ms.axes[i].upper()}Unit"] = "nm"
-        image = ET.SubElement(ome, f"{{{_OME_NS}}}Image", {"ID": f"Image:{path}", "Name": path})
-        element = ET.SubElement(image, f"{{{_OME_NS}}}Pixels", pixels)
-        ET.SubElement(element, f"{{{_OME_NS}}}MetadataOnly")
-    return ET.tostring(ome, encoding="utf-8", xml_declaration=True)
 
 
 def check_output(

@@ -14,6 +14,7 @@ there, so a rerun (or a rerun with another `levels`) leaves exactly its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,59 @@ def _mean(values: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray
     return values.mean(axis=axis, dtype=np.float64)
 
 
+def _write_level(
+    group: zarr.Group,
+    path: str,
+    current: zarr.Array,
+    source: zarr.Array,
+    factors: tuple[int, ...],
+    label: bool,
+    names: tuple[str, ...],
+) -> zarr.Array:
+    """Write `current` reduced by `factors` to `group[path]`, in `source`'s chunks and dtype.
+
+    Label images take the mode of each box, other images the mean (rounded for
+    integer dtypes).
+    """
+    import dask.array as da
+
+    chunks = tuple(c * f for c, f in zip(current.chunks, factors, strict=True))
+    lazy = da.from_zarr(current, chunks=chunks)
+    reduce_fn = mode if label else _mean
+    coarse = da.coarsen(reduce_fn, lazy, dict(enumerate(factors)), trim_excess=True)
+    if source.dtype.kind in "iub" and not label:
+        coarse = da.round(coarse)
+    coarse = coarse.astype(source.dtype)
+    target = group.create_array(
+        path,
+        shape=coarse.shape,
+        chunks=source.chunks,
+        dtype=source.dtype,
+        fill_value=0,
+        dimension_names=names,
+        overwrite=True,
+    )
+    da.store(coarse.rechunk(source.chunks), target, lock=False, scheduler="threads")
+    return target
+
+
+def _coarser(
+    previous: ScaleLevel, path: str, factors: Sequence[int], offset: tuple[float, ...]
+) -> ScaleLevel:
+    """The level at `path` reduced by `factors` (spatial axes) from `previous`.
+
+    Example:
+        >>> _coarser(ScaleLevel("s0", (8.0, 4.0), (0.0, 0.0)), "s1", [1, 2], (0.0, 0.0)).voxel_size
+        (8.0, 8.0)
+
+    """
+    return ScaleLevel(
+        path,
+        tuple(v * f for v, f in zip(previous.voxel_size, factors, strict=True)),
+        offset,
+    )
+
+
 def write_levels(container: str | Path, image: str, levels: int) -> list[str]:
     """Write levels `s1` .. `s<levels-1>` of `image` from its `s0`, and its multiscale metadata.
 
@@ -76,8 +130,6 @@ def write_levels(container: str | Path, image: str, levels: int) -> list[str]:
         ValueError: `levels` below 1.
 
     """
-    import dask.array as da
-
     if levels < 1:
         raise ValueError(f"levels must be at least 1, got {levels}")
     root = zarr.open_group(str(container), mode="a")
@@ -94,7 +146,6 @@ def write_levels(container: str | Path, image: str, levels: int) -> list[str]:
     source = group[base.path]
     label = "image-label" in ome
     channels = len(ms.axes) > len(ms.spatial)
-    reduce_fn = mode if label else _mean
     scales = [base]
     current = source
     for k in range(1, levels):
@@ -103,32 +154,11 @@ def write_levels(container: str | Path, image: str, levels: int) -> list[str]:
         )
         if all(f == 1 for f in factors):
             break
-        chunks = tuple(c * f for c, f in zip(current.chunks, factors, strict=True))
-        lazy = da.from_zarr(current, chunks=chunks)
-        coarse = da.coarsen(reduce_fn, lazy, dict(enumerate(factors)), trim_excess=True)
-        if source.dtype.kind in "iub" and not label:
-            coarse = da.round(coarse)
-        coarse = coarse.astype(source.dtype)
         path = f"s{k}"
-        target = group.create_array(
-            path,
-            shape=coarse.shape,
-            chunks=source.chunks,
-            dtype=source.dtype,
-            fill_value=0,
-            dimension_names=dimension_names(len(ms.spatial), channels),
-            overwrite=True,
-        )
-        da.store(coarse.rechunk(source.chunks), target, lock=False, scheduler="threads")
+        names = dimension_names(len(ms.spatial), channels)
+        target = _write_level(group, path, current, source, factors, label, names)
         spatial_factors = [f for i, f in enumerate(factors) if i in ms.spatial]
-        previous = scales[-1]
-        scales.append(
-            ScaleLevel(
-                path,
-                tuple(v * f for v, f in zip(previous.voxel_size, spatial_factors, strict=True)),
-                base.offset,
-            )
-        )
+        scales.append(_coarser(scales[-1], path, spatial_factors, base.offset))
         current = target
     meta = multiscale_attrs(
         ms_name(attrs, image),

@@ -221,6 +221,26 @@ def _challenge(table: Overlaps, voxel_size: Sequence[float]) -> dict[str, float]
     }
 
 
+def _voxel_scores(table: Overlaps) -> dict[str, float]:
+    """Variation of information (all voxels, and true-object voxels) and adapted Rand."""
+    split, merge = _variation_of_information(table.rows, table.cols, table.counts)
+    foreground = table.rows > 0
+    fg = table.rows[foreground], table.cols[foreground], table.counts[foreground]
+    split_fg, merge_fg = _variation_of_information(*fg)
+    rand_error, rand_precision, rand_recall = _adapted_rand(*fg)
+    return {
+        "voi": split + merge,
+        "voi_split": split,
+        "voi_merge": merge,
+        "voi_foreground": split_fg + merge_fg,
+        "voi_split_foreground": split_fg,
+        "voi_merge_foreground": merge_fg,
+        "adapted_rand_error": float(rand_error),
+        "adapted_rand_precision": rand_precision,
+        "adapted_rand_recall": rand_recall,
+    }
+
+
 def instance_scores(
     pred: np.ndarray,
     gt: np.ndarray,
@@ -270,23 +290,7 @@ def instance_scores(
             f"evaluation: voxel_size needs {ndim} positive values, got {list(voxel_size)}"
         )
     table = overlaps(gt, pred, mask)
-
-    split, merge = _variation_of_information(table.rows, table.cols, table.counts)
-    foreground = table.rows > 0
-    fg = table.rows[foreground], table.cols[foreground], table.counts[foreground]
-    split_fg, merge_fg = _variation_of_information(*fg)
-    rand_error, rand_precision, rand_recall = _adapted_rand(*fg)
-    scores = {
-        "voi": split + merge,
-        "voi_split": split,
-        "voi_merge": merge,
-        "voi_foreground": split_fg + merge_fg,
-        "voi_split_foreground": split_fg,
-        "voi_merge_foreground": merge_fg,
-        "adapted_rand_error": float(rand_error),
-        "adapted_rand_precision": rand_precision,
-        "adapted_rand_recall": rand_recall,
-    }
+    scores = _voxel_scores(table)
     scores.update(_detection(table, iou_threshold))
     scores.update(_challenge(table, voxel_size))
     return scores

@@ -118,6 +118,62 @@ def _axes(bio: Any, metadata: dict[str, Any], which: str, cls: Any) -> list[Any]
     return [bio.BatchAxis(), channel, *space]
 
 
+def _preprocessing(bio: Any, metadata: dict[str, Any]) -> list[Any]:
+    """The raw normalisation as a `scale_linear` step (none for mode `none`)."""
+    norm = Normalizer.from_dict(metadata["normalize"])
+    if norm.mode == "none":
+        return []
+    return [bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=norm.gain, offset=norm.offset))]
+
+
+def _write_readme(folder: Path, metadata: dict[str, Any]) -> Path:
+    """The package's documentation, `README.md` in `folder`."""
+    readme = folder / "README.md"
+    readme.write_text(
+        f"# {metadata['name']}\n\nA dacapo-hydra model ({metadata['architecture']}, "
+        f"{metadata['task']}), exported from `{metadata['checkpoint']}`.\n\n"
+        "Input: raw intensities, normalised as in `model.json`; output: the task's "
+        "prediction after its activation. `apply.py` predicts a whole array blockwise "
+        "with torch and numpy only; `config.yaml` is the training config.\n"
+    )
+    return readme
+
+
+def _tensors(bio: Any, metadata: dict[str, Any], preprocessing: list[Any]) -> dict[str, list[Any]]:
+    """The description's `inputs` (raw) and `outputs` (prediction), with their test tensors."""
+    files = metadata["files"]
+    return {
+        "inputs": [
+            bio.InputTensorDescr(
+                id=bio.TensorId("raw"),
+                axes=_axes(bio, metadata, "input", bio.SpaceInputAxis),
+                test_tensor=bio.FileDescr(source=Path(files["sample_input"])),
+                preprocessing=preprocessing,
+            )
+        ],
+        "outputs": [
+            bio.OutputTensorDescr(
+                id=bio.TensorId("prediction"),
+                axes=_axes(bio, metadata, "output", bio.SpaceOutputAxis),
+                test_tensor=bio.FileDescr(source=Path(files["sample_output"])),
+            )
+        ],
+    }
+
+
+def _tolerance_config(bio: Any, absolute: float, relative: float) -> Any:
+    """`config.bioimageio.reproducibility_tolerance` of the description."""
+    return bio.Config(
+        bioimageio=bio.BioimageioConfig(
+            reproducibility_tolerance=[
+                bio.ReproducibilityTolerance(
+                    absolute_tolerance=absolute, relative_tolerance=relative
+                )
+            ]
+        )
+    )
+
+
 def write_bioimageio(
     folder: Path,
     metadata: dict[str, Any],
@@ -142,20 +198,8 @@ def write_bioimageio(
         raise ValueError(f"export: a bioimage.io package needs `{INSTALL_HINT}`") from None
     if not metadata["files"]["torchscript"]:
         raise ValueError("export: bioimage.io needs TorchScript weights, which failed to save")
-    norm = Normalizer.from_dict(metadata["normalize"])
-    preprocessing = (
-        [bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=norm.gain, offset=norm.offset))]
-        if norm.mode != "none"
-        else []
-    )
-    readme = folder / "README.md"
-    readme.write_text(
-        f"# {metadata['name']}\n\nA dacapo-hydra model ({metadata['architecture']}, "
-        f"{metadata['task']}), exported from `{metadata['checkpoint']}`.\n\n"
-        "Input: raw intensities, normalised as in `model.json`; output: the task's "
-        "prediction after its activation. `apply.py` predicts a whole array blockwise "
-        "with torch and numpy only; `config.yaml` is the training config.\n"
-    )
+    preprocessing = _preprocessing(bio, metadata)
+    readme = _write_readme(folder, metadata)
     absolute, relative = reproducibility_tolerance(
         np.load(folder / metadata["files"]["sample_output"])
     )
@@ -172,36 +216,14 @@ def write_bioimageio(
                 ],
                 license=bio.LicenseId(license_id),
                 documentation=bio.FileDescr(source=Path(readme.name)),
-                inputs=[
-                    bio.InputTensorDescr(
-                        id=bio.TensorId("raw"),
-                        axes=_axes(bio, metadata, "input", bio.SpaceInputAxis),
-                        test_tensor=bio.FileDescr(source=Path(metadata["files"]["sample_input"])),
-                        preprocessing=preprocessing,
-                    )
-                ],
-                outputs=[
-                    bio.OutputTensorDescr(
-                        id=bio.TensorId("prediction"),
-                        axes=_axes(bio, metadata, "output", bio.SpaceOutputAxis),
-                        test_tensor=bio.FileDescr(source=Path(metadata["files"]["sample_output"])),
-                    )
-                ],
+                **_tensors(bio, metadata, preprocessing),
                 weights=bio.WeightsDescr(
                     torchscript=bio.TorchscriptWeightsDescr(
                         source=Path(metadata["files"]["torchscript"]),
                         pytorch_version=bio.Version(torch.__version__.split("+")[0]),
                     )
                 ),
-                config=bio.Config(
-                    bioimageio=bio.BioimageioConfig(
-                        reproducibility_tolerance=[
-                            bio.ReproducibilityTolerance(
-                                absolute_tolerance=absolute, relative_tolerance=relative
-                            )
-                        ]
-                    )
-                ),
+                config=_tolerance_config(bio, absolute, relative),
             )
     except ValueError as err:  # pydantic's ValidationError is a ValueError
         first = str(err).strip().splitlines()

@@ -19,7 +19,7 @@ DuckDB, pandas, Spark) and never holds more than one part's rows:
 Parquet rather than a database: the tables are written once, in parallel, and read
 whole by column scans (a group-by, a join, connected components), which is what a
 columnar file format does best; any number of writers on a cluster's file system
-need no server; the files compress 3-10x; and Dask, pandas and DuckDB read them
+need no server; the files compress well; and Dask, pandas and DuckDB read them
 directly. A table is written in parts of up to :data:`BLOCKS_PER_PART` blocks (or
 :data:`PART_BYTES` of rows),
 each file atomically (temporary name, rename), then a small manifest naming its

@@ -197,6 +197,46 @@ def _on_dask(
             running.add(nxt)
 
 
+class _Progress:
+    """What :func:`run_blocks` counts as blocks finish: voxels, blocks, the ledger, the bar."""
+
+    def __init__(self, ledger: Any, bar: tqdm) -> None:
+        self.ledger = ledger
+        self.bar = bar
+        self.started = time.perf_counter()
+        self.voxels = 0
+        self.count = 0
+
+    def finished(self, block: Block, result: Any) -> None:
+        """Count a block `process` returned, record it in the ledger and advance the bar."""
+        self.voxels += _voxels(result)
+        self.count += 1
+        if self.ledger is not None:
+            self.ledger.record(block, result)
+        self.bar.update()
+        rate = self.voxels / (time.perf_counter() - self.started)
+        self.bar.set_postfix(voxels_per_s=f"{rate:.3g}")
+
+
+def _dispatch(
+    process: Callable[[Block], Any],
+    todo: Iterator[Block],
+    finished: Callable[[Block, Any], None],
+    execution: Execution,
+    client: Any,
+) -> None:
+    """Run the blocks where `execution` and `client` say (see :func:`run_blocks`)."""
+    if execution.in_process and client is None and isinstance(process, StagedWorker):
+        _pipelined(process, todo, finished, IN_PROCESS_THREADS)
+    elif execution.in_process and client is None:
+        _in_threads(process, todo, finished)
+    elif client is not None:
+        _on_dask(client, process, todo, finished)
+    else:
+        with open_client(execution) as own:
+            _on_dask(own, process, todo, finished)
+
+
 def run_blocks(
     process: Callable[[Block], Any],
     blocks: Iterable[Block],
@@ -233,45 +273,26 @@ def run_blocks(
     if done:
         log.info("%d blocks already done", done)
     todo = (b for b in blocks if ledger is None or not ledger.is_done(b))
-    started = time.perf_counter()
-    voxels = 0
-    bar = tqdm(
-        total=None if total is None else max(0, total - done),
-        desc=description,
-        unit="block",
-        disable=not execution.progress,
+    progress = _Progress(
+        ledger,
+        tqdm(
+            total=None if total is None else max(0, total - done),
+            desc=description,
+            unit="block",
+            disable=not execution.progress,
+        ),
     )
-
-    count = 0
-
-    def finished(block: Block, result: Any) -> None:
-        nonlocal voxels, count
-        voxels += _voxels(result)
-        count += 1
-        if ledger is not None:
-            ledger.record(block, result)
-        bar.update()
-        bar.set_postfix(voxels_per_s=f"{voxels / (time.perf_counter() - started):.3g}")
-
     try:
-        if execution.in_process and client is None and isinstance(process, StagedWorker):
-            _pipelined(process, todo, finished, IN_PROCESS_THREADS)
-        elif execution.in_process and client is None:
-            _in_threads(process, todo, finished)
-        elif client is not None:
-            _on_dask(client, process, todo, finished)
-        else:
-            with open_client(execution) as own:
-                _on_dask(own, process, todo, finished)
+        _dispatch(process, todo, progress.finished, execution, client)
     finally:
         if ledger is not None and hasattr(ledger, "close"):
             ledger.close()
-        bar.close()
-    seconds = time.perf_counter() - started
+        progress.bar.close()
+    seconds = time.perf_counter() - progress.started
     return {
-        "blocks": count,
-        "voxels": voxels,
+        "blocks": progress.count,
+        "voxels": progress.voxels,
         "seconds": seconds,
-        "voxels_per_s": voxels / max(seconds, 1e-9),
+        "voxels_per_s": progress.voxels / max(seconds, 1e-9),
         "driver_rss_mb": psutil.Process().memory_info().rss / 2**20,
     }

@@ -24,17 +24,16 @@ if TYPE_CHECKING:
     from dacapo_hydra.architectures.base import Architecture
 
 BYTES_PER_VALUE = 4  # float32 activations
-# Values kept per voxel and feature map for the backward pass, calibrated on a CPU
-# (peak RSS of a batch of 2 crops of 18 x 100 x 100 through 3 levels of 12 feature
-# maps: 182 MiB measured, 186 MiB by this count): 3 per convolution above the bottom
-# (output, activation, and the up path's upsampled and concatenated share), 2 at it.
-# With 'same' padding on a CPU the peak is about 3x this count (oneDNN's padded copies:
-# 411 MiB measured for 2 crops of 56 cubed, 128 modelled), so `CPU_BUDGET` is in
-# modelled bytes, not a bound on the process's memory.
+# Values kept per voxel and feature map for the backward pass, calibrated against a
+# CPU's peak RSS for a valid U-Net (the figures: README, "Benchmarks"): 3 per convolution
+# above the bottom (output, activation, and the up path's upsampled and concatenated
+# share), 2 at it. With 'same' padding on a CPU the peak is several times this count
+# (oneDNN's padded copies), so `CPU_BUDGET` is in modelled bytes, not a bound on the
+# process's memory.
 VALUES_PER_LEVEL = 3 * CONVS_PER_LEVEL
 VALUES_AT_BOTTOM = 2 * CONVS_PER_LEVEL
 GPU_USABLE = 0.75  # of the device's memory: the rest for CUDA's context, the optimiser, caches
-CPU_BUDGET = 128 * 2**20  # modelled bytes: 56 cubed at 8 nm, about 3 s a step on 2 free cores
+CPU_BUDGET = 128 * 2**20  # modelled bytes: 56 cubed at 8 nm, a step a CPU takes in seconds
 MIN_BATCH = 2
 MAX_BATCH_GPU = 16
 MAX_EDGE = 256  # voxels of the finest axis' size the crop starts from
@@ -146,6 +145,43 @@ def shape_network(topology: Topology, padding: str = "valid") -> Architecture:
     )
 
 
+def _shrink_to_budget(
+    net: Architecture,
+    shape: list[int],
+    smallest: Sequence[int],
+    topology: Topology,
+    fmaps: Sequence[int],
+    budget: Budget,
+) -> tuple[list[int], bool]:
+    """Shrink `shape` along its widest axis (nm) until a batch of MIN_BATCH fits `budget`.
+
+    Returns:
+        The valid crop shape, and whether it was shrunk.
+
+    Raises:
+        ValueError: the smallest valid crop does not fit the budget.
+
+    """
+    shape = list(shape)
+    dims = len(shape)
+    shrunk = False
+    while activation_bytes(shape, topology, fmaps) * MIN_BATCH > budget.bytes:
+        widths = [s * v for s, v in zip(shape, topology.voxel_size, strict=True)]
+        axes = [a for a in range(dims) if shape[a] > smallest[a]]
+        if not axes:
+            raise ValueError(
+                f"plan: the smallest valid crop {tuple(smallest)} needs "
+                f"{activation_bytes(smallest, topology, fmaps) * MIN_BATCH / 2**20:.0f} MiB "
+                f"for a batch of {MIN_BATCH}; the budget is {budget.bytes / 2**20:.0f} MiB"
+            )
+        axis = max(axes, key=lambda a: (widths[a], a))
+        near = list(shape)
+        near[axis] = max(smallest[axis], shape[axis] - 1)
+        shape[axis] = net.valid_input_shape(near, "down")[axis]
+        shrunk = True
+    return shape, shrunk
+
+
 def plan_crop(
     topology: Topology,
     fmaps: Sequence[int],
@@ -177,21 +213,7 @@ def plan_crop(
         if all(s >= m for s, m in zip(start, smallest, strict=True))
         else list(smallest)
     )
-    shrunk = False
-    while activation_bytes(shape, topology, fmaps) * MIN_BATCH > budget.bytes:
-        widths = [s * v for s, v in zip(shape, topology.voxel_size, strict=True)]
-        axes = [a for a in range(dims) if shape[a] > smallest[a]]
-        if not axes:
-            raise ValueError(
-                f"plan: the smallest valid crop {tuple(smallest)} needs "
-                f"{activation_bytes(smallest, topology, fmaps) * MIN_BATCH / 2**20:.0f} MiB "
-                f"for a batch of {MIN_BATCH}; the budget is {budget.bytes / 2**20:.0f} MiB"
-            )
-        axis = max(axes, key=lambda a: (widths[a], a))
-        near = list(shape)
-        near[axis] = max(smallest[axis], shape[axis] - 1)
-        shape[axis] = net.valid_input_shape(near, "down")[axis]
-        shrunk = True
+    shape, shrunk = _shrink_to_budget(net, shape, smallest, topology, fmaps, budget)
     step = activation_bytes(shape, topology, fmaps)
     if budget.device == "gpu":
         batch = max(MIN_BATCH, min(MAX_BATCH_GPU, budget.bytes // step))

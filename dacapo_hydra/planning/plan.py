@@ -14,9 +14,9 @@ from typing import Any
 
 from dacapo_hydra.data.fingerprint import Fingerprint
 from dacapo_hydra.planning.augmentations import plan_augmentations
-from dacapo_hydra.planning.budget import Budget, fmaps_per_level, plan_crop
+from dacapo_hydra.planning.budget import Budget, Crop, fmaps_per_level, plan_crop
 from dacapo_hydra.planning.stopping import plan_stopping
-from dacapo_hydra.planning.topology import plan_topology
+from dacapo_hydra.planning.topology import Topology, plan_topology
 
 # Group choices a plan may make; the rest of its keys are values.
 GROUPS = ("architecture", "callbacks")
@@ -63,6 +63,55 @@ class Plan:
         }
 
 
+def _plan_network(
+    plan: Plan, architecture: str, topology: Topology, padding: str, fmaps: tuple[int, int]
+) -> None:
+    """Add the network family's topology, padding and feature maps to `plan`."""
+    num_fmaps, inc = fmaps
+    factors = "; ".join("x".join(str(f) for f in level) for level in topology.downsample_factors)
+    plan.add("architecture", architecture, "the planned U-Net family (plan.architecture)")
+    if architecture == "cnnectome_unet":
+        for key, value in topology.cnnectome().items():
+            why = (
+                f"{topology.levels} levels ({factors}): {topology.reason}"
+                if key == "downsample_factors"
+                else "kernel 1 on an axis while it is coarse, 3 elsewhere"
+            )
+            plan.add(f"architecture.{key}", value, why)
+        plan.add(
+            "architecture.padding",
+            padding,
+            "GPU: valid (translation equivariant)"
+            if padding == "valid"
+            else "CPU: same (a step's cost is its voxels; valid would spend them on context)",
+        )
+        plan.add("architecture.num_fmaps", num_fmaps, f"{plan.device}: top-level feature maps")
+        plan.add("architecture.fmap_inc_factor", inc, "feature maps double per level down")
+    else:
+        for key, value in topology.monai(num_fmaps).items():
+            plan.add(
+                f"architecture.network.{key}",
+                value,
+                f"{topology.levels} levels ({factors}): {topology.reason}",
+            )
+        plan.add("architecture.divisor", list(topology.total_factor), "the total stride per axis")
+        plan.add("architecture.fmaps_out", num_fmaps, "the top level's channels")
+
+
+def _plan_stopping(plan: Plan, fingerprint: Fingerprint, crop: Crop) -> None:
+    """Add validation, iterations and early stopping, sized to the labelled data, to `plan`."""
+    stopping = plan_stopping(fingerprint.labelled_voxels, crop.output_shape, crop.batch_size)
+    plan.add(
+        "validation_interval", stopping.validation_interval, stopping.reasons["validation_interval"]
+    )
+    plan.add(
+        "validation_samples", stopping.validation_samples, stopping.reasons["validation_samples"]
+    )
+    plan.add("iterations", stopping.iterations, stopping.reasons["iterations"])
+    plan.add("callbacks", "early_stopping", "train until the validation criterion stops improving")
+    plan.add("callbacks.early_stopping.patience", stopping.patience, stopping.reasons["patience"])
+
+
 def make_plan(
     fingerprint: Fingerprint, budget: Budget, architecture: str = "cnnectome_unet"
 ) -> Plan:
@@ -94,34 +143,7 @@ def make_plan(
         fingerprint.labelled_extent_voxels,
         padding if architecture == "cnnectome_unet" else "same",
     )
-    factors = "; ".join("x".join(str(f) for f in level) for level in topology.downsample_factors)
-    plan.add("architecture", architecture, "the planned U-Net family (plan.architecture)")
-    if architecture == "cnnectome_unet":
-        for key, value in topology.cnnectome().items():
-            why = (
-                f"{topology.levels} levels ({factors}): {topology.reason}"
-                if key == "downsample_factors"
-                else "kernel 1 on an axis while it is coarse, 3 elsewhere"
-            )
-            plan.add(f"architecture.{key}", value, why)
-        plan.add(
-            "architecture.padding",
-            padding,
-            "GPU: valid (translation equivariant)"
-            if padding == "valid"
-            else "CPU: same (a step's cost is its voxels; valid would spend them on context)",
-        )
-        plan.add("architecture.num_fmaps", num_fmaps, f"{budget.device}: top-level feature maps")
-        plan.add("architecture.fmap_inc_factor", inc, "feature maps double per level down")
-    else:
-        for key, value in topology.monai(num_fmaps).items():
-            plan.add(
-                f"architecture.network.{key}",
-                value,
-                f"{topology.levels} levels ({factors}): {topology.reason}",
-            )
-        plan.add("architecture.divisor", list(topology.total_factor), "the total stride per axis")
-        plan.add("architecture.fmaps_out", num_fmaps, "the top level's channels")
+    _plan_network(plan, architecture, topology, padding, (num_fmaps, inc))
     plan.add("architecture.input_shape", list(crop.input_shape), crop.reason)
     plan.add(
         "architecture.eval_input_shape",
@@ -131,14 +153,5 @@ def make_plan(
     plan.add("trainer.batch_size", crop.batch_size, crop.reason.split("; ")[-1])
     for key, (value, why) in plan_augmentations(fingerprint).items():
         plan.add(key, value, why)
-    stopping = plan_stopping(fingerprint.labelled_voxels, crop.output_shape, crop.batch_size)
-    plan.add(
-        "validation_interval", stopping.validation_interval, stopping.reasons["validation_interval"]
-    )
-    plan.add(
-        "validation_samples", stopping.validation_samples, stopping.reasons["validation_samples"]
-    )
-    plan.add("iterations", stopping.iterations, stopping.reasons["iterations"])
-    plan.add("callbacks", "early_stopping", "train until the validation criterion stops improving")
-    plan.add("callbacks.early_stopping.patience", stopping.patience, stopping.reasons["patience"])
+    _plan_stopping(plan, fingerprint, crop)
     return plan

@@ -113,21 +113,10 @@ def convert(
     """
     stack = TiffStack(source)
     dims = len(stack.shape)
-    vs = [float(v) for v in voxel_size]
-    off = [float(o) for o in (offset if offset is not None else [0.0] * dims)]
-    if len(vs) != dims or len(off) != dims:
-        raise ValueError(
-            f"{source}: a {dims}D stack needs {dims} voxel_size and offset values, "
-            f"got {vs} and {off}"
-        )
+    vs, off = _placement(source, dims, voxel_size, offset)
     if levels < 1:
         raise ValueError(f"levels must be at least 1, got {levels}")
-    if labels:
-        if np.dtype(stack.dtype).kind not in "biu":
-            raise ValueError(f"--labels {source}: labels are integers, this stack is {stack.dtype}")
-        dataset = f"{labelled_image(container, image)}/{LABELS_GROUP}/{dataset.strip('/')}"
-    if Path(container).exists() and dataset in zarr.open_group(str(container), mode="r"):
-        raise ValueError(f"{container}:{dataset} exists already; pick another dataset name")
+    dataset = _new_dataset(source, stack, container, dataset, labels, image)
     created = not Path(container).exists()
     shapes = [tuple(max(1, s // 2**level) for s in stack.shape) for level in range(levels)]
     arrays = create_image(
@@ -147,6 +136,38 @@ def convert(
         _discard(container, dataset, created)
         raise
     return zarr.open_group(str(container), mode="r")[dataset]
+
+
+def _placement(
+    source: str | Path, dims: int, voxel_size: Sequence[float], offset: Sequence[float] | None
+) -> tuple[list[float], list[float]]:
+    """Voxel size and offset (nm; offset 0 by default), one value per axis of the stack."""
+    vs = [float(v) for v in voxel_size]
+    off = [float(o) for o in (offset if offset is not None else [0.0] * dims)]
+    if len(vs) != dims or len(off) != dims:
+        raise ValueError(
+            f"{source}: a {dims}D stack needs {dims} voxel_size and offset values, "
+            f"got {vs} and {off}"
+        )
+    return vs, off
+
+
+def _new_dataset(
+    source: str | Path,
+    stack: TiffStack,
+    container: str | Path,
+    dataset: str,
+    labels: bool,
+    image: str | None,
+) -> str:
+    """The group to write (labels: under their image's `labels/`), refused if it exists."""
+    if labels:
+        if np.dtype(stack.dtype).kind not in "biu":
+            raise ValueError(f"--labels {source}: labels are integers, this stack is {stack.dtype}")
+        dataset = f"{labelled_image(container, image)}/{LABELS_GROUP}/{dataset.strip('/')}"
+    if Path(container).exists() and dataset in zarr.open_group(str(container), mode="r"):
+        raise ValueError(f"{container}:{dataset} exists already; pick another dataset name")
+    return dataset
 
 
 def _copy(stack: TiffStack, arrays: list[zarr.Array], chunk: int, labels: bool) -> None:

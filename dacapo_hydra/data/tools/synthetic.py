@@ -65,6 +65,76 @@ DEFAULT_SHAPE = {
 }
 
 
+def _cells(
+    rng: np.random.Generator, grid: np.ndarray, diameter: np.ndarray, stretch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Cell instances (uint64, 0 on membranes), the membranes, and the number of cells.
+
+    Cells are warped Voronoi regions of random seeds, round in world units.
+    """
+    shape = grid.shape[1:]
+    dims = len(shape)
+    n_cells = max(2, int(np.prod(shape) / np.prod(diameter) * 1.5))
+    seeds = rng.uniform(0, 1, (n_cells, dims)) * np.asarray(shape)
+    # Smooth random displacements make the Voronoi cells wavy rather than convex.
+    warp = np.stack(
+        [ndimage.gaussian_filter(rng.normal(size=shape), sigma=list(diameter / 3)) for _ in shape]
+    )
+    warp *= (diameter / 2 / (np.abs(warp).max() + 1e-9)).reshape((dims,) + (1,) * dims)
+    points = (grid + warp.astype(np.float32)).reshape(dims, -1).T
+    # Nearest seed in world units (finest-voxel units): Voronoi cells round in nm.
+    _, nearest = cKDTree(seeds * stretch).query(points * stretch, workers=-1)
+    labels = (nearest.reshape(shape) + 1).astype(np.uint64)
+    membrane = find_boundaries(labels, mode="thick")
+    labels[membrane] = 0
+    return labels, membrane, n_cells
+
+
+def _organelles(
+    rng: np.random.Generator,
+    grid: np.ndarray,
+    labels: np.ndarray,
+    n_cells: int,
+    cell_diameter: float,
+    stretch: np.ndarray,
+) -> np.ndarray:
+    """Ellipsoidal blob instances (uint64) inside cells, one per two cells."""
+    shape = labels.shape
+    dims = len(shape)
+    organelles = np.zeros(shape, np.uint64)
+    n_blobs = max(1, n_cells // 2)
+    centres = rng.uniform(0, 1, (n_blobs, dims)) * np.asarray(shape)
+    radii = rng.uniform(cell_diameter / 10, cell_diameter / 5, (n_blobs, dims)) / stretch
+    for i, (c, r) in enumerate(zip(centres, radii, strict=True), start=1):
+        lo = np.maximum(np.floor(c - r).astype(int), 0)
+        hi = np.minimum(np.ceil(c + r).astype(int) + 1, shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        local = grid[(slice(None), *box)]
+        inside = sum(((local[d] - c[d]) / r[d]) ** 2 for d in range(dims)) <= 1
+        inside &= labels[box] > 0
+        organelles[box][inside] = i
+    return organelles
+
+
+def _em_raw(
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    membrane: np.ndarray,
+    organelles: np.ndarray,
+    n_cells: int,
+) -> np.ndarray:
+    """The uint8 EM-like image: a tone per cell, dark organelles, bright membranes, blur, noise."""
+    shape = labels.shape
+    cell_tone = rng.uniform(0.45, 0.65, n_cells + 1)
+    raw = cell_tone[labels.astype(np.int64)]
+    raw += 0.06 * ndimage.gaussian_filter(rng.normal(size=shape), sigma=1.5)
+    raw[organelles > 0] -= 0.25
+    raw[membrane] = 0.9
+    raw = ndimage.gaussian_filter(raw, sigma=1.0)
+    raw += rng.normal(scale=0.04, size=shape)
+    return np.clip(raw * 255, 0, 255).astype(np.uint8)
+
+
 def generate_volume(
     shape: Sequence[int],
     seed: int,
@@ -94,42 +164,10 @@ def generate_volume(
     stretch = vs / vs.min()
     diameter = cell_diameter / stretch  # the cell diameter in each axis's own voxels
     rng = np.random.default_rng(seed)
-    n_cells = max(2, int(np.prod(shape) / np.prod(diameter) * 1.5))
-    seeds = rng.uniform(0, 1, (n_cells, dims)) * np.asarray(shape)
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
-    # Smooth random displacements make the Voronoi cells wavy rather than convex.
-    warp = np.stack(
-        [ndimage.gaussian_filter(rng.normal(size=shape), sigma=list(diameter / 3)) for _ in shape]
-    )
-    warp *= (diameter / 2 / (np.abs(warp).max() + 1e-9)).reshape((dims,) + (1,) * dims)
-    points = (grid + warp.astype(np.float32)).reshape(dims, -1).T
-    # Nearest seed in world units (finest-voxel units): Voronoi cells round in nm.
-    _, nearest = cKDTree(seeds * stretch).query(points * stretch, workers=-1)
-    labels = (nearest.reshape(shape) + 1).astype(np.uint64)
-    membrane = find_boundaries(labels, mode="thick")
-    labels[membrane] = 0
-
-    organelles = np.zeros(shape, np.uint64)
-    n_blobs = max(1, n_cells // 2)
-    centres = rng.uniform(0, 1, (n_blobs, dims)) * np.asarray(shape)
-    radii = rng.uniform(cell_diameter / 10, cell_diameter / 5, (n_blobs, dims)) / stretch
-    for i, (c, r) in enumerate(zip(centres, radii, strict=True), start=1):
-        lo = np.maximum(np.floor(c - r).astype(int), 0)
-        hi = np.minimum(np.ceil(c + r).astype(int) + 1, shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        local = grid[(slice(None), *box)]
-        inside = sum(((local[d] - c[d]) / r[d]) ** 2 for d in range(dims)) <= 1
-        inside &= labels[box] > 0
-        organelles[box][inside] = i
-
-    cell_tone = rng.uniform(0.45, 0.65, n_cells + 1)
-    raw = cell_tone[labels.astype(np.int64)]
-    raw += 0.06 * ndimage.gaussian_filter(rng.normal(size=shape), sigma=1.5)
-    raw[organelles > 0] -= 0.25
-    raw[membrane] = 0.9
-    raw = ndimage.gaussian_filter(raw, sigma=1.0)
-    raw += rng.normal(scale=0.04, size=shape)
-    raw = np.clip(raw * 255, 0, 255).astype(np.uint8)
+    labels, membrane, n_cells = _cells(rng, grid, diameter, stretch)
+    organelles = _organelles(rng, grid, labels, n_cells, cell_diameter, stretch)
+    raw = _em_raw(rng, labels, membrane, organelles, n_cells)
 
     mask = np.ones(shape, np.uint8)
     unannotated = max(1, shape[-1] // 8)

@@ -79,19 +79,37 @@ def generate_nuclei(
     d_um = (diameter[0] / 1000.0, diameter[1] / 1000.0)
     centres, radii = _place(geo, extent, d_um, DEFAULT_FILL[dims] if fill is None else fill)
     labels, dist = _rasterize(geo, shape, vs_um, centres, radii)
-    labels = _keep_largest_components(labels)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    labels = inverse.reshape(shape).astype(np.uint64)
-    if ids[0] != 0:  # every voxel inside a nucleus: ids start at 1 all the same
-        labels += 1
+    labels = _consecutive(_keep_largest_components(labels))
     dist[labels == 0] = np.inf
 
     raw = _render(img, geo, labels, dist, vs_um, brightness)
-    raw = ndimage.gaussian_filter(raw, sigma=psf / vs)
-    photons = img.poisson(np.clip(raw, 0, None) / gain)
-    raw = photons * gain + img.normal(scale=read_noise, size=shape)
-    raw = np.clip(np.rint(raw), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    raw = _image(img, raw, psf / vs, gain, read_noise)
     return {"raw": raw, "labels": labels, "mask": np.ones(shape, np.uint8)}
+
+
+def _consecutive(labels: np.ndarray) -> np.ndarray:
+    """`labels` renumbered 1..N in order of their ids (0 stays background), as uint64.
+
+    Example:
+        >>> _consecutive(np.array([[0, 7], [3, 7]])).tolist()
+        [[0, 2], [1, 2]]
+
+    """
+    ids, inverse = np.unique(labels, return_inverse=True)
+    relabelled = inverse.reshape(labels.shape).astype(np.uint64)
+    if ids[0] != 0:  # every voxel inside a nucleus: ids start at 1 all the same
+        relabelled += 1
+    return relabelled
+
+
+def _image(
+    rng: np.random.Generator, raw: np.ndarray, psf: np.ndarray, gain: float, read_noise: float
+) -> np.ndarray:
+    """The camera's uint16 counts of the rendered `raw`: PSF blur (voxels), shot and read noise."""
+    raw = ndimage.gaussian_filter(raw, sigma=psf)
+    photons = rng.poisson(np.clip(raw, 0, None) / gain)
+    raw = photons * gain + rng.normal(scale=read_noise, size=raw.shape)
+    return np.clip(np.rint(raw), 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 def _place(

@@ -41,7 +41,7 @@ def fragments(
     foreground = mean > foreground_threshold
     if not foreground.any():
         return np.zeros(mean.shape, np.uint64)
-    # edt's exact transform is 2-3x scipy's on these sizes (the fragments pass's limit).
+    # edt's exact transform beats scipy's on these sizes (the fragments pass's limit).
     distance = edt.edt(foreground, anisotropy=tuple(float(v) for v in voxel_size), parallel=1)
     seeds = (distance == maximum_filter(distance, size=3)) & foreground
     markers, _ = connected_components(seeds)
