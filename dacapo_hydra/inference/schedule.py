@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 from tqdm.auto import tqdm
 
-from dacapo_hydra.devices import device_cluster
+from dacapo_hydra.devices import device_cluster, worker_malloc
 from dacapo_hydra.inference.blocks import Block, BlockResult, StagedWorker
 from dacapo_hydra.inference.options import Execution
 
@@ -127,12 +127,13 @@ def open_client(execution: Execution | None, client: Any = None) -> Iterator[Any
     if execution.scheduler is None and execution.devices:
         cluster = device_cluster(execution.workers, execution.devices)
     elif execution.scheduler is None:
-        cluster = LocalCluster(
-            n_workers=execution.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
+        with worker_malloc():
+            cluster = LocalCluster(
+                n_workers=execution.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
     client = Client(execution.scheduler or cluster)
     try:
         yield client
