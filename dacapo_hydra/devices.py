@@ -186,7 +186,7 @@ def _cluster_class() -> type:
         def __init__(self, n_workers: int, devices: Sequence[str], **kwargs: Any) -> None:
             self.devices = list(devices)
             super().__init__(
-                n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None, **kwargs
+                n_workers=0, threads_per_worker=1, processes=True, dashboard_address=":0", **kwargs
             )
             # LocalCluster makes its first workers without new_worker_spec: scale from none.
             self.scale(n_workers)

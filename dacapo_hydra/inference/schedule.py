@@ -16,7 +16,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -37,9 +38,24 @@ WRITE_BEHIND = 1
 WINDOW_PER_WORKER = 4
 
 
-def _call(block: Block, worker: Callable[[Block], int]) -> int:
-    """`worker(block)`, as a Dask task whose worker argument is a scattered future."""
-    return worker(block)
+@dataclass(frozen=True)
+class _Raised:
+    """An `OSError` a Dask task returned instead of raising (see :func:`_call`)."""
+
+    error: OSError
+
+
+def _call(block: Block, worker: Callable[[Block], int]) -> int | _Raised:
+    """`worker(block)`, as a Dask task whose worker argument is a scattered future.
+
+    An `OSError` (a full disk, a file gone) is what the machine did, not a bug: it is
+    returned, for the driver to raise and the command to report in one line, instead
+    of the worker logging the failed task with its traceback besides.
+    """
+    try:
+        return worker(block)
+    except OSError as error:
+        return _Raised(error)
 
 
 def _then(future: Future, pool: ThreadPoolExecutor, fn: Callable[[Any], Any]) -> Future:
@@ -132,15 +148,33 @@ def open_client(execution: Execution | None, client: Any = None) -> Iterator[Any
                 n_workers=execution.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # Any free port: the scheduler's HTTP server starts even without a
+                # dashboard, and warns when Dask's default port is taken.
+                dashboard_address=":0",
             )
     client = Client(execution.scheduler or cluster)
     try:
         yield client
+    except BaseException:
+        # The command reports what went wrong in one line; what the workers and nannies
+        # say about the work cancelled as the cluster closes is noise now.
+        _quiet_cluster(client)
+        raise
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _quiet_cluster(client: Any) -> None:
+    """Dask's loggers in this process and on the client's workers, errors only."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    with suppress(Exception):  # a worker already gone has nothing to say
+        client.run(_quiet_worker)
+
+
+def _quiet_worker() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def _in_threads(
@@ -190,7 +224,10 @@ def _on_dask(
         block_of[future.key] = block
         running.add(future)
     for future in running:
-        finished(block_of.pop(future.key), future.result())
+        result = future.result()
+        if isinstance(result, _Raised):
+            raise result.error
+        finished(block_of.pop(future.key), result)
         following = next(todo, None)
         if following is not None:
             nxt = client.submit(_call, following, worker=shipped, pure=False)
