@@ -19,8 +19,7 @@ import copy
 import multiprocessing
 import os
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from dacapo_hydra.errors import ConfigError
@@ -147,31 +146,6 @@ def worker_device(index: int, devices: Sequence[str]) -> str:
     return devices[index % len(devices)]
 
 
-# glibc's allocator in the Dask workers this package starts. Dask's nanny sets only
-# MALLOC_TRIM_THRESHOLD_ (so that workers hand memory back), which also turns off glibc's
-# sliding mmap threshold: each of a block's arrays (megabytes) is then mapped, faulted
-# in, zeroed and unmapped anew, and the block passes run much slower than the same
-# blocks in one process (README, "Blockwise instance labels as the volume grows").
-# Arrays below 32 MiB come from the heap, which keeps up to 128 MiB free before
-# handing it back.
-WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 128 * 2**20}
-
-
-@contextmanager
-def worker_malloc() -> Iterator[None]:
-    """Dask's config while in the block: workers started then get :data:`WORKER_MALLOC`.
-
-    glibc reads these variables when a process starts, so they go in Dask's
-    `distributed.nanny.pre-spawn-environ` (set before the worker process is spawned).
-    """
-    import dask
-    import distributed  # noqa: F401 - loads Dask's distributed defaults into its config
-
-    key = "distributed.nanny.pre-spawn-environ"
-    with dask.config.set({key: {**dask.config.get(key, default={}), **WORKER_MALLOC}}):
-        yield
-
-
 def _cluster_class() -> type:
     from dask.distributed import LocalCluster
 
@@ -207,5 +181,4 @@ def _cluster_class() -> type:
 
 def device_cluster(workers: int, devices: Sequence[str]) -> Any:
     """A local Dask cluster of `workers` processes, GPUs assigned by :func:`worker_device`."""
-    with worker_malloc():
-        return _cluster_class()(workers, devices)
+    return _cluster_class()(workers, devices)

@@ -164,7 +164,6 @@ def label_once(args: argparse.Namespace) -> dict:
     """One labelling in this process (the driver); prints its figures as JSON."""
     from dask.distributed import Client, LocalCluster
 
-    from dacapo_hydra.devices import worker_malloc
     from dacapo_hydra.inference.fragments import Source
     from dacapo_hydra.inference.graph import count_rows
     from dacapo_hydra.inference.labels import plan_labels
@@ -174,10 +173,7 @@ def label_once(args: argparse.Namespace) -> dict:
     cluster = client = None
     execution = Execution(progress=False)
     if args.workers > 1:
-        with worker_malloc():  # as the commands start their clusters
-            cluster = LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, dashboard_address=None
-            )
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0")
         client = Client(cluster)
         execution = Execution(scheduler=cluster.scheduler_address, progress=False)
     cpu_at_start = {}

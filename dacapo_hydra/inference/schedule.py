@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 from tqdm.auto import tqdm
 
-from dacapo_hydra.devices import device_cluster, worker_malloc
+from dacapo_hydra.devices import device_cluster
 from dacapo_hydra.inference.blocks import Block, BlockResult, StagedWorker
 from dacapo_hydra.inference.options import Execution
 
@@ -143,15 +143,14 @@ def open_client(execution: Execution | None, client: Any = None) -> Iterator[Any
     if execution.scheduler is None and execution.devices:
         cluster = device_cluster(execution.workers, execution.devices)
     elif execution.scheduler is None:
-        with worker_malloc():
-            cluster = LocalCluster(
-                n_workers=execution.workers,
-                threads_per_worker=1,
-                processes=True,
-                # Any free port: the scheduler's HTTP server starts even without a
-                # dashboard, and warns when Dask's default port is taken.
-                dashboard_address=":0",
-            )
+        cluster = LocalCluster(
+            n_workers=execution.workers,
+            threads_per_worker=1,
+            processes=True,
+            # Any free port: the scheduler's HTTP server starts even without a
+            # dashboard, and warns when Dask's default port is taken.
+            dashboard_address=":0",
+        )
     client = Client(execution.scheduler or cluster)
     try:
         yield client
