@@ -5,4 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV=${VENV:-.venv}
 "$VENV/bin/ruff" check .
+# Without arguments, the fast tier on every core, at most 4 (pytest-xdist); with
+# arguments (e.g. `-m slow`), exactly what they say, in one process.
+if [ $# -eq 0 ]; then
+  set -- -n auto --maxprocesses 4
+fi
 exec "$VENV/bin/python" -m pytest "$@"
