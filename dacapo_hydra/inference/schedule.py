@@ -154,9 +154,11 @@ def open_client(execution: Execution | None, client: Any = None) -> Iterator[Any
     client = Client(execution.scheduler or cluster)
     try:
         yield client
-    except BaseException:
+    except Exception:
         # The command reports what went wrong in one line; what the workers and nannies
-        # say about the work cancelled as the cluster closes is noise now.
+        # say about the work cancelled as the cluster closes is noise now. (A stop signal
+        # is a KeyboardInterrupt, not caught here: the whole job, workers included, is
+        # stopping, and the signal's handler quiets this process.)
         _quiet_cluster(client)
         raise
     finally:
